@@ -1,0 +1,153 @@
+#!/usr/bin/env node
+// bench/stream-overhead: tokens/s and time to first token streaming through the daemon vs
+// straight to the runner, on one forged ~150M-parameter F16 model, alternating in one run.
+// Prints a table and the ratios, writes JSON to bench/results/stream-overhead.json.
+//
+//   npm run build && node bench/stream-overhead.mjs [--rounds 12] [--tokens 128]
+import { spawn } from 'node:child_process';
+import { mkdir, mkdtemp, stat, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { forgeModel, shapeForParams } from '../dist/gguf/forge.js';
+
+const root = path.resolve(import.meta.dirname, '..');
+const { values } = parseArgs({
+  options: { rounds: { type: 'string', default: '12' }, tokens: { type: 'string', default: '128' } },
+});
+const ROUNDS = Number(values.rounds);
+const TOKENS = Number(values.tokens);
+
+const modelsDir = path.join(root, '.cache', 'bench-models');
+await mkdir(modelsDir, { recursive: true });
+const modelFile = path.join(modelsDir, 'bench-150m-f16.gguf');
+if (!(await stat(modelFile).catch(() => null))) {
+  process.stderr.write('forging the ~150M-parameter F16 model…\n');
+  await forgeModel({ out: modelFile, params: 150_000_000, type: 'f16', ctx: 4096, chatTemplate: 'chatml', seed: 1 });
+}
+const shape = shapeForParams(150_000_000);
+
+const home = await mkdtemp(path.join(os.tmpdir(), 'headroom-bench-'));
+await writeFile(
+  path.join(home, 'config.yaml'),
+  `port: 0\ndemoModel: false\nmodelDirs: [${JSON.stringify(modelsDir)}]\nrunner:\n  contextSize: 2048\n`,
+);
+const daemon = spawn(process.execPath, [path.join(root, 'bin/headroom.js'), 'serve', '--config', path.join(home, 'config.yaml')], {
+  env: { ...process.env, HEADROOM_HOME: home, HEADROOM_LOG_LEVEL: 'warn' },
+  stdio: ['ignore', 'pipe', 'inherit'],
+});
+const daemonUrl = await new Promise((resolve, reject) => {
+  let out = '';
+  daemon.stdout.on('data', (d) => {
+    out += d;
+    const m = /listening on (http:\/\/\S+)/.exec(out);
+    if (m) resolve(m[1]);
+  });
+  daemon.once('exit', (c) => reject(new Error(`daemon exited ${c}`)));
+});
+
+try {
+  const load = await fetch(`${daemonUrl}/admin/models/bench-150m-f16/load`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+  const loaded = await load.json();
+  if (!load.ok) throw new Error(JSON.stringify(loaded));
+  const runnerUrl = loaded.url;
+
+  /** One streaming request; returns TTFT and decode rate measured at the client. */
+  async function once(base) {
+    const body = JSON.stringify({
+      model: 'bench-150m-f16',
+      messages: [{ role: 'user', content: 'Write a long story about a lighthouse keeper and the sea.' }],
+      max_tokens: TOKENS,
+      temperature: 0,
+      seed: 1,
+      stream: true,
+      stream_options: { include_usage: true },
+      // Keep every run the same length: do not stop at an end-of-text token.
+      ignore_eos: true,
+    });
+    const t0 = performance.now();
+    const res = await fetch(`${base}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+    if (!res.ok) throw new Error(`${res.status} ${await res.text()}`);
+    let first = 0;
+    let last = 0;
+    let tokens = 0;
+    let usage;
+    const decoder = new TextDecoder();
+    let buf = '';
+    for await (const chunk of res.body) {
+      buf += decoder.decode(chunk, { stream: true });
+      let i;
+      while ((i = buf.indexOf('\n\n')) >= 0) {
+        const ev = buf.slice(0, i);
+        buf = buf.slice(i + 2);
+        if (!ev.startsWith('data: ') || ev === 'data: [DONE]') continue;
+        const data = JSON.parse(ev.slice(6));
+        if (data.usage) usage = data.usage;
+        if (data.choices?.[0]?.delta?.content) {
+          const now = performance.now();
+          if (!first) first = now;
+          last = now;
+          tokens++;
+        }
+      }
+    }
+    const completion = usage?.completion_tokens ?? tokens;
+    return { ttftMs: first - t0, tokensPerS: last > first ? ((completion - 1) * 1000) / (last - first) : 0, completion };
+  }
+
+  // Warm up both paths once.
+  await once(runnerUrl);
+  await once(daemonUrl);
+  const runs = { direct: [], daemon: [] };
+  for (let r = 0; r < ROUNDS; r++) {
+    // Alternate the order each round so drift in machine load hits both paths alike.
+    const order = r % 2 === 0 ? ['direct', 'daemon'] : ['daemon', 'direct'];
+    for (const which of order) runs[which].push(await once(which === 'direct' ? runnerUrl : daemonUrl));
+  }
+
+  const median = (xs) => {
+    const s = [...xs].sort((a, b) => a - b);
+    const m = s.length >> 1;
+    return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+  };
+  const summary = (rs) => ({
+    ttftMedianMs: median(rs.map((x) => x.ttftMs)),
+    tokensPerSMedian: median(rs.map((x) => x.tokensPerS)),
+    tokensPerSMean: rs.reduce((a, x) => a + x.tokensPerS, 0) / rs.length,
+  });
+  const direct = summary(runs.direct);
+  const viaDaemon = summary(runs.daemon);
+  // Paired per-round differences cancel slow drift in machine load.
+  const addedTtft = median(runs.daemon.map((x, i) => x.ttftMs - runs.direct[i].ttftMs));
+  const throughputRatio = median(runs.daemon.map((x, i) => x.tokensPerS / runs.direct[i].tokensPerS));
+
+  const rows = [
+    ['path', 'TTFT median ms', 'tokens/s median'],
+    ['direct to runner', direct.ttftMedianMs.toFixed(2), direct.tokensPerSMedian.toFixed(1)],
+    ['through daemon', viaDaemon.ttftMedianMs.toFixed(2), viaDaemon.tokensPerSMedian.toFixed(1)],
+  ];
+  const w = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
+  console.log(rows.map((r) => r.map((c, i) => c.padEnd(w[i])).join('  ')).join('\n'));
+  console.log(`\nthroughput ratio (daemon / direct, median of paired rounds): ${throughputRatio.toFixed(4)}  (target >= 0.98)`);
+  console.log(`added TTFT (daemon - direct, median of paired rounds): ${addedTtft.toFixed(2)} ms  (target <= 2 ms)`);
+
+  const result = {
+    bench: 'stream-overhead',
+    date: new Date().toISOString(),
+    machine: { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model, totalMemBytes: os.totalmem(), node: process.version },
+    model: { params: '150M', type: 'f16', shape, contextSize: 2048 },
+    rounds: ROUNDS,
+    maxTokens: TOKENS,
+    direct,
+    daemon: viaDaemon,
+    throughputRatio,
+    addedTtftMs: addedTtft,
+    runs,
+  };
+  await mkdir(path.join(root, 'bench/results'), { recursive: true });
+  await writeFile(path.join(root, 'bench/results/stream-overhead.json'), JSON.stringify(result, null, 2));
+  console.log('\nwrote bench/results/stream-overhead.json');
+} finally {
+  daemon.kill('SIGTERM');
+  await new Promise((r) => daemon.once('exit', r));
+}

@@ -1,0 +1,36 @@
+import { HeadroomError } from '../lib/errors.js';
+import { DaemonUnreachableError } from './exit.js';
+
+/** The daemon's URL: --url, else $HEADROOM_URL, else the default address. */
+export function daemonUrl(flag: string | undefined): string {
+  return flag ?? process.env.HEADROOM_URL ?? 'http://127.0.0.1:8642';
+}
+
+/** Calls the daemon's API; errors come back as HeadroomErrors carrying the daemon's message. */
+export async function callDaemon<T>(base: string, method: 'GET' | 'POST', path: string, body?: unknown): Promise<T> {
+  let res: Response;
+  try {
+    res = await fetch(new URL(path, base), {
+      method,
+      headers: body === undefined ? {} : { 'content-type': 'application/json' },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  } catch (err) {
+    throw new DaemonUnreachableError(`cannot reach the daemon at ${base} (${(err as Error).cause instanceof Error ? ((err as Error).cause as Error).message : String(err)}); start it with "headroom serve" or pass --url.`);
+  }
+  const text = await res.text();
+  if (!res.ok) {
+    let message = text;
+    let code = 'daemon_error';
+    try {
+      const parsed = JSON.parse(text) as { error?: { message?: string; code?: string } };
+      message = parsed.error?.message ?? text;
+      code = parsed.error?.code ?? code;
+    } catch {
+      // not JSON: keep the text
+    }
+    throw new HeadroomError(code, message, { status: res.status });
+  }
+  const ct = res.headers.get('content-type') ?? '';
+  return (ct.includes('json') ? JSON.parse(text) : text) as T;
+}

@@ -1,0 +1,80 @@
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { ExitCode, UsageError, exitCodeFor, renderCliError } from './exit.js';
+
+/**
+ * The CLI: a thin layer that parses flags and lazily loads one command module, so `headroom ps`
+ * does not load the daemon and `headroom serve` does not load the forge's tables.
+ */
+
+const USAGE = `headroom — memory-aware resource manager for local LLMs
+
+Usage:
+  headroom serve [--config FILE] [--host ADDR] [--port N] [--models DIR]...
+  headroom forge --out FILE [--params 50M | --layers N --embd N --heads N --kv-heads N --ff N --vocab N]
+                 [--ctx N] [--type f32|f16|q8_0] [--tied] [--chat-template chatml] [--seed N]
+  headroom ps [--json] [--url URL]
+  headroom load NAME [--json] [--url URL]
+  headroom unload NAME [--force] [--json] [--url URL]
+  headroom logs NAME [--bytes N] [--url URL]
+
+The daemon listens on http://127.0.0.1:8642 by default; other commands reach it at --url or $HEADROOM_URL.
+`;
+
+type Options = NonNullable<ParseArgsConfig['options']>;
+
+const commands: Record<string, { options: Options; run: (values: Record<string, unknown>, positionals: string[]) => Promise<number> }> = {
+  serve: {
+    options: { config: { type: 'string' }, host: { type: 'string' }, port: { type: 'string' }, models: { type: 'string', multiple: true } },
+    run: async (v) => (await import('./serve.js')).serve(v),
+  },
+  forge: {
+    options: {
+      out: { type: 'string' }, params: { type: 'string' }, layers: { type: 'string' }, embd: { type: 'string' },
+      heads: { type: 'string' }, 'kv-heads': { type: 'string' }, ff: { type: 'string' }, vocab: { type: 'string' },
+      ctx: { type: 'string' }, type: { type: 'string' }, tied: { type: 'boolean' }, 'chat-template': { type: 'string' },
+      seed: { type: 'string' }, name: { type: 'string' }, json: { type: 'boolean' },
+    },
+    run: async (v) => (await import('./forge.js')).forge(v),
+  },
+  ps: { options: { json: { type: 'boolean' }, url: { type: 'string' } }, run: async (v) => (await import('./models.js')).ps(v) },
+  load: { options: { json: { type: 'boolean' }, url: { type: 'string' } }, run: async (v, p) => (await import('./models.js')).load(v, p) },
+  unload: {
+    options: { json: { type: 'boolean' }, url: { type: 'string' }, force: { type: 'boolean' } },
+    run: async (v, p) => (await import('./models.js')).unload(v, p),
+  },
+  logs: { options: { bytes: { type: 'string' }, url: { type: 'string' } }, run: async (v, p) => (await import('./models.js')).logs(v, p) },
+};
+
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (!name || name === '--help' || name === '-h' || name === 'help') {
+    process.stdout.write(USAGE);
+    return name ? ExitCode.ok : ExitCode.usage;
+  }
+  if (name === '--version' || name === '-v') {
+    process.stdout.write('0.1.0\n');
+    return ExitCode.ok;
+  }
+  const command = commands[name];
+  try {
+    if (!command) throw new UsageError(`unknown command "${name}". Commands: ${Object.keys(commands).join(', ')}. See headroom --help.`);
+    let parsed;
+    try {
+      parsed = parseArgs({ args: rest, options: command.options, allowPositionals: true, strict: true });
+    } catch (err) {
+      throw new UsageError(`${(err as Error).message}. See headroom --help.`);
+    }
+    return await command.run(parsed.values as Record<string, unknown>, parsed.positionals);
+  } catch (err) {
+    process.stderr.write(renderCliError(err) + '\n');
+    return exitCodeFor(err);
+  }
+}
+
+/** Parses a non-negative integer flag, or throws a UsageError naming it. */
+export function intFlag(values: Record<string, unknown>, name: string): number | undefined {
+  const v = values[name];
+  if (v === undefined) return undefined;
+  if (typeof v !== 'string' || !/^\d+$/.test(v)) throw new UsageError(`--${name} must be a whole number, got "${String(v)}"`);
+  return Number(v);
+}

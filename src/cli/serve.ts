@@ -1,0 +1,59 @@
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { homeLayout, resolveHome } from '../config/home.js';
+import { ConfigError, normaliseConfig } from '../config/load.js';
+import { Daemon } from '../main.js';
+import { UsageError } from './exit.js';
+import { intFlag } from './main.js';
+
+const LOOPBACK = new Set(['127.0.0.1', 'localhost', '::1']);
+
+/** `headroom serve`: runs the daemon until SIGINT or SIGTERM. */
+export async function serve(values: Record<string, unknown>): Promise<number> {
+  const home = resolveHome();
+  const explicit = values.config as string | undefined;
+  const file = explicit ? path.resolve(explicit) : homeLayout(home).configFile;
+  let text = '';
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    if (explicit || (err as NodeJS.ErrnoException).code !== 'ENOENT') {
+      throw new UsageError(`cannot read the config file ${file}: ${(err as Error).message}`);
+    }
+  }
+  let raw: Record<string, unknown>;
+  try {
+    raw = (parseYaml(text) as Record<string, unknown> | null) ?? {};
+  } catch (err) {
+    throw new ConfigError(`${file}: YAML syntax error: ${(err as Error).message.split('\n')[0]}`);
+  }
+  if (typeof raw !== 'object' || Array.isArray(raw)) throw new ConfigError(`${file}: the top level must be a mapping of keys`);
+  if (values.host !== undefined) raw.host = values.host;
+  const port = intFlag(values, 'port');
+  if (port !== undefined) raw.port = port;
+  const models = values.models as string[] | undefined;
+  if (models) raw.modelDirs = [...((raw.modelDirs as string[] | undefined) ?? []), ...models.map((m) => path.resolve(m))];
+  const config = normaliseConfig(raw, file);
+  if (!LOOPBACK.has(config.host)) {
+    throw new UsageError(`refusing to bind ${config.host}: headroom binds loopback only until API keys are configured (use --host 127.0.0.1).`);
+  }
+
+  const daemon = await Daemon.start({ config, home, baseDir: path.dirname(file) });
+  process.stdout.write(`headroom listening on ${daemon.url} (models: ${daemon.core.manager.names().join(', ') || 'none'})\n`);
+  await new Promise<void>((resolve) => {
+    let stopping = false;
+    const onSignal = (sig: NodeJS.Signals): void => {
+      if (stopping) {
+        process.stderr.write(`headroom: ${sig} again, exiting now\n`);
+        process.exit(130);
+      }
+      stopping = true;
+      daemon.core.log.info({ signal: sig }, 'shutting down');
+      void daemon.close().then(resolve);
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+  });
+  return 0;
+}

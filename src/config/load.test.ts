@@ -1,0 +1,47 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from './load.js';
+import { parseByteSize, parseDuration } from './units.js';
+
+describe('loadConfig', () => {
+  it('gives every default for an empty file', () => {
+    const c = loadConfig('');
+    expect(c.host).toBe('127.0.0.1');
+    expect(c.port).toBe(8642);
+    expect(c.runner.contextSize).toBe(4096);
+    expect(c.limits.maxBodyBytes).toBe(4 * 1024 * 1024);
+    expect(c.limits.stopGraceMs).toBe(5000);
+    expect(c.demoModel).toBe(true);
+  });
+
+  it('normalises units', () => {
+    const c = loadConfig('limits:\n  maxBodyBytes: 1MB\n  loadTimeout: 2m\nlogs:\n  maxBytes: 1MiB\n');
+    expect(c.limits.maxBodyBytes).toBe(1e6);
+    expect(c.limits.loadTimeoutMs).toBe(120_000);
+    expect(c.logs.maxBytes).toBe(1024 * 1024);
+  });
+
+  it('names the key that is wrong and why', () => {
+    expect(() => loadConfig('port: 70000\n', 'my.yaml')).toThrow(/my\.yaml: port: .*65535/);
+    expect(() => loadConfig('runner:\n  kvCacheType: q2\n')).toThrow(/runner\.kvCacheType/);
+    expect(() => loadConfig('prot: 1\n')).toThrow(/unknown key\(s\) "prot"/);
+    expect(() => loadConfig('models:\n  "../etc": {}\n')).toThrow(/models\.\.\.\/etc/);
+  });
+
+  it('rejects YAML syntax errors and non-mappings with ConfigError', () => {
+    expect(() => loadConfig('port: [1,\n')).toThrow(ConfigError);
+    expect(() => loadConfig('- a\n- b\n')).toThrow(/top level must be a mapping/);
+    expect(() => loadConfig('a: 1\na: 2\n')).toThrow(ConfigError);
+  });
+});
+
+describe('units', () => {
+  it('parses durations and sizes', () => {
+    expect(parseDuration('5m')).toBe(300_000);
+    expect(parseDuration('1500ms')).toBe(1500);
+    expect(parseDuration('never')).toBe(Infinity);
+    expect(parseByteSize('8GB')).toBe(8e9);
+    expect(parseByteSize('1.5GiB')).toBe(1.5 * 1024 ** 3);
+    expect(() => parseDuration('5 parsecs')).toThrow(RangeError);
+    expect(() => parseByteSize('lots')).toThrow(RangeError);
+  });
+});

@@ -1,0 +1,42 @@
+/** What a runner is asked to run: passed from the daemon to the runner process. */
+export type KvCacheType = 'f16' | 'q8_0' | 'q4_0';
+
+export interface RunnerConfig {
+  /** Absolute path of the GGUF file. */
+  modelPath: string;
+  /** Context size in tokens (never "auto": ENGINE-NOTES pitfall 3). */
+  contextSize: number;
+  /** Parallel sequences in the context. Defaults to 1. */
+  parallel: number;
+  /** CPU threads (ENGINE-NOTES pitfall 1: never more than the cores). */
+  threads: number;
+  /** Logical batch size in tokens. */
+  batchSize: number;
+  /** Flash attention on or off. A quantised V cache requires it on. */
+  flashAttention: boolean;
+  kvCacheKeyType: KvCacheType;
+  kvCacheValueType: KvCacheType;
+  /** Memory-map the weights (file-backed, reclaimable) instead of reading them into anonymous memory. */
+  mmap: boolean;
+  /** Layers to offload to a GPU; 0 on CPU-only machines. */
+  gpuLayers: number;
+}
+
+/** GET /stats of a runner. Bytes unless named otherwise. */
+export interface RunnerStats {
+  rss: number;
+  rssAnon: number;
+  peakRss: number;
+  modelBytes: number;
+  contextBytes: number;
+  contextSize: number;
+  kvCacheKeyType: KvCacheType;
+  kvCacheValueType: KvCacheType;
+  tokensInUse: number;
+}
+
+/** Messages a runner sends its parent over the IPC channel. */
+export type RunnerMessage =
+  | { type: 'listening'; port: number }
+  | { type: 'ready'; loadMs: number }
+  | { type: 'error'; code: string; message: string };

@@ -1,0 +1,41 @@
+/** What the planner and the daemon need to know of a model, derived from its GGUF header. */
+export interface ModelSpec {
+  /** `general.architecture`, e.g. "llama". */
+  architecture: string;
+  /** `general.name` when present. */
+  name?: string;
+  /** Total number of weights over all tensors. */
+  parameterCount: number;
+  /** Sum of all tensors' data bytes (what the weights take in memory). */
+  tensorBytes: number;
+  /** Tensor data bytes by ggml type name ("F32", "F16", "Q8_0", ...). */
+  bytesByType: Record<string, number>;
+  /** `general.file_type` as a name ("F16", "Q8_0", "MOSTLY_Q4_K_M", ...) when present. */
+  fileType?: string;
+  /** Transformer blocks (`{arch}.block_count`). */
+  layers: number;
+  /** `{arch}.embedding_length`. */
+  embeddingSize: number;
+  /** `{arch}.feed_forward_length` (first value when per-layer). */
+  feedForwardSize: number;
+  /** `{arch}.attention.head_count` (max when per-layer). */
+  headCount: number;
+  /** `{arch}.attention.head_count_kv` (max when per-layer); equals headCount when absent. */
+  headCountKv: number;
+  /** Per-head key size (`attention.key_length`, else embeddingSize / headCount). */
+  headDimK: number;
+  /** Per-head value size (`attention.value_length`, else embeddingSize / headCount). */
+  headDimV: number;
+  /** Trained context length (`{arch}.context_length`). */
+  contextLength: number;
+  /** Vocabulary size (`{arch}.vocab_size`, else the tokenizer's token count). */
+  vocabSize: number;
+  /** `tokenizer.chat_template` is present. */
+  hasChatTemplate: boolean;
+  /** Sliding-window size when the architecture uses one. */
+  slidingWindow?: number;
+  /** Number of experts for mixture-of-experts models. */
+  expertCount?: number;
+}
+
+export type GgmlTypeName = string;

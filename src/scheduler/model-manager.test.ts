@@ -1,0 +1,200 @@
+import { describe, expect, it } from 'vitest';
+import type { RunnerConfig } from '../engines/types.js';
+import { ModelManager, ModelNotFoundError } from './model-manager.js';
+import type { ModelEntry, RunnerExit, RunnerHandle } from './types.js';
+
+/** A runner double with the production interface; the test decides when loads finish. */
+class FakeRunner implements RunnerHandle {
+  readonly url: string;
+  readonly pid: number;
+  readonly loadMs = 5;
+  stopped = 0;
+  #listeners = new Set<(e: RunnerExit) => void>();
+  constructor(pid: number) {
+    this.pid = pid;
+    this.url = `http://127.0.0.1:${10000 + pid}`;
+  }
+  onExit(l: (e: RunnerExit) => void): () => void {
+    this.#listeners.add(l);
+    return () => this.#listeners.delete(l);
+  }
+  async stop(): Promise<void> {
+    this.stopped++;
+    this.crash({ code: 0, signal: null });
+  }
+  crash(exit: RunnerExit): void {
+    for (const l of [...this.#listeners]) l(exit);
+  }
+}
+
+function deferred<T>() {
+  let resolve!: (v: T) => void;
+  let reject!: (e: unknown) => void;
+  const promise = new Promise<T>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  return { promise, resolve, reject };
+}
+
+const defaults: Omit<RunnerConfig, 'modelPath'> = {
+  contextSize: 512,
+  parallel: 1,
+  threads: 1,
+  batchSize: 64,
+  flashAttention: true,
+  kvCacheKeyType: 'f16',
+  kvCacheValueType: 'f16',
+  mmap: true,
+  gpuLayers: 0,
+};
+
+function setup() {
+  const catalog = new Map<string, ModelEntry>([
+    ['a', { name: 'a', path: '/m/a.gguf', overrides: {} }],
+    ['b', { name: 'b', path: '/m/b.gguf', overrides: { contextSize: 2048 } }],
+  ]);
+  const starts: Array<{ name: string; config: RunnerConfig; done: ReturnType<typeof deferred<RunnerHandle>> }> = [];
+  let pid = 100;
+  const manager = new ModelManager({
+    catalog: () => catalog,
+    defaults,
+    stopGraceMs: 10,
+    startRunner: (entry, config) => {
+      const done = deferred<RunnerHandle>();
+      starts.push({ name: entry.name, config, done });
+      return done.promise;
+    },
+  });
+  const finishLoad = (i: number) => {
+    const r = new FakeRunner(++pid);
+    starts[i]!.done.resolve(r);
+    return r;
+  };
+  return { manager, starts, finishLoad, catalog };
+}
+
+const tick = () => new Promise((r) => setImmediate(r));
+
+describe('ModelManager', () => {
+  it('shares one load among concurrent requests (single flight)', async () => {
+    const { manager, starts, finishLoad } = setup();
+    const leases = Promise.all([manager.acquire('a'), manager.acquire('a'), manager.acquire('a')]);
+    await tick();
+    expect(starts).toHaveLength(1);
+    expect(manager.status('a').state).toBe('loading');
+    const runner = finishLoad(0);
+    const got = await leases;
+    expect(got.map((l) => l.url)).toEqual([runner.url, runner.url, runner.url]);
+    expect(manager.status('a').inFlight).toBe(3);
+    for (const l of got) l.release();
+    got[0]!.release(); // idempotent
+    expect(manager.status('a').inFlight).toBe(0);
+  });
+
+  it('merges per-model overrides over the defaults', async () => {
+    const { manager, starts } = setup();
+    void manager.acquire('b').catch(() => undefined);
+    await tick();
+    expect(starts[0]!.config).toMatchObject({ modelPath: '/m/b.gguf', contextSize: 2048, threads: 1 });
+  });
+
+  it('fails every waiter of a failed load with its reason, and tries again on the next request', async () => {
+    const { manager, starts, finishLoad } = setup();
+    const a = manager.acquire('a');
+    const b = manager.acquire('a');
+    await tick();
+    starts[0]!.done.reject(new Error('bad magic'));
+    await expect(a).rejects.toThrow(/Loading the model "a" failed: bad magic/);
+    await expect(b).rejects.toThrow(/bad magic/);
+    expect(manager.status('a')).toMatchObject({ state: 'failed', lastError: 'bad magic' });
+    const c = manager.acquire('a');
+    await tick();
+    expect(starts).toHaveLength(2);
+    finishLoad(1);
+    (await c).release();
+  });
+
+  it('rejects unknown models with the known names', async () => {
+    const { manager } = setup();
+    const err = await manager.acquire('zzz').catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ModelNotFoundError);
+    expect((err as ModelNotFoundError).status).toBe(404);
+    expect((err as Error).message).toContain('a, b');
+  });
+
+  it('lets a waiter leave without cancelling the shared load', async () => {
+    const { manager, starts, finishLoad } = setup();
+    const controller = new AbortController();
+    const leaving = manager.acquire('a', controller.signal);
+    const staying = manager.acquire('a');
+    await tick();
+    controller.abort(new Error('client left'));
+    await expect(leaving).rejects.toThrow('client left');
+    finishLoad(0);
+    const lease = await staying;
+    expect(manager.status('a').inFlight).toBe(1);
+    lease.release();
+    expect(starts).toHaveLength(1);
+  });
+
+  it('marks a crashed runner failed and loads again on the next request', async () => {
+    const { manager, starts, finishLoad } = setup();
+    const p = manager.acquire('a');
+    await tick();
+    const runner = finishLoad(0);
+    (await p).release();
+    runner.crash({ code: null, signal: 'SIGKILL' });
+    expect(manager.status('a')).toMatchObject({ state: 'failed', lastExit: { signal: 'SIGKILL' } });
+    const q = manager.acquire('a');
+    await tick();
+    expect(starts).toHaveLength(2);
+    finishLoad(1);
+    (await q).release();
+    expect(manager.status('a').state).toBe('ready');
+  });
+
+  it('drains before unloading: no new requests, stops after the last lease ends', async () => {
+    const { manager, starts, finishLoad } = setup();
+    const p = manager.acquire('a');
+    await tick();
+    const runner = finishLoad(0);
+    const lease = await p;
+    const unloading = manager.unload('a');
+    await tick();
+    expect(manager.status('a').state).toBe('draining');
+    await expect(manager.acquire('a')).rejects.toMatchObject({ code: 'model_unavailable', status: 503 });
+    expect(runner.stopped).toBe(0);
+    lease.release();
+    const s = await unloading;
+    expect(runner.stopped).toBe(1);
+    expect(s.state).toBe('unloaded');
+    expect(starts).toHaveLength(1);
+  });
+
+  it('force-unloads without waiting for leases', async () => {
+    const { manager, finishLoad } = setup();
+    const p = manager.acquire('a');
+    await tick();
+    const runner = finishLoad(0);
+    await p;
+    const s = await manager.unload('a', { force: true });
+    expect(runner.stopped).toBe(1);
+    expect(s.state).toBe('unloaded');
+  });
+
+  it('stops every runner on dispose, and refuses new requests after', async () => {
+    const { manager, finishLoad } = setup();
+    const pa = manager.acquire('a');
+    const pb = manager.acquire('b');
+    await tick();
+    const ra = finishLoad(0);
+    const rb = finishLoad(1);
+    (await pa).release();
+    (await pb).release();
+    await manager.dispose();
+    await manager.dispose();
+    expect([ra.stopped, rb.stopped]).toEqual([1, 1]);
+    await expect(manager.acquire('a')).rejects.toMatchObject({ code: 'model_unavailable' });
+  });
+});

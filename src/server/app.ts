@@ -1,0 +1,34 @@
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import type { Logger } from '../lib/logger.js';
+import { adminRoutes } from './admin/routes.js';
+import type { ServerCore } from './core.js';
+import { NotFoundError, makeErrorHandler } from './errors.js';
+import { openaiRoutes } from './openai/routes.js';
+
+export interface AppOptions {
+  log: Logger;
+  /** Largest request body accepted, in bytes. */
+  bodyLimit: number;
+}
+
+/**
+ * The HTTP app as a value: routes over a core, one error handler, no port opened.
+ * Tests call `app.inject()`; the daemon calls `app.listen()`.
+ */
+export function createApp(core: ServerCore, opts: AppOptions): FastifyInstance {
+  const loggerInstance: FastifyBaseLogger = opts.log;
+  const app = Fastify({
+    loggerInstance,
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: opts.bodyLimit,
+    return503OnClosing: true,
+  });
+  app.setErrorHandler(makeErrorHandler(opts.log));
+  app.setNotFoundHandler((req) => {
+    throw new NotFoundError(`No route ${req.method} ${req.url.split('?')[0]}. See /v1/models, /v1/chat/completions, /admin/models.`, 'unknown_route');
+  });
+  app.get('/health', async () => ({ status: 'ok', version: core.version }));
+  openaiRoutes(app, core);
+  adminRoutes(app, core);
+  return app;
+}

@@ -1,0 +1,22 @@
+import type { ModelManager } from '../scheduler/model-manager.js';
+
+/** Memory of one process, in bytes. */
+export interface ProcessMemory {
+  rss: number;
+  rssAnon?: number;
+  peak?: number;
+}
+
+/**
+ * What the HTTP layer needs from the core. The daemon passes the real parts; tests of the app
+ * may pass the same parts built on a fake runner.
+ */
+export interface ServerCore {
+  readonly version: string;
+  readonly startedAt: number;
+  readonly manager: Pick<ModelManager, 'acquire' | 'list' | 'status' | 'load' | 'unload' | 'names'>;
+  /** Measured memory of a runner process, or undefined when it cannot be read. */
+  processMemory(pid: number): Promise<ProcessMemory | undefined>;
+  /** The last `bytes` of a model's runner log ('' when there is none). */
+  logTail(model: string, bytes: number): Promise<string>;
+}

@@ -1,0 +1,12 @@
+import { defineConfig } from 'vitest/config';
+
+export default defineConfig({
+  test: {
+    include: ['src/**/*.test.ts', 'test/**/*.test.ts'],
+    testTimeout: 60_000,
+    hookTimeout: 120_000,
+    // Runner processes each take a core: keep files sequential on small machines.
+    fileParallelism: false,
+    pool: 'forks',
+  },
+});
