@@ -4,9 +4,41 @@ import tseslint from 'typescript-eslint';
 
 /** Folders each folder may not import from (STYLE.md "Imports run one way"). */
 const boundaries = {
-  lib: ['gguf', 'monitor', 'planner', 'engines', 'supervisor', 'scheduler', 'server', 'cli', 'daemon', 'config', 'metrics'],
-  gguf: ['monitor', 'planner', 'engines', 'supervisor', 'scheduler', 'server', 'cli', 'daemon', 'metrics'],
-  monitor: ['gguf', 'planner', 'engines', 'supervisor', 'scheduler', 'server', 'cli', 'daemon', 'metrics'],
+  lib: [
+    'gguf',
+    'monitor',
+    'planner',
+    'engines',
+    'supervisor',
+    'scheduler',
+    'server',
+    'cli',
+    'daemon',
+    'config',
+    'metrics',
+  ],
+  gguf: [
+    'monitor',
+    'planner',
+    'engines',
+    'supervisor',
+    'scheduler',
+    'server',
+    'cli',
+    'daemon',
+    'metrics',
+  ],
+  monitor: [
+    'gguf',
+    'planner',
+    'engines',
+    'supervisor',
+    'scheduler',
+    'server',
+    'cli',
+    'daemon',
+    'metrics',
+  ],
   planner: ['engines', 'supervisor', 'scheduler', 'server', 'cli', 'daemon', 'metrics'],
   engines: ['supervisor', 'scheduler', 'server', 'cli', 'daemon', 'metrics'],
   supervisor: ['scheduler', 'server', 'cli', 'daemon', 'metrics', 'planner'],
@@ -37,16 +69,34 @@ export default tseslint.config(
   ...tseslint.configs.recommended,
   {
     files: ['**/*.ts'],
-    languageOptions: { parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname } },
+    languageOptions: {
+      parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname },
+    },
     rules: {
       '@typescript-eslint/no-floating-promises': 'error',
       '@typescript-eslint/no-misused-promises': 'error',
-      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
+      '@typescript-eslint/no-unused-vars': [
+        'error',
+        { argsIgnorePattern: '^_', varsIgnorePattern: '^_' },
+      ],
     },
   },
   {
     files: ['**/*.js', '**/*.mjs'],
-    languageOptions: { globals: { process: 'readonly', console: 'readonly', URL: 'readonly', setTimeout: 'readonly', clearTimeout: 'readonly', Buffer: 'readonly', fetch: 'readonly', AbortController: 'readonly', performance: 'readonly' } },
+    languageOptions: {
+      globals: {
+        process: 'readonly',
+        console: 'readonly',
+        URL: 'readonly',
+        setTimeout: 'readonly',
+        clearTimeout: 'readonly',
+        Buffer: 'readonly',
+        fetch: 'readonly',
+        AbortController: 'readonly',
+        performance: 'readonly',
+        TextDecoder: 'readonly',
+      },
+    },
   },
   ...boundaryConfigs,
 );

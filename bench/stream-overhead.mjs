@@ -13,7 +13,10 @@ import { forgeModel, shapeForParams } from '../dist/gguf/forge.js';
 
 const root = path.resolve(import.meta.dirname, '..');
 const { values } = parseArgs({
-  options: { rounds: { type: 'string', default: '12' }, tokens: { type: 'string', default: '128' } },
+  options: {
+    rounds: { type: 'string', default: '12' },
+    tokens: { type: 'string', default: '128' },
+  },
 });
 const ROUNDS = Number(values.rounds);
 const TOKENS = Number(values.tokens);
@@ -23,7 +26,14 @@ await mkdir(modelsDir, { recursive: true });
 const modelFile = path.join(modelsDir, 'bench-150m-f16.gguf');
 if (!(await stat(modelFile).catch(() => null))) {
   process.stderr.write('forging the ~150M-parameter F16 model…\n');
-  await forgeModel({ out: modelFile, params: 150_000_000, type: 'f16', ctx: 4096, chatTemplate: 'chatml', seed: 1 });
+  await forgeModel({
+    out: modelFile,
+    params: 150_000_000,
+    type: 'f16',
+    ctx: 4096,
+    chatTemplate: 'chatml',
+    seed: 1,
+  });
 }
 const shape = shapeForParams(150_000_000);
 
@@ -32,10 +42,14 @@ await writeFile(
   path.join(home, 'config.yaml'),
   `port: 0\ndemoModel: false\nmodelDirs: [${JSON.stringify(modelsDir)}]\nrunner:\n  contextSize: 2048\n`,
 );
-const daemon = spawn(process.execPath, [path.join(root, 'bin/headroom.js'), 'serve', '--config', path.join(home, 'config.yaml')], {
-  env: { ...process.env, HEADROOM_HOME: home, HEADROOM_LOG_LEVEL: 'warn' },
-  stdio: ['ignore', 'pipe', 'inherit'],
-});
+const daemon = spawn(
+  process.execPath,
+  [path.join(root, 'bin/headroom.js'), 'serve', '--config', path.join(home, 'config.yaml')],
+  {
+    env: { ...process.env, HEADROOM_HOME: home, HEADROOM_LOG_LEVEL: 'warn' },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  },
+);
 const daemonUrl = await new Promise((resolve, reject) => {
   let out = '';
   daemon.stdout.on('data', (d) => {
@@ -47,7 +61,11 @@ const daemonUrl = await new Promise((resolve, reject) => {
 });
 
 try {
-  const load = await fetch(`${daemonUrl}/admin/models/bench-150m-f16/load`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+  const load = await fetch(`${daemonUrl}/admin/models/bench-150m-f16/load`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: '{}',
+  });
   const loaded = await load.json();
   if (!load.ok) throw new Error(JSON.stringify(loaded));
   const runnerUrl = loaded.url;
@@ -56,7 +74,9 @@ try {
   async function once(base) {
     const body = JSON.stringify({
       model: 'bench-150m-f16',
-      messages: [{ role: 'user', content: 'Write a long story about a lighthouse keeper and the sea.' }],
+      messages: [
+        { role: 'user', content: 'Write a long story about a lighthouse keeper and the sea.' },
+      ],
       max_tokens: TOKENS,
       temperature: 0,
       seed: 1,
@@ -66,7 +86,11 @@ try {
       ignore_eos: true,
     });
     const t0 = performance.now();
-    const res = await fetch(`${base}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+    const res = await fetch(`${base}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body,
+    });
     if (!res.ok) throw new Error(`${res.status} ${await res.text()}`);
     let first = 0;
     let last = 0;
@@ -92,7 +116,11 @@ try {
       }
     }
     const completion = usage?.completion_tokens ?? tokens;
-    return { ttftMs: first - t0, tokensPerS: last > first ? ((completion - 1) * 1000) / (last - first) : 0, completion };
+    return {
+      ttftMs: first - t0,
+      tokensPerS: last > first ? ((completion - 1) * 1000) / (last - first) : 0,
+      completion,
+    };
   }
 
   // Warm up both paths once.
@@ -102,7 +130,8 @@ try {
   for (let r = 0; r < ROUNDS; r++) {
     // Alternate the order each round so drift in machine load hits both paths alike.
     const order = r % 2 === 0 ? ['direct', 'daemon'] : ['daemon', 'direct'];
-    for (const which of order) runs[which].push(await once(which === 'direct' ? runnerUrl : daemonUrl));
+    for (const which of order)
+      runs[which].push(await once(which === 'direct' ? runnerUrl : daemonUrl));
   }
 
   const median = (xs) => {
@@ -119,7 +148,9 @@ try {
   const viaDaemon = summary(runs.daemon);
   // Paired per-round differences cancel slow drift in machine load.
   const addedTtft = median(runs.daemon.map((x, i) => x.ttftMs - runs.direct[i].ttftMs));
-  const throughputRatio = median(runs.daemon.map((x, i) => x.tokensPerS / runs.direct[i].tokensPerS));
+  const throughputRatio = median(
+    runs.daemon.map((x, i) => x.tokensPerS / runs.direct[i].tokensPerS),
+  );
 
   const rows = [
     ['path', 'TTFT median ms', 'tokens/s median'],
@@ -128,13 +159,22 @@ try {
   ];
   const w = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
   console.log(rows.map((r) => r.map((c, i) => c.padEnd(w[i])).join('  ')).join('\n'));
-  console.log(`\nthroughput ratio (daemon / direct, median of paired rounds): ${throughputRatio.toFixed(4)}  (target >= 0.98)`);
-  console.log(`added TTFT (daemon - direct, median of paired rounds): ${addedTtft.toFixed(2)} ms  (target <= 2 ms)`);
+  console.log(
+    `\nthroughput ratio (daemon / direct, median of paired rounds): ${throughputRatio.toFixed(4)}  (target >= 0.98)`,
+  );
+  console.log(
+    `added TTFT (daemon - direct, median of paired rounds): ${addedTtft.toFixed(2)} ms  (target <= 2 ms)`,
+  );
 
   const result = {
     bench: 'stream-overhead',
     date: new Date().toISOString(),
-    machine: { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model, totalMemBytes: os.totalmem(), node: process.version },
+    machine: {
+      cpus: os.cpus().length,
+      cpuModel: os.cpus()[0]?.model,
+      totalMemBytes: os.totalmem(),
+      node: process.version,
+    },
     model: { params: '150M', type: 'f16', shape, contextSize: 2048 },
     rounds: ROUNDS,
     maxTokens: TOKENS,
@@ -145,7 +185,10 @@ try {
     runs,
   };
   await mkdir(path.join(root, 'bench/results'), { recursive: true });
-  await writeFile(path.join(root, 'bench/results/stream-overhead.json'), JSON.stringify(result, null, 2));
+  await writeFile(
+    path.join(root, 'bench/results/stream-overhead.json'),
+    JSON.stringify(result, null, 2),
+  );
   console.log('\nwrote bench/results/stream-overhead.json');
 } finally {
   daemon.kill('SIGTERM');

@@ -20,7 +20,10 @@ export async function forge(values: Record<string, unknown>): Promise<number> {
       throw new UsageError(`--params: ${(err as Error).message}`);
     }
   }
-  const set = (flag: string, key: 'layers' | 'embd' | 'heads' | 'kvHeads' | 'ff' | 'vocab' | 'ctx' | 'seed'): void => {
+  const set = (
+    flag: string,
+    key: 'layers' | 'embd' | 'heads' | 'kvHeads' | 'ff' | 'vocab' | 'ctx' | 'seed',
+  ): void => {
     const v = intFlag(values, flag);
     if (v !== undefined) opts[key] = v;
   };

@@ -7,7 +7,12 @@ export function daemonUrl(flag: string | undefined): string {
 }
 
 /** Calls the daemon's API; errors come back as HeadroomErrors carrying the daemon's message. */
-export async function callDaemon<T>(base: string, method: 'GET' | 'POST', path: string, body?: unknown): Promise<T> {
+export async function callDaemon<T>(
+  base: string,
+  method: 'GET' | 'POST',
+  path: string,
+  body?: unknown,
+): Promise<T> {
   let res: Response;
   try {
     res = await fetch(new URL(path, base), {
@@ -16,7 +21,9 @@ export async function callDaemon<T>(base: string, method: 'GET' | 'POST', path: 
       body: body === undefined ? undefined : JSON.stringify(body),
     });
   } catch (err) {
-    throw new DaemonUnreachableError(`cannot reach the daemon at ${base} (${(err as Error).cause instanceof Error ? ((err as Error).cause as Error).message : String(err)}); start it with "headroom serve" or pass --url.`);
+    throw new DaemonUnreachableError(
+      `cannot reach the daemon at ${base} (${(err as Error).cause instanceof Error ? ((err as Error).cause as Error).message : String(err)}); start it with "headroom serve" or pass --url.`,
+    );
   }
   const text = await res.text();
   if (!res.ok) {

@@ -22,27 +22,58 @@ The daemon listens on http://127.0.0.1:8642 by default; other commands reach it 
 
 type Options = NonNullable<ParseArgsConfig['options']>;
 
-const commands: Record<string, { options: Options; run: (values: Record<string, unknown>, positionals: string[]) => Promise<number> }> = {
+const commands: Record<
+  string,
+  {
+    options: Options;
+    run: (values: Record<string, unknown>, positionals: string[]) => Promise<number>;
+  }
+> = {
   serve: {
-    options: { config: { type: 'string' }, host: { type: 'string' }, port: { type: 'string' }, models: { type: 'string', multiple: true } },
+    options: {
+      config: { type: 'string' },
+      host: { type: 'string' },
+      port: { type: 'string' },
+      models: { type: 'string', multiple: true },
+    },
     run: async (v) => (await import('./serve.js')).serve(v),
   },
   forge: {
     options: {
-      out: { type: 'string' }, params: { type: 'string' }, layers: { type: 'string' }, embd: { type: 'string' },
-      heads: { type: 'string' }, 'kv-heads': { type: 'string' }, ff: { type: 'string' }, vocab: { type: 'string' },
-      ctx: { type: 'string' }, type: { type: 'string' }, tied: { type: 'boolean' }, 'chat-template': { type: 'string' },
-      seed: { type: 'string' }, name: { type: 'string' }, json: { type: 'boolean' },
+      out: { type: 'string' },
+      params: { type: 'string' },
+      layers: { type: 'string' },
+      embd: { type: 'string' },
+      heads: { type: 'string' },
+      'kv-heads': { type: 'string' },
+      ff: { type: 'string' },
+      vocab: { type: 'string' },
+      ctx: { type: 'string' },
+      type: { type: 'string' },
+      tied: { type: 'boolean' },
+      'chat-template': { type: 'string' },
+      seed: { type: 'string' },
+      name: { type: 'string' },
+      json: { type: 'boolean' },
     },
     run: async (v) => (await import('./forge.js')).forge(v),
   },
-  ps: { options: { json: { type: 'boolean' }, url: { type: 'string' } }, run: async (v) => (await import('./models.js')).ps(v) },
-  load: { options: { json: { type: 'boolean' }, url: { type: 'string' } }, run: async (v, p) => (await import('./models.js')).load(v, p) },
+  ps: {
+    options: { json: { type: 'boolean' }, url: { type: 'string' } },
+    run: async (v) => (await import('./models.js')).ps(v),
+  },
+  load: {
+    options: { json: { type: 'boolean' }, url: { type: 'string' } },
+    run: async (v, p) => (await import('./models.js')).load(v, p),
+  },
   unload: {
     options: { json: { type: 'boolean' }, url: { type: 'string' }, force: { type: 'boolean' } },
     run: async (v, p) => (await import('./models.js')).unload(v, p),
   },
-  logs: { options: { bytes: { type: 'string' }, url: { type: 'string' } }, run: async (v, p) => (await import('./models.js')).logs(v, p) },
+  logs: {
+    options: { bytes: { type: 'string' }, url: { type: 'string' } },
+    run: async (v, p) => (await import('./models.js')).logs(v, p),
+  },
 };
 
 export async function main(argv: string[]): Promise<number> {
@@ -57,10 +88,18 @@ export async function main(argv: string[]): Promise<number> {
   }
   const command = commands[name];
   try {
-    if (!command) throw new UsageError(`unknown command "${name}". Commands: ${Object.keys(commands).join(', ')}. See headroom --help.`);
+    if (!command)
+      throw new UsageError(
+        `unknown command "${name}". Commands: ${Object.keys(commands).join(', ')}. See headroom --help.`,
+      );
     let parsed;
     try {
-      parsed = parseArgs({ args: rest, options: command.options, allowPositionals: true, strict: true });
+      parsed = parseArgs({
+        args: rest,
+        options: command.options,
+        allowPositionals: true,
+        strict: true,
+      });
     } catch (err) {
       throw new UsageError(`${(err as Error).message}. See headroom --help.`);
     }
@@ -75,6 +114,7 @@ export async function main(argv: string[]): Promise<number> {
 export function intFlag(values: Record<string, unknown>, name: string): number | undefined {
   const v = values[name];
   if (v === undefined) return undefined;
-  if (typeof v !== 'string' || !/^\d+$/.test(v)) throw new UsageError(`--${name} must be a whole number, got "${String(v)}"`);
+  if (typeof v !== 'string' || !/^\d+$/.test(v))
+    throw new UsageError(`--${name} must be a whole number, got "${String(v)}"`);
   return Number(v);
 }

@@ -29,38 +29,68 @@ function rowsOf(models: ModelRow[]): string[][] {
 const HEADERS = ['NAME', 'STATE', 'IN FLIGHT', 'PID', 'CONTEXT', 'KV', 'RSS'];
 
 function print(values: Record<string, unknown>, data: unknown, models: ModelRow[]): void {
-  process.stdout.write(values.json ? JSON.stringify(data, null, 2) + '\n' : table(HEADERS, rowsOf(models)) + '\n');
+  process.stdout.write(
+    values.json ? JSON.stringify(data, null, 2) + '\n' : table(HEADERS, rowsOf(models)) + '\n',
+  );
 }
 
 function nameArg(positionals: string[], command: string): string {
   const name = positionals[0];
-  if (!name) throw new UsageError(`headroom ${command} needs a model name (headroom ps lists them)`);
+  if (!name)
+    throw new UsageError(`headroom ${command} needs a model name (headroom ps lists them)`);
   return encodeURIComponent(name);
 }
 
 export async function ps(values: Record<string, unknown>): Promise<number> {
-  const data = await callDaemon<{ models: ModelRow[] }>(daemonUrl(values.url as string | undefined), 'GET', '/admin/models');
+  const data = await callDaemon<{ models: ModelRow[] }>(
+    daemonUrl(values.url as string | undefined),
+    'GET',
+    '/admin/models',
+  );
   print(values, data, data.models);
   return 0;
 }
 
-export async function load(values: Record<string, unknown>, positionals: string[]): Promise<number> {
-  const m = await callDaemon<ModelRow>(daemonUrl(values.url as string | undefined), 'POST', `/admin/models/${nameArg(positionals, 'load')}/load`, {});
+export async function load(
+  values: Record<string, unknown>,
+  positionals: string[],
+): Promise<number> {
+  const m = await callDaemon<ModelRow>(
+    daemonUrl(values.url as string | undefined),
+    'POST',
+    `/admin/models/${nameArg(positionals, 'load')}/load`,
+    {},
+  );
   print(values, m, [m]);
   return 0;
 }
 
-export async function unload(values: Record<string, unknown>, positionals: string[]): Promise<number> {
-  const m = await callDaemon<ModelRow>(daemonUrl(values.url as string | undefined), 'POST', `/admin/models/${nameArg(positionals, 'unload')}/unload`, {
-    force: values.force === true,
-  });
+export async function unload(
+  values: Record<string, unknown>,
+  positionals: string[],
+): Promise<number> {
+  const m = await callDaemon<ModelRow>(
+    daemonUrl(values.url as string | undefined),
+    'POST',
+    `/admin/models/${nameArg(positionals, 'unload')}/unload`,
+    {
+      force: values.force === true,
+    },
+  );
   print(values, m, [m]);
   return 0;
 }
 
-export async function logs(values: Record<string, unknown>, positionals: string[]): Promise<number> {
+export async function logs(
+  values: Record<string, unknown>,
+  positionals: string[],
+): Promise<number> {
   const bytes = intFlag(values, 'bytes') ?? 16384;
-  const text = await callDaemon<string>(daemonUrl(values.url as string | undefined), 'GET', `/admin/logs/${nameArg(positionals, 'logs')}?bytes=${bytes}`);
+  const text = await callDaemon<string>(
+    daemonUrl(values.url as string | undefined),
+    'GET',
+    `/admin/logs/${nameArg(positionals, 'logs')}?bytes=${bytes}`,
+  );
   process.stdout.write(text);
   return 0;
 }

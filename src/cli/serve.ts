@@ -28,19 +28,28 @@ export async function serve(values: Record<string, unknown>): Promise<number> {
   } catch (err) {
     throw new ConfigError(`${file}: YAML syntax error: ${(err as Error).message.split('\n')[0]}`);
   }
-  if (typeof raw !== 'object' || Array.isArray(raw)) throw new ConfigError(`${file}: the top level must be a mapping of keys`);
+  if (typeof raw !== 'object' || Array.isArray(raw))
+    throw new ConfigError(`${file}: the top level must be a mapping of keys`);
   if (values.host !== undefined) raw.host = values.host;
   const port = intFlag(values, 'port');
   if (port !== undefined) raw.port = port;
   const models = values.models as string[] | undefined;
-  if (models) raw.modelDirs = [...((raw.modelDirs as string[] | undefined) ?? []), ...models.map((m) => path.resolve(m))];
+  if (models)
+    raw.modelDirs = [
+      ...((raw.modelDirs as string[] | undefined) ?? []),
+      ...models.map((m) => path.resolve(m)),
+    ];
   const config = normaliseConfig(raw, file);
   if (!LOOPBACK.has(config.host)) {
-    throw new UsageError(`refusing to bind ${config.host}: headroom binds loopback only until API keys are configured (use --host 127.0.0.1).`);
+    throw new UsageError(
+      `refusing to bind ${config.host}: headroom binds loopback only until API keys are configured (use --host 127.0.0.1).`,
+    );
   }
 
   const daemon = await Daemon.start({ config, home, baseDir: path.dirname(file) });
-  process.stdout.write(`headroom listening on ${daemon.url} (models: ${daemon.core.manager.names().join(', ') || 'none'})\n`);
+  process.stdout.write(
+    `headroom listening on ${daemon.url} (models: ${daemon.core.manager.names().join(', ') || 'none'})\n`,
+  );
   await new Promise<void>((resolve) => {
     let stopping = false;
     const onSignal = (sig: NodeJS.Signals): void => {

@@ -14,7 +14,9 @@ describe('loadConfig', () => {
   });
 
   it('normalises units', () => {
-    const c = loadConfig('limits:\n  maxBodyBytes: 1MB\n  loadTimeout: 2m\nlogs:\n  maxBytes: 1MiB\n');
+    const c = loadConfig(
+      'limits:\n  maxBodyBytes: 1MB\n  loadTimeout: 2m\nlogs:\n  maxBytes: 1MiB\n',
+    );
     expect(c.limits.maxBodyBytes).toBe(1e6);
     expect(c.limits.loadTimeoutMs).toBe(120_000);
     expect(c.logs.maxBytes).toBe(1024 * 1024);

@@ -6,7 +6,12 @@ import { parseByteSize, parseDuration } from './units.js';
 
 /** The normalised configuration: units resolved to numbers (bytes, milliseconds). */
 export interface Config extends Omit<ParsedConfig, 'limits' | 'logs'> {
-  limits: { maxBodyBytes: number; loadTimeoutMs: number; stallTimeoutMs: number; stopGraceMs: number };
+  limits: {
+    maxBodyBytes: number;
+    loadTimeoutMs: number;
+    stallTimeoutMs: number;
+    stopGraceMs: number;
+  };
   logs: { maxBytes: number; keep: number };
 }
 
@@ -22,7 +27,8 @@ export function formatIssues(issues: readonly z.core.$ZodIssue[]): string {
   return issues
     .map((i) => {
       const path = i.path.length > 0 ? i.path.join('.') : '(top level)';
-      if (i.code === 'unrecognized_keys') return `${path}: unknown key(s) ${i.keys.map((k) => `"${k}"`).join(', ')}`;
+      if (i.code === 'unrecognized_keys')
+        return `${path}: unknown key(s) ${i.keys.map((k) => `"${k}"`).join(', ')}`;
       return `${path}: ${i.message}`;
     })
     .join('; ');
@@ -45,7 +51,9 @@ export function loadConfig(text: string, source = 'config'): Config {
 /** Validates and normalises an already-parsed object (flags merged into the YAML, or a library caller's options). */
 export function normaliseConfig(raw: unknown, source = 'config'): Config {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
-    throw new ConfigError(`${source}: the top level must be a mapping of keys (host, port, modelDirs, …)`);
+    throw new ConfigError(
+      `${source}: the top level must be a mapping of keys (host, port, modelDirs, …)`,
+    );
   }
   const parsed = configSchema.safeParse(raw);
   if (!parsed.success) throw new ConfigError(`${source}: ${formatIssues(parsed.error.issues)}`);

@@ -1,22 +1,40 @@
 /** Parsing of the human units used in config and flags. Pure. */
 
-const durationUnits: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+const durationUnits: Record<string, number> = {
+  ms: 1,
+  s: 1000,
+  m: 60_000,
+  h: 3_600_000,
+  d: 86_400_000,
+};
 
 /** `"5m"` → 300000; a number is taken as milliseconds; `"never"` → Infinity. */
 export function parseDuration(value: string | number): number {
   if (typeof value === 'number') return value;
   if (value === 'never') return Number.POSITIVE_INFINITY;
   const m = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)$/.exec(value.trim());
-  if (!m) throw new RangeError(`"${value}" is not a duration (use e.g. "500ms", "30s", "5m", "1h" or "never")`);
+  if (!m)
+    throw new RangeError(
+      `"${value}" is not a duration (use e.g. "500ms", "30s", "5m", "1h" or "never")`,
+    );
   return Math.round(Number(m[1]) * durationUnits[m[2]!]!);
 }
 
 const sizeUnits: Record<string, number> = {
-  '': 1, b: 1,
-  k: 1e3, kb: 1e3, kib: 1024,
-  m: 1e6, mb: 1e6, mib: 1024 ** 2,
-  g: 1e9, gb: 1e9, gib: 1024 ** 3,
-  t: 1e12, tb: 1e12, tib: 1024 ** 4,
+  '': 1,
+  b: 1,
+  k: 1e3,
+  kb: 1e3,
+  kib: 1024,
+  m: 1e6,
+  mb: 1e6,
+  mib: 1024 ** 2,
+  g: 1e9,
+  gb: 1e9,
+  gib: 1024 ** 3,
+  t: 1e12,
+  tb: 1e12,
+  tib: 1024 ** 4,
 };
 
 /** `"8GB"` → 8e9, `"512MiB"` → 536870912; a number is taken as bytes. */
@@ -24,7 +42,8 @@ export function parseByteSize(value: string | number): number {
   if (typeof value === 'number') return value;
   const m = /^(\d+(?:\.\d+)?)\s*([a-z]*)$/i.exec(value.trim());
   const unit = m ? sizeUnits[m[2]!.toLowerCase()] : undefined;
-  if (!m || unit === undefined) throw new RangeError(`"${value}" is not a size (use e.g. "512MB", "8GiB")`);
+  if (!m || unit === undefined)
+    throw new RangeError(`"${value}" is not a size (use e.g. "512MB", "8GiB")`);
   return Math.round(Number(m[1]) * unit);
 }
 

@@ -19,14 +19,20 @@ export interface CatalogScan {
   warnings: string[];
 }
 
-export async function scanModels(dirs: readonly string[], config: Pick<Config, 'models'>, baseDir: string): Promise<CatalogScan> {
+export async function scanModels(
+  dirs: readonly string[],
+  config: Pick<Config, 'models'>,
+  baseDir: string,
+): Promise<CatalogScan> {
   const entries = new Map<string, ModelEntry>();
   const warnings: string[] = [];
   const add = (name: string, file: string): void => {
     const existing = entries.get(name);
     if (existing) {
       if (existing.path !== file) {
-        warnings.push(`Two models are named "${name}": ${existing.path} and ${file}; serving the first. Rename one file to serve both.`);
+        warnings.push(
+          `Two models are named "${name}": ${existing.path} and ${file}; serving the first. Rename one file to serve both.`,
+        );
       }
       return;
     }
@@ -43,7 +49,9 @@ export async function scanModels(dirs: readonly string[], config: Pick<Config, '
     const entry = entries.get(name);
     const { path: _p, kvCacheType, ...rest } = m;
     if (!entry) {
-      warnings.push(`models.${name} is configured but no file named ${name}.gguf was found in the model directories.`);
+      warnings.push(
+        `models.${name} is configured but no file named ${name}.gguf was found in the model directories.`,
+      );
       continue;
     }
     entry.overrides = {
@@ -54,13 +62,19 @@ export async function scanModels(dirs: readonly string[], config: Pick<Config, '
   return { entries, warnings };
 }
 
-async function walk(dir: string, depth: number, add: (name: string, file: string) => void, warnings: string[]): Promise<void> {
+async function walk(
+  dir: string,
+  depth: number,
+  add: (name: string, file: string) => void,
+  warnings: string[],
+): Promise<void> {
   let names: string[];
   try {
     names = (await readdir(dir)).sort();
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    if (depth === 0) warnings.push(`Model directory ${dir} cannot be read (${code ?? String(err)}).`);
+    if (depth === 0)
+      warnings.push(`Model directory ${dir} cannot be read (${code ?? String(err)}).`);
     return;
   }
   for (const n of names) {

@@ -77,13 +77,22 @@ export class Headroom {
     });
     this.manager.on('event', (e) => {
       if (e.type === 'load-failed') this.log.warn(e, 'model load failed');
-      else if (e.type === 'runner-exit' && !e.expected) this.log.error({ model: e.model, exit: { code: e.exit.code, signal: e.exit.signal } }, 'runner exited unexpectedly');
+      else if (e.type === 'runner-exit' && !e.expected)
+        this.log.error(
+          { model: e.model, exit: { code: e.exit.code, signal: e.exit.signal } },
+          'runner exited unexpectedly',
+        );
       else this.log.info(e, e.type);
     });
   }
 
   static async create(opts: HeadroomOptions = {}): Promise<Headroom> {
-    const config = opts.config === undefined ? normaliseConfig({}) : isConfig(opts.config) ? opts.config : normaliseConfig(opts.config);
+    const config =
+      opts.config === undefined
+        ? normaliseConfig({})
+        : isConfig(opts.config)
+          ? opts.config
+          : normaliseConfig(opts.config);
     const layout = homeLayout(opts.home ?? resolveHome());
     const log = opts.log ?? createLogger();
     await mkdir(layout.modelsDir, { recursive: true });
@@ -167,8 +176,19 @@ export class Headroom {
       () => false,
     );
     if (exists) return;
-    this.log.info({ path: out }, 'no models configured: forging a small demo model (random weights, gibberish text)');
-    await forgeModel({ out, params: 25_000_000, type: 'f16', ctx: 8192, chatTemplate: 'chatml', seed: 42, name: DEMO_MODEL_NAME });
+    this.log.info(
+      { path: out },
+      'no models configured: forging a small demo model (random weights, gibberish text)',
+    );
+    await forgeModel({
+      out,
+      params: 25_000_000,
+      type: 'f16',
+      ctx: 8192,
+      chatTemplate: 'chatml',
+      seed: 42,
+      name: DEMO_MODEL_NAME,
+    });
   }
 }
 

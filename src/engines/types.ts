@@ -33,6 +33,16 @@ export interface RunnerStats {
   kvCacheKeyType: KvCacheType;
   kvCacheValueType: KvCacheType;
   tokensInUse: number;
+  /** Parallel slots (sequences) of the context. */
+  parallel: number;
+  /** Requests decoding or evaluating their prompt now. */
+  busy: number;
+  /** Requests waiting for a free slot. */
+  queued: number;
+  /** Tokens generated since start, over all requests. */
+  generated: number;
+  /** Requests started since start. */
+  requests: number;
 }
 
 /** Messages a runner sends its parent over the IPC channel. */

@@ -112,7 +112,9 @@ export function parseParamCount(text: string | number): number {
   const n = m ? Number(m[1]) * PARAM_SUFFIX[m[2]!.toLowerCase()]! : NaN;
   const rounded = Math.round(n);
   if (!Number.isSafeInteger(rounded) || rounded <= 0) {
-    throw new ForgeError(`cannot read "${text}" as a parameter count: use a number with an optional K, M, B or T suffix, e.g. 50M or 1.5B`);
+    throw new ForgeError(
+      `cannot read "${text}" as a parameter count: use a number with an optional K, M, B or T suffix, e.g. 50M or 1.5B`,
+    );
   }
   return rounded;
 }
@@ -126,8 +128,8 @@ export function llamaParamCount(shape: ForgeShape, tied = false): number {
 }
 
 const EMBD_CANDIDATES = [
-  64, 128, 192, 256, 320, 384, 448, 512, 576, 640, 768, 896, 1024, 1280, 1536, 1792, 2048, 2560, 3072, 3584, 4096, 5120, 6144,
-  7168, 8192,
+  64, 128, 192, 256, 320, 384, 448, 512, 576, 640, 768, 896, 1024, 1280, 1536, 1792, 2048, 2560,
+  3072, 3584, 4096, 5120, 6144, 7168, 8192,
 ];
 
 function defaultVocab(params: number): number {
@@ -145,9 +147,17 @@ function headDimFor(embd: number): number {
 
 /** Heads, GQA and feed-forward size a llama model of this width would have. */
 function widthDefaults(embd: number): Pick<ForgeShape, 'heads' | 'kvHeads' | 'ff'> {
-  const headDim = embd % headDimFor(embd) === 0 ? headDimFor(embd) : embd % 32 === 0 ? 32 : embd % 2 === 0 ? 2 : 1;
+  const headDim =
+    embd % headDimFor(embd) === 0
+      ? headDimFor(embd)
+      : embd % 32 === 0
+        ? 32
+        : embd % 2 === 0
+          ? 2
+          : 1;
   const heads = embd / headDim;
-  const kvHeads = heads >= 8 && heads % 4 === 0 ? heads / 4 : heads >= 4 && heads % 2 === 0 ? heads / 2 : heads;
+  const kvHeads =
+    heads >= 8 && heads % 4 === 0 ? heads / 4 : heads >= 4 && heads % 2 === 0 ? heads / 2 : heads;
   const ff = Math.max(32, Math.round((embd * 8) / 3 / 64) * 64);
   return { heads, kvHeads, ff };
 }
@@ -158,8 +168,12 @@ function widthDefaults(embd: number): Pick<ForgeShape, 'heads' | 'kvHeads' | 'ff
  * heads up (2:1 from 4), SwiGLU feed-forward ≈ 8/3 × width. `vocab` and `tied` change the budget left for
  * the blocks. The exact count of the result is `llamaParamCount(shape, tied)`.
  */
-export function shapeForParams(params: number, opts: { vocab?: number; tied?: boolean } = {}): ForgeShape {
-  if (!Number.isFinite(params) || params <= 0) throw new ForgeError(`parameter count must be positive, got ${params}`);
+export function shapeForParams(
+  params: number,
+  opts: { vocab?: number; tied?: boolean } = {},
+): ForgeShape {
+  if (!Number.isFinite(params) || params <= 0)
+    throw new ForgeError(`parameter count must be positive, got ${params}`);
   const vocab = opts.vocab ?? defaultVocab(params);
   const tied = opts.tied ?? false;
   let best: { shape: ForgeShape; score: number } | undefined;
@@ -192,15 +206,19 @@ interface ResolvedOptions {
 
 function checkInt(name: string, v: number, min: number, max: number): void {
   if (!Number.isSafeInteger(v) || v < min || v > max) {
-    throw new ForgeError(`${name} must be an integer from ${min} to ${max}, got ${v}`, { param: name });
+    throw new ForgeError(`${name} must be an integer from ${min} to ${max}, got ${v}`, {
+      param: name,
+    });
   }
 }
 
 /** Completes and validates the options (pure; exported for tests and the CLI's dry runs). */
 export function resolveForgeOptions(opts: ForgeOptions): ResolvedOptions {
-  if (typeof opts.out !== 'string' || opts.out.length === 0) throw new ForgeError('out (the output file) is required', { param: 'out' });
+  if (typeof opts.out !== 'string' || opts.out.length === 0)
+    throw new ForgeError('out (the output file) is required', { param: 'out' });
   const type = opts.type ?? 'f16';
-  if (type !== 'f32' && type !== 'f16' && type !== 'q8_0') throw new ForgeError(`type must be f32, f16 or q8_0, got "${String(type)}"`, { param: 'type' });
+  if (type !== 'f32' && type !== 'f16' && type !== 'q8_0')
+    throw new ForgeError(`type must be f32, f16 or q8_0, got "${String(type)}"`, { param: 'type' });
   const tied = opts.tied ?? false;
   if (opts.params !== undefined) checkInt('params', opts.params, 1, 1e13);
   if (opts.vocab !== undefined) checkInt('vocab', opts.vocab, 262, 4_000_000);
@@ -223,13 +241,26 @@ export function resolveForgeOptions(opts: ForgeOptions): ResolvedOptions {
   checkInt('heads', shape.heads, 1, 4096);
   checkInt('kvHeads', shape.kvHeads, 1, 4096);
   checkInt('ff', shape.ff, 1, 1_048_576);
-  if (shape.embd % shape.heads !== 0) throw new ForgeError(`embd (${shape.embd}) must be a multiple of heads (${shape.heads})`, { param: 'heads' });
+  if (shape.embd % shape.heads !== 0)
+    throw new ForgeError(`embd (${shape.embd}) must be a multiple of heads (${shape.heads})`, {
+      param: 'heads',
+    });
   if ((shape.embd / shape.heads) % 2 !== 0) {
-    throw new ForgeError(`head size embd/heads = ${shape.embd / shape.heads} must be even (rotary embeddings rotate pairs)`, { param: 'heads' });
+    throw new ForgeError(
+      `head size embd/heads = ${shape.embd / shape.heads} must be even (rotary embeddings rotate pairs)`,
+      { param: 'heads' },
+    );
   }
-  if (shape.heads % shape.kvHeads !== 0) throw new ForgeError(`heads (${shape.heads}) must be a multiple of kvHeads (${shape.kvHeads})`, { param: 'kvHeads' });
+  if (shape.heads % shape.kvHeads !== 0)
+    throw new ForgeError(
+      `heads (${shape.heads}) must be a multiple of kvHeads (${shape.kvHeads})`,
+      { param: 'kvHeads' },
+    );
   if (type === 'q8_0' && (shape.embd % 32 !== 0 || shape.ff % 32 !== 0)) {
-    throw new ForgeError(`q8_0 needs embd and ff to be multiples of 32 (blocks of 32), got embd ${shape.embd}, ff ${shape.ff}`, { param: 'type' });
+    throw new ForgeError(
+      `q8_0 needs embd and ff to be multiples of 32 (blocks of 32), got embd ${shape.embd}, ff ${shape.ff}`,
+      { param: 'type' },
+    );
   }
   const ctx = opts.ctx ?? FORGE_DEFAULT_CTX;
   checkInt('ctx', ctx, 1, 16_777_216);
@@ -238,7 +269,9 @@ export function resolveForgeOptions(opts: ForgeOptions): ResolvedOptions {
   const chatml = opts.chatTemplate === 'chatml';
   const chatTemplate = chatml ? CHATML_TEMPLATE : opts.chatTemplate;
   const params = llamaParamCount(shape, tied);
-  const name = opts.name ?? `forged-llama-${params >= 1e9 ? `${(params / 1e9).toFixed(1)}B` : `${Math.round(params / 1e6)}M`}`;
+  const name =
+    opts.name ??
+    `forged-llama-${params >= 1e9 ? `${(params / 1e9).toFixed(1)}B` : `${Math.round(params / 1e6)}M`}`;
   return { out: path.resolve(opts.out), shape, ctx, type, tied, chatTemplate, chatml, seed, name };
 }
 
@@ -259,7 +292,31 @@ const WORDS = (
   'good new write our used me man too any day same right look think also around another came come work three word must ' +
   'because does part even place well such here take why things help put years different away again off went old number'
 ).split(' ');
-const ONSETS = ['', 'b', 'c', 'd', 'f', 'g', 'h', 'j', 'k', 'l', 'm', 'n', 'p', 'r', 's', 't', 'v', 'w', 'z', 'th', 'st', 'ch', 'sh'];
+const ONSETS = [
+  '',
+  'b',
+  'c',
+  'd',
+  'f',
+  'g',
+  'h',
+  'j',
+  'k',
+  'l',
+  'm',
+  'n',
+  'p',
+  'r',
+  's',
+  't',
+  'v',
+  'w',
+  'z',
+  'th',
+  'st',
+  'ch',
+  'sh',
+];
 const VOWELS = ['a', 'e', 'i', 'o', 'u'];
 const CODAS = ['', 'n', 'r', 's', 't', 'l'];
 const PUNCT = '.,;:!?\'"-()[]{}<>/\\@#$%&*+=_`~|^';
@@ -307,7 +364,10 @@ export function forgeVocabulary(size: number, chatml: boolean): Vocabulary {
     tokens.push(`<0x${b.toString(16).toUpperCase().padStart(2, '0')}>`);
     types.push(TOKEN_BYTE);
   }
-  if (tokens.length > size) throw new ForgeError(`vocab must be at least ${tokens.length + 1}, got ${size}`, { param: 'vocab' });
+  if (tokens.length > size)
+    throw new ForgeError(`vocab must be at least ${tokens.length + 1}, got ${size}`, {
+      param: 'vocab',
+    });
   const scores = new Float32Array(size);
   const seen = new Set(tokens);
   const first = tokens.length;
@@ -348,8 +408,10 @@ function planTensors(o: ResolvedOptions): TensorPlan[] {
   const kvDim = (embd / heads) * kvHeads;
   const wtype: TensorPlan['ggml'] = o.type === 'f32' ? 'F32' : o.type === 'f16' ? 'F16' : 'Q8_0';
   const list: Omit<TensorPlan, 'elements' | 'bytes' | 'offset'>[] = [];
-  const w = (name: string, dims: number[]): void => void list.push({ name, dims, kind: 'weight', ggml: wtype });
-  const n = (name: string): void => void list.push({ name, dims: [embd], kind: 'norm', ggml: 'F32' });
+  const w = (name: string, dims: number[]): void =>
+    void list.push({ name, dims, kind: 'weight', ggml: wtype });
+  const n = (name: string): void =>
+    void list.push({ name, dims: [embd], kind: 'norm', ggml: 'F32' });
   w('token_embd.weight', [embd, vocab]);
   for (let i = 0; i < layers; i++) {
     n(`blk.${i}.attn_norm.weight`);
@@ -387,11 +449,21 @@ function buildHeader(o: ResolvedOptions, tensors: TensorPlan[]): Buffer {
     f(kv);
     count++;
   };
-  const ftype = o.type === 'f32' ? LLAMA_FTYPE.ALL_F32 : o.type === 'f16' ? LLAMA_FTYPE.MOSTLY_F16 : LLAMA_FTYPE.MOSTLY_Q8_0;
+  const ftype =
+    o.type === 'f32'
+      ? LLAMA_FTYPE.ALL_F32
+      : o.type === 'f16'
+        ? LLAMA_FTYPE.MOSTLY_F16
+        : LLAMA_FTYPE.MOSTLY_Q8_0;
   add((w) => w.kvString('general.architecture', 'llama'));
   add((w) => w.kvString('general.type', 'model'));
   add((w) => w.kvString('general.name', o.name));
-  add((w) => w.kvString('general.description', 'Synthetic model forged by headroom: random weights, gibberish output.'));
+  add((w) =>
+    w.kvString(
+      'general.description',
+      'Synthetic model forged by headroom: random weights, gibberish output.',
+    ),
+  );
   add((w) => w.kvU32('general.file_type', ftype));
   if (o.type === 'q8_0') add((w) => w.kvU32('general.quantization_version', 2));
   add((w) => w.kvU32('general.alignment', GGUF_DEFAULT_ALIGNMENT));
@@ -414,7 +486,8 @@ function buildHeader(o: ResolvedOptions, tensors: TensorPlan[]): Buffer {
   add((w) => w.kvU32('tokenizer.ggml.eos_token_id', 2));
   add((w) => w.kvBool('tokenizer.ggml.add_bos_token', true));
   add((w) => w.kvBool('tokenizer.ggml.add_eos_token', false));
-  if (o.chatTemplate !== undefined) add((w) => w.kvString('tokenizer.chat_template', o.chatTemplate!));
+  if (o.chatTemplate !== undefined)
+    add((w) => w.kvString('tokenizer.chat_template', o.chatTemplate!));
 
   const h = new ByteWriter(kv.length + tensors.length * 96 + 64);
   h.u32(GGUF_MAGIC).u32(3).u64(tensors.length).u64(count).bytes(kv.toBuffer());
@@ -434,7 +507,7 @@ export function f32ToF16Bits(value: number): number {
   const exp = (x >>> 23) & 0xff;
   let mant = x & 0x7fffff;
   if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0);
-  let e = exp - 127 + 15;
+  const e = exp - 127 + 15;
   if (e >= 0x1f) return sign | 0x7c00;
   if (e <= 0) {
     if (e < -10) return sign;
@@ -449,7 +522,6 @@ export function f32ToF16Bits(value: number): number {
   let half = (e << 10) | (mant >>> 13);
   const rest = mant & 0x1fff;
   if (rest > 0x1000 || (rest === 0x1000 && half & 1)) half++;
-  e = half >>> 10;
   return sign | half;
 }
 
@@ -459,13 +531,19 @@ function uniformTable(center: number, range: number): Float32Array {
   return t;
 }
 
-let tables: { w32: Float32Array; norm32: Float32Array; w16: Uint16Array; q8Scale: number } | undefined;
+let tables:
+  { w32: Float32Array; norm32: Float32Array; w16: Uint16Array; q8Scale: number } | undefined;
 function getTables(): NonNullable<typeof tables> {
   if (!tables) {
     const w32 = uniformTable(0, WEIGHT_RANGE);
     const w16 = new Uint16Array(65536);
     for (let i = 0; i < 65536; i++) w16[i] = f32ToF16Bits(w32[i]!);
-    tables = { w32, norm32: uniformTable(1, NORM_JITTER), w16, q8Scale: f32ToF16Bits(WEIGHT_RANGE / 127) };
+    tables = {
+      w32,
+      norm32: uniformTable(1, NORM_JITTER),
+      w16,
+      q8Scale: f32ToF16Bits(WEIGHT_RANGE / 127),
+    };
   }
   return tables;
 }
@@ -565,7 +643,12 @@ class ChunkWriter {
   }
 }
 
-async function writeAll(fh: FileHandle, data: Uint8Array, length: number, position: number): Promise<void> {
+async function writeAll(
+  fh: FileHandle,
+  data: Uint8Array,
+  length: number,
+  position: number,
+): Promise<void> {
   let done = 0;
   while (done < length) {
     const { bytesWritten } = await fh.write(data, done, length - done, position + done);
@@ -574,7 +657,12 @@ async function writeAll(fh: FileHandle, data: Uint8Array, length: number, positi
   }
 }
 
-async function writeTensor(cw: ChunkWriter, t: TensorPlan, rng: Rng, signal?: AbortSignal): Promise<void> {
+async function writeTensor(
+  cw: ChunkWriter,
+  t: TensorPlan,
+  rng: Rng,
+  signal?: AbortSignal,
+): Promise<void> {
   const tab = getTables();
   // Bytes per fill step: every chunk but a tensor's last stays a multiple of it, so `pos` keeps
   // the 4-byte alignment the typed views need (tensors start 32-aligned).
@@ -642,7 +730,10 @@ export async function forgeModel(opts: ForgeOptions, signal?: AbortSignal): Prom
 
   const dir = path.dirname(o.out);
   await mkdir(dir, { recursive: true });
-  const tmp = path.join(dir, `.${path.basename(o.out)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+  const tmp = path.join(
+    dir,
+    `.${path.basename(o.out)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`,
+  );
   const fh = await open(tmp, 'wx');
   let cw: ChunkWriter | undefined;
   let ok = false;

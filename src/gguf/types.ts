@@ -10,15 +10,15 @@ export interface ModelSpec {
   tensorBytes: number;
   /** Tensor data bytes by ggml type name ("F32", "F16", "Q8_0", ...). */
   bytesByType: Record<string, number>;
-  /** `general.file_type` as a name ("F16", "Q8_0", "MOSTLY_Q4_K_M", ...) when present. */
+  /** `general.file_type` as llama.cpp's ftype name ("ALL_F32", "MOSTLY_F16", "MOSTLY_Q4_K_M", ...) when present. */
   fileType?: string;
   /** Transformer blocks (`{arch}.block_count`). */
   layers: number;
   /** `{arch}.embedding_length`. */
   embeddingSize: number;
-  /** `{arch}.feed_forward_length` (first value when per-layer). */
+  /** `{arch}.feed_forward_length` (max when per-layer; 0 when absent, e.g. recurrent models). */
   feedForwardSize: number;
-  /** `{arch}.attention.head_count` (max when per-layer). */
+  /** `{arch}.attention.head_count` (max when per-layer; 0 when absent: no attention). */
   headCount: number;
   /** `{arch}.attention.head_count_kv` (max when per-layer); equals headCount when absent. */
   headCountKv: number;
@@ -26,7 +26,7 @@ export interface ModelSpec {
   headDimK: number;
   /** Per-head value size (`attention.value_length`, else embeddingSize / headCount). */
   headDimV: number;
-  /** Trained context length (`{arch}.context_length`). */
+  /** Trained context length (`{arch}.context_length`); 0 when the file does not say. */
   contextLength: number;
   /** Vocabulary size (`{arch}.vocab_size`, else the tokenizer's token count). */
   vocabSize: number;
@@ -36,6 +36,12 @@ export interface ModelSpec {
   slidingWindow?: number;
   /** Number of experts for mixture-of-experts models. */
   expertCount?: number;
+  /** Experts used per token (`{arch}.expert_used_count`) for mixture-of-experts models. */
+  expertUsedCount?: number;
+  /** `{arch}.attention.head_count_kv` per layer, when the file gives a list (0 = no KV cache in that layer). */
+  headCountKvPerLayer?: number[];
+  /** `{arch}.feed_forward_length` per layer, when the file gives a list. */
+  feedForwardSizePerLayer?: number[];
 }
 
 export type GgmlTypeName = string;

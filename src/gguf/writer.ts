@@ -34,43 +34,53 @@ export class ByteWriter {
   }
 
   u8(v: number): this {
-    this.#buf.writeUInt8(v, this.#reserve(1));
+    const at = this.#reserve(1);
+    this.#buf.writeUInt8(v, at);
     return this;
   }
   i8(v: number): this {
-    this.#buf.writeInt8(v, this.#reserve(1));
+    const at = this.#reserve(1);
+    this.#buf.writeInt8(v, at);
     return this;
   }
   u16(v: number): this {
-    this.#buf.writeUInt16LE(v, this.#reserve(2));
+    const at = this.#reserve(2);
+    this.#buf.writeUInt16LE(v, at);
     return this;
   }
   i16(v: number): this {
-    this.#buf.writeInt16LE(v, this.#reserve(2));
+    const at = this.#reserve(2);
+    this.#buf.writeInt16LE(v, at);
     return this;
   }
   u32(v: number): this {
-    this.#buf.writeUInt32LE(v >>> 0, this.#reserve(4));
+    const at = this.#reserve(4);
+    this.#buf.writeUInt32LE(v >>> 0, at);
     return this;
   }
   i32(v: number): this {
-    this.#buf.writeInt32LE(v, this.#reserve(4));
+    const at = this.#reserve(4);
+    this.#buf.writeInt32LE(v, at);
     return this;
   }
   u64(v: number | bigint): this {
-    this.#buf.writeBigUInt64LE(BigInt(v), this.#reserve(8));
+    const at = this.#reserve(8);
+    this.#buf.writeBigUInt64LE(BigInt(v), at);
     return this;
   }
   i64(v: number | bigint): this {
-    this.#buf.writeBigInt64LE(BigInt(v), this.#reserve(8));
+    const at = this.#reserve(8);
+    this.#buf.writeBigInt64LE(BigInt(v), at);
     return this;
   }
   f32(v: number): this {
-    this.#buf.writeFloatLE(v, this.#reserve(4));
+    const at = this.#reserve(4);
+    this.#buf.writeFloatLE(v, at);
     return this;
   }
   f64(v: number): this {
-    this.#buf.writeDoubleLE(v, this.#reserve(8));
+    const at = this.#reserve(8);
+    this.#buf.writeDoubleLE(v, at);
     return this;
   }
   bool(v: boolean): this {
@@ -137,7 +147,12 @@ export class ByteWriter {
   }
 
   /** A tensor info: name, n_dims, dims (innermost first), ggml type, offset in the data section. */
-  tensorInfo(name: string, dims: readonly (number | bigint)[], type: number, offset: number | bigint): this {
+  tensorInfo(
+    name: string,
+    dims: readonly (number | bigint)[],
+    type: number,
+    offset: number | bigint,
+  ): this {
     this.string(name).u32(dims.length);
     for (const d of dims) this.u64(d);
     return this.u32(type).u64(offset);

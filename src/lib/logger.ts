@@ -6,9 +6,13 @@ export type { Logger };
  * The daemon's structured logger (pino: JSON lines, cheap when a level is off).
  * `HEADROOM_LOG_LEVEL` sets the level; defaults to "info", and "silent" in library use.
  */
-export function createLogger(opts: { level?: string; destination?: NodeJS.WritableStream } = {}): Logger {
+export function createLogger(
+  opts: { level?: string; destination?: NodeJS.WritableStream } = {},
+): Logger {
   const level = opts.level ?? process.env.HEADROOM_LOG_LEVEL ?? 'info';
-  return opts.destination ? pino({ level, base: undefined }, opts.destination) : pino({ level, base: undefined });
+  return opts.destination
+    ? pino({ level, base: undefined }, opts.destination)
+    : pino({ level, base: undefined });
 }
 
 export function silentLogger(): Logger {

@@ -54,7 +54,11 @@ function setup() {
     ['a', { name: 'a', path: '/m/a.gguf', overrides: {} }],
     ['b', { name: 'b', path: '/m/b.gguf', overrides: { contextSize: 2048 } }],
   ]);
-  const starts: Array<{ name: string; config: RunnerConfig; done: ReturnType<typeof deferred<RunnerHandle>> }> = [];
+  const starts: Array<{
+    name: string;
+    config: RunnerConfig;
+    done: ReturnType<typeof deferred<RunnerHandle>>;
+  }> = [];
   let pid = 100;
   const manager = new ModelManager({
     catalog: () => catalog,
@@ -96,7 +100,11 @@ describe('ModelManager', () => {
     const { manager, starts } = setup();
     void manager.acquire('b').catch(() => undefined);
     await tick();
-    expect(starts[0]!.config).toMatchObject({ modelPath: '/m/b.gguf', contextSize: 2048, threads: 1 });
+    expect(starts[0]!.config).toMatchObject({
+      modelPath: '/m/b.gguf',
+      contextSize: 2048,
+      threads: 1,
+    });
   });
 
   it('fails every waiter of a failed load with its reason, and tries again on the next request', async () => {
@@ -163,7 +171,10 @@ describe('ModelManager', () => {
     const unloading = manager.unload('a');
     await tick();
     expect(manager.status('a').state).toBe('draining');
-    await expect(manager.acquire('a')).rejects.toMatchObject({ code: 'model_unavailable', status: 503 });
+    await expect(manager.acquire('a')).rejects.toMatchObject({
+      code: 'model_unavailable',
+      status: 503,
+    });
     expect(runner.stopped).toBe(0);
     lease.release();
     const s = await unloading;

@@ -38,10 +38,14 @@ export class ModelLoadError extends HeadroomError {
 export class ModelUnavailableError extends HeadroomError {
   override readonly name = 'ModelUnavailableError';
   constructor(name: string, state: ModelState) {
-    super('model_unavailable', `The model "${name}" is ${state} and takes no new requests; retry shortly.`, {
-      status: 503,
-      details: { retryAfterSeconds: 1 },
-    });
+    super(
+      'model_unavailable',
+      `The model "${name}" is ${state} and takes no new requests; retry shortly.`,
+      {
+        status: 503,
+        details: { retryAfterSeconds: 1 },
+      },
+    );
   }
 }
 
@@ -164,7 +168,10 @@ export class ModelManager extends EventEmitter<{ event: [ManagerEvent] }> {
    * Stops a model's runner. Without `force` it drains first: no new requests are routed to it
    * and it stops when its last request ends. With `force` it stops at once.
    */
-  async unload(name: string, opts: { force?: boolean; reason?: string } = {}): Promise<ModelStatus> {
+  async unload(
+    name: string,
+    opts: { force?: boolean; reason?: string } = {},
+  ): Promise<ModelStatus> {
     const slot = this.#slot(name);
     if (slot.state === 'loading') {
       await slot.loading!.catch(() => undefined);
@@ -199,7 +206,8 @@ export class ModelManager extends EventEmitter<{ event: [ManagerEvent] }> {
         slots.map(async (slot) => {
           if (slot.state === 'loading') await slot.loading!.catch(() => undefined);
           if (slot.state === 'stopping') return slot.stopping;
-          if (slot.state === 'ready' || slot.state === 'draining') return this.#stop(slot, 'shutdown');
+          if (slot.state === 'ready' || slot.state === 'draining')
+            return this.#stop(slot, 'shutdown');
         }),
       );
     })();
@@ -265,7 +273,12 @@ export class ModelManager extends EventEmitter<{ event: [ManagerEvent] }> {
         slot.loadedAt = this.#now();
         slot.loading = undefined;
         slot.unsubscribeExit = runner.onExit((exit) => this.#onRunnerExit(slot, runner, exit));
-        this.emit('event', { type: 'load-done', model: name, loadMs: runner.loadMs ?? 0, pid: runner.pid });
+        this.emit('event', {
+          type: 'load-done',
+          model: name,
+          loadMs: runner.loadMs ?? 0,
+          pid: runner.pid,
+        });
         return runner;
       },
       (err: unknown) => {
@@ -273,7 +286,9 @@ export class ModelManager extends EventEmitter<{ event: [ManagerEvent] }> {
         slot.loading = undefined;
         slot.lastError = describeError(err);
         this.emit('event', { type: 'load-failed', model: name, error: slot.lastError });
-        throw err instanceof HeadroomError && err.status < 500 ? err : new ModelLoadError(name, err);
+        throw err instanceof HeadroomError && err.status < 500
+          ? err
+          : new ModelLoadError(name, err);
       },
     );
     // Waiters observe the promise; this keeps an unobserved rejection from being reported.

@@ -33,4 +33,8 @@ export interface RunnerHandle {
 }
 
 /** Starts a runner for a model with a config; rejects (and leaves nothing running) when it cannot. */
-export type StartRunner = (entry: ModelEntry, config: RunnerConfig, signal: AbortSignal) => Promise<RunnerHandle>;
+export type StartRunner = (
+  entry: ModelEntry,
+  config: RunnerConfig,
+  signal: AbortSignal,
+) => Promise<RunnerHandle>;

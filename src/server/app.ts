@@ -25,7 +25,10 @@ export function createApp(core: ServerCore, opts: AppOptions): FastifyInstance {
   });
   app.setErrorHandler(makeErrorHandler(opts.log));
   app.setNotFoundHandler((req) => {
-    throw new NotFoundError(`No route ${req.method} ${req.url.split('?')[0]}. See /v1/models, /v1/chat/completions, /admin/models.`, 'unknown_route');
+    throw new NotFoundError(
+      `No route ${req.method} ${req.url.split('?')[0]}. See /v1/models, /v1/chat/completions, /admin/models.`,
+      'unknown_route',
+    );
   });
   app.get('/health', async () => ({ status: 'ok', version: core.version }));
   openaiRoutes(app, core);

@@ -1,12 +1,8 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { ZodError } from 'zod';
+import { envelopeOf, typeFor, type ErrorEnvelope } from '../lib/envelope.js';
 import { HeadroomError, isHeadroomError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
-
-/** The OpenAI error envelope every HTTP error is rendered as. */
-export interface ErrorEnvelope {
-  error: { message: string; type: string; param: string | null; code: string | null; [k: string]: unknown };
-}
 
 export class BadRequestError extends HeadroomError {
   override readonly name = 'BadRequestError';
@@ -22,46 +18,37 @@ export class NotFoundError extends HeadroomError {
   }
 }
 
-function typeFor(status: number): string {
-  if (status === 401 || status === 403) return 'authentication_error';
-  if (status === 404) return 'not_found_error';
-  if (status === 429) return 'rate_limit_error';
-  if (status >= 500) return status === 503 ? 'service_unavailable' : 'server_error';
-  return 'invalid_request_error';
-}
+export type { ErrorEnvelope };
 
-/** Converts any thrown value into (status, envelope). The one place errors become HTTP. */
-export function toEnvelope(err: unknown): { status: number; body: ErrorEnvelope; retryAfter?: number } {
-  if (err instanceof ZodError) {
-    const issue = err.issues[0];
-    const param = issue && issue.path.length > 0 ? issue.path.join('.') : null;
-    const message = issue
-      ? `Invalid parameter ${param ?? '(body)'}: ${issue.message}`
-      : 'Invalid request body';
-    return { status: 400, body: { error: { message, type: typeFor(400), param, code: 'invalid_parameter' } } };
-  }
-  if (isHeadroomError(err)) {
-    const { param, retryAfterSeconds, ...rest } = err.details as { param?: string; retryAfterSeconds?: number };
-    return {
-      status: err.status,
-      body: { error: { message: err.message, type: typeFor(err.status), param: param ?? null, code: err.code, ...rest } },
-      ...(retryAfterSeconds !== undefined ? { retryAfter: retryAfterSeconds } : {}),
-    };
-  }
+/** Converts any thrown value into (status, envelope): envelopeOf plus fastify's body errors. */
+export function toEnvelope(err: unknown): {
+  status: number;
+  body: ErrorEnvelope;
+  retryAfter?: number;
+} {
+  if (err instanceof ZodError || isHeadroomError(err)) return envelopeOf(err);
   const fe = err as Partial<FastifyError>;
   if (typeof fe.statusCode === 'number' && fe.statusCode >= 400 && fe.statusCode < 500) {
     const messages: Record<string, string> = {
-      FST_ERR_CTP_BODY_TOO_LARGE: 'The request body is larger than the limit (limits.maxBodyBytes); send a smaller body.',
+      FST_ERR_CTP_BODY_TOO_LARGE:
+        'The request body is larger than the limit (limits.maxBodyBytes); send a smaller body.',
       FST_ERR_CTP_INVALID_JSON_BODY: `The request body is not valid JSON: ${fe.message ?? ''}`,
       FST_ERR_CTP_EMPTY_JSON_BODY: 'The request body is empty; send a JSON object.',
       FST_ERR_CTP_INVALID_MEDIA_TYPE: 'Unsupported Content-Type; send application/json.',
     };
     const message = (fe.code && messages[fe.code]) ?? fe.message ?? 'Bad request';
-    const code = fe.code === 'FST_ERR_CTP_BODY_TOO_LARGE' ? 'body_too_large' : fe.code === 'FST_ERR_CTP_INVALID_JSON_BODY' ? 'invalid_json' : 'invalid_request';
-    return { status: fe.statusCode, body: { error: { message, type: typeFor(fe.statusCode), param: null, code } } };
+    const code =
+      fe.code === 'FST_ERR_CTP_BODY_TOO_LARGE'
+        ? 'body_too_large'
+        : fe.code === 'FST_ERR_CTP_INVALID_JSON_BODY'
+          ? 'invalid_json'
+          : 'invalid_request';
+    return {
+      status: fe.statusCode,
+      body: { error: { message, type: typeFor(fe.statusCode), param: null, code } },
+    };
   }
-  const message = err instanceof Error ? err.message : String(err);
-  return { status: 500, body: { error: { message: `Internal error: ${message}`, type: 'server_error', param: null, code: 'internal_error' } } };
+  return envelopeOf(err);
 }
 
 export function makeErrorHandler(log: Logger) {

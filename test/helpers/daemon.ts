@@ -20,20 +20,33 @@ export interface DaemonProcess {
  * Starts the real daemon (`headroom serve`) as a child process on a free port with its own
  * HEADROOM_HOME, and resolves once it prints its URL.
  */
-export async function startDaemon(config: Record<string, unknown>, opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<DaemonProcess> {
+export async function startDaemon(
+  config: Record<string, unknown>,
+  opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
+): Promise<DaemonProcess> {
   const home = await mkdtemp(path.join(os.tmpdir(), 'headroom-e2e-'));
   const configFile = path.join(home, 'config.yaml');
   await writeFile(configFile, stringify({ port: 0, ...config }));
   const proc = spawn(process.execPath, [BIN, 'serve', '--config', configFile], {
-    env: { ...process.env, HEADROOM_HOME: home, HEADROOM_LOG_LEVEL: process.env.HEADROOM_LOG_LEVEL ?? 'info', ...opts.env },
+    env: {
+      ...process.env,
+      HEADROOM_HOME: home,
+      HEADROOM_LOG_LEVEL: process.env.HEADROOM_LOG_LEVEL ?? 'info',
+      ...opts.env,
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
   proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-  const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
+  const exited = new Promise<number | null>((resolve) =>
+    proc.once('exit', (code) => resolve(code)),
+  );
   const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`daemon did not start in time:\n${out}`)), opts.timeoutMs ?? 60_000);
+    const timer = setTimeout(
+      () => reject(new Error(`daemon did not start in time:\n${out}`)),
+      opts.timeoutMs ?? 60_000,
+    );
     const check = (): void => {
       const m = /headroom listening on (http:\/\/\S+)/.exec(out);
       if (m) {

@@ -2,23 +2,45 @@ import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import type { ModelStatus } from '../../scheduler/model-manager.js';
 import type { ServerCore } from '../core.js';
-import { requestSignal } from '../signal.js';
+import { requestSignal } from '../../lib/request-signal.js';
 
 const nameParams = z.object({ name: z.string().min(1).max(256) });
 const unloadBody = z.object({ force: z.boolean().optional() }).strict().nullish();
-const logsQuery = z.object({ bytes: z.coerce.number().int().min(1).max(16 * 1024 * 1024).default(16384) });
+const logsQuery = z.object({
+  bytes: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(16 * 1024 * 1024)
+    .default(16384),
+});
 
 /** Management API: /admin/models, load/unload, logs. */
 export function adminRoutes(app: FastifyInstance, core: ServerCore): void {
   const describe = async (m: ModelStatus) => {
-    const memory = m.pid !== undefined && (m.state === 'ready' || m.state === 'draining') ? await core.processMemory(m.pid) : undefined;
+    const memory =
+      m.pid !== undefined && (m.state === 'ready' || m.state === 'draining')
+        ? await core.processMemory(m.pid)
+        : undefined;
     return {
       ...m,
-      ...(memory ? { memory: { measured: { rss: memory.rss, rssAnon: memory.rssAnon ?? null, peak: memory.peak ?? null } } } : {}),
+      ...(memory
+        ? {
+            memory: {
+              measured: {
+                rss: memory.rss,
+                rssAnon: memory.rssAnon ?? null,
+                peak: memory.peak ?? null,
+              },
+            },
+          }
+        : {}),
     };
   };
 
-  app.get('/admin/models', async () => ({ models: await Promise.all(core.manager.list().map(describe)) }));
+  app.get('/admin/models', async () => ({
+    models: await Promise.all(core.manager.list().map(describe)),
+  }));
 
   app.get('/admin/models/:name', async (req) => {
     const { name } = nameParams.parse(req.params);

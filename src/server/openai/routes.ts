@@ -2,7 +2,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { ZodType } from 'zod';
 import type { ServerCore } from '../core.js';
 import { forwardToRunner } from '../forward.js';
-import { requestSignal } from '../signal.js';
+import { requestSignal } from '../../lib/request-signal.js';
 import { chatCompletionRequest, completionRequest } from './schemas.js';
 
 /** OpenAI-compatible routes: /v1/models, /v1/chat/completions, /v1/completions. */

@@ -7,7 +7,8 @@ import type { ServerResponse } from 'node:http';
 export function requestSignal(res: ServerResponse): { signal: AbortSignal; dispose: () => void } {
   const controller = new AbortController();
   const onClose = (): void => {
-    if (!res.writableFinished) controller.abort(new DOMException('The client went away', 'AbortError'));
+    if (!res.writableFinished)
+      controller.abort(new DOMException('The client went away', 'AbortError'));
   };
   res.once('close', onClose);
   return { signal: controller.signal, dispose: () => res.off('close', onClose) };

@@ -1,0 +1,440 @@
+/**
+ * The embedded engine: one node-llama-cpp model and context inside a runner process, with a slot
+ * (context sequence) per parallel request. It turns prompts into tokens, evaluates them in small
+ * chunks so that an abort is seen within one chunk (ENGINE-NOTES.md pitfall 4), reuses the longest
+ * evaluated prefix of a slot (pitfall 7: tokens are fed by us, never through LlamaCompletion), and
+ * decodes token by token, awaiting the caller's sink so that a slow reader slows decoding.
+ */
+import {
+  getLlama,
+  resolveChatWrapper,
+  type ChatHistoryItem,
+  type ChatWrapper,
+  type Llama,
+  type LlamaContext,
+  type LlamaContextSequence,
+  type LlamaModel,
+  type Token,
+} from 'node-llama-cpp';
+import { throwIfAborted } from '../../lib/abort.js';
+import { HeadroomError } from '../../lib/errors.js';
+import { messageText, type ChatMessage } from '../openai.js';
+import type { RunnerConfig } from '../types.js';
+import { StopMatcher } from './stop.js';
+
+/** Prompt tokens evaluated between two abort checks (ENGINE-NOTES.md: 32–64 costs no speed). */
+export const PROMPT_CHUNK_TOKENS = 64;
+
+const KV_TYPE = { f16: 'F16', q8_0: 'Q8_0', q4_0: 'Q4_0' } as const;
+
+export interface SamplingParams {
+  maxTokens?: number | undefined;
+  temperature: number;
+  topP?: number | undefined;
+  topK?: number | undefined;
+  minP?: number | undefined;
+  seed?: number | undefined;
+  stop: readonly string[];
+  ignoreEos: boolean;
+}
+
+export type FinishReason = 'stop' | 'length';
+
+export interface GenerateResult {
+  finishReason: FinishReason;
+  promptTokens: number;
+  /** Prompt tokens whose evaluation was reused from an earlier request on the slot. */
+  cachedTokens: number;
+  completionTokens: number;
+  /** From the start of prompt evaluation to the first generated token. */
+  ttftMs: number;
+  totalMs: number;
+}
+
+/** Receives generated text; a returned promise is awaited before the next token (backpressure). */
+export type TextSink = (text: string) => void | Promise<void>;
+
+export class ContextOverflowError extends HeadroomError {
+  override readonly name = 'ContextOverflowError';
+  constructor(promptTokens: number, contextSize: number) {
+    super(
+      'context_length_exceeded',
+      `the prompt is ${promptTokens} tokens but this model's context holds ${contextSize}: shorten the conversation or load the model with a larger context`,
+      { status: 400, details: { param: 'messages', promptTokens, contextSize } },
+    );
+  }
+}
+
+interface Slot {
+  sequence: LlamaContextSequence;
+  busy: boolean;
+}
+
+interface Waiter {
+  resolve: (slot: Slot) => void;
+  reject: (err: unknown) => void;
+  signal: AbortSignal;
+  onAbort: () => void;
+}
+
+export interface EngineCounters {
+  busy: number;
+  queued: number;
+  /** Tokens generated since start, over all requests: lets a test see that decoding stopped. */
+  generated: number;
+  requests: number;
+}
+
+export class Engine {
+  readonly config: RunnerConfig;
+  readonly loadMs: number;
+  readonly #llama: Llama;
+  readonly #model: LlamaModel;
+  readonly #context: LlamaContext;
+  readonly #chatWrapper: ChatWrapper;
+  readonly #slots: Slot[];
+  readonly #waiters: Waiter[] = [];
+  #generated = 0;
+  #requests = 0;
+  #disposed: Promise<void> | undefined;
+
+  private constructor(
+    config: RunnerConfig,
+    llama: Llama,
+    model: LlamaModel,
+    context: LlamaContext,
+    loadMs: number,
+  ) {
+    this.config = config;
+    this.#llama = llama;
+    this.#model = model;
+    this.#context = context;
+    this.loadMs = loadMs;
+    this.#chatWrapper = resolveChatWrapper(model);
+    this.#slots = Array.from({ length: config.parallel }, () => ({
+      sequence: context.getSequence(),
+      busy: false,
+    }));
+  }
+
+  static async create(config: RunnerConfig): Promise<Engine> {
+    const started = performance.now();
+    // Pitfalls 1 and 2: never build from source, never more threads than the machine has.
+    const llama = await getLlama({
+      build: 'never',
+      gpu: config.gpuLayers > 0 ? 'auto' : false,
+      maxThreads: config.threads,
+      logLevel: 'warn' as never,
+    });
+    try {
+      const model = await llama.loadModel({
+        modelPath: config.modelPath,
+        useMmap: config.mmap,
+        gpuLayers: config.gpuLayers,
+      });
+      try {
+        const quantisedV = config.kvCacheValueType !== 'f16';
+        const context = await model.createContext({
+          // Pitfall 3: an explicit size, never "auto" (which means the trained context).
+          contextSize: config.contextSize,
+          sequences: config.parallel,
+          threads: config.threads,
+          batchSize: config.batchSize,
+          // Pitfall 5: a quantised V cache needs flash attention.
+          flashAttention: config.flashAttention || quantisedV,
+          experimentalKvCacheKeyType: KV_TYPE[config.kvCacheKeyType],
+          experimentalKvCacheValueType: KV_TYPE[config.kvCacheValueType],
+        });
+        return new Engine(config, llama, model, context, performance.now() - started);
+      } catch (err) {
+        await model.dispose();
+        throw err;
+      }
+    } catch (err) {
+      await llama.dispose();
+      throw err;
+    }
+  }
+
+  get counters(): EngineCounters {
+    return {
+      busy: this.#slots.filter((s) => s.busy).length,
+      queued: this.#waiters.length,
+      generated: this.#generated,
+      requests: this.#requests,
+    };
+  }
+
+  get contextSize(): number {
+    return this.#context.contextSize;
+  }
+
+  get modelBytes(): number {
+    return this.#model.size;
+  }
+
+  /** Bytes llama.cpp allocated for the context (KV cache and compute buffers). */
+  get contextBytes(): number {
+    const internal = (
+      this.#context as unknown as {
+        _ctx?: { getMemoryBreakdown?: () => { cpuRam: number; gpuVram: number } };
+      }
+    )._ctx;
+    const breakdown = internal?.getMemoryBreakdown?.();
+    return breakdown ? breakdown.cpuRam + breakdown.gpuVram : this.#context.stateSize;
+  }
+
+  /** Tokens held in all slots' KV cache. */
+  get tokensInUse(): number {
+    return this.#slots.reduce((n, s) => n + s.sequence.nextTokenIndex, 0);
+  }
+
+  tokenize(text: string, opts: { special?: boolean; bos?: boolean } = {}): Token[] {
+    const tokens = this.#model.tokenize(text, opts.special ?? false);
+    const bos = this.#model.tokens.bos;
+    return opts.bos && bos !== null && this.#model.tokens.shouldPrependBosToken
+      ? [bos, ...tokens]
+      : tokens;
+  }
+
+  detokenize(tokens: readonly number[]): string {
+    return this.#model.detokenize(tokens as Token[], false);
+  }
+
+  /** The model's chat template applied to the messages, with the assistant's turn opened. */
+  chatPrompt(messages: readonly ChatMessage[]): Token[] {
+    const history: ChatHistoryItem[] = messages.map((m): ChatHistoryItem => {
+      const text = messageText(m.content);
+      if (m.role === 'system' || m.role === 'developer') return { type: 'system', text };
+      if (m.role === 'assistant') return { type: 'model', response: [text] };
+      return { type: 'user', text };
+    });
+    history.push({ type: 'model', response: [] });
+    const { contextText } = this.#chatWrapper.generateContextState({ chatHistory: history });
+    return contextText.tokenize(this.#model.tokenizer);
+  }
+
+  /** Tokens that end a chat turn for this template, beyond the model's end-of-generation tokens. */
+  #chatStopTokens(): Set<number> {
+    const stops = new Set<number>();
+    const { stopGenerationTriggers } = this.#chatWrapper.generateContextState({
+      chatHistory: [{ type: 'model', response: [] }],
+    });
+    for (const trigger of stopGenerationTriggers) {
+      const tokens = trigger.tokenize(this.#model.tokenizer);
+      if (tokens.length === 1 && tokens[0] !== undefined) stops.add(tokens[0]);
+    }
+    return stops;
+  }
+
+  /**
+   * Generates a completion of `prompt` into `sink`. Resolves with the counts when done, stopped or
+   * out of tokens; rejects with the abort reason when `signal` aborts (during queueing, prompt
+   * evaluation or decoding), leaving the slot free.
+   */
+  async generate(
+    prompt: readonly Token[],
+    params: SamplingParams,
+    sink: TextSink,
+    signal: AbortSignal,
+    opts: { chat?: boolean } = {},
+  ): Promise<GenerateResult> {
+    if (prompt.length === 0)
+      throw new HeadroomError('invalid_request_error', 'the prompt is empty', {
+        status: 400,
+        details: { param: 'prompt' },
+      });
+    if (prompt.length >= this.contextSize)
+      throw new ContextOverflowError(prompt.length, this.contextSize);
+    const slot = await this.#acquire(prompt, signal);
+    this.#requests++;
+    const started = performance.now();
+    try {
+      const seq = slot.sequence;
+      const cached = await this.#reusePrefix(seq, prompt);
+      for (let i = cached; i < prompt.length - 1; i += PROMPT_CHUNK_TOKENS) {
+        throwIfAborted(signal);
+        await seq.evaluateWithoutGeneratingNewTokens(
+          prompt.slice(i, Math.min(i + PROMPT_CHUNK_TOKENS, prompt.length - 1)) as Token[],
+        );
+      }
+      throwIfAborted(signal);
+      return await this.#decode(
+        seq,
+        prompt,
+        cached,
+        params,
+        sink,
+        signal,
+        started,
+        opts.chat === true,
+      );
+    } finally {
+      this.#release(slot);
+    }
+  }
+
+  async #decode(
+    seq: LlamaContextSequence,
+    prompt: readonly Token[],
+    cached: number,
+    params: SamplingParams,
+    sink: TextSink,
+    signal: AbortSignal,
+    started: number,
+    chat: boolean,
+  ): Promise<GenerateResult> {
+    const stopTokens = chat ? this.#chatStopTokens() : new Set<number>();
+    const stop = new StopMatcher(params.stop);
+    const decoder = new TokenTextDecoder(this.#model);
+    const limit = params.maxTokens ?? Number.POSITIVE_INFINITY;
+    let completion = 0;
+    let ttftMs = 0;
+    let finishReason: FinishReason = 'length';
+    const tokens = seq.evaluate([prompt[prompt.length - 1]!], {
+      temperature: params.temperature,
+      topK: params.topK,
+      topP: params.topP,
+      minP: params.minP,
+      seed: params.seed,
+    });
+    for await (const token of tokens) {
+      throwIfAborted(signal);
+      if (completion === 0) ttftMs = performance.now() - started;
+      if (!params.ignoreEos && (this.#model.isEogToken(token) || stopTokens.has(token))) {
+        finishReason = 'stop';
+        break;
+      }
+      completion++;
+      this.#generated++;
+      const out = stop.push(decoder.push(token));
+      if (out.emit) await sink(out.emit);
+      if (out.stopped) {
+        finishReason = 'stop';
+        break;
+      }
+      if (completion >= limit || seq.nextTokenIndex + 1 >= this.contextSize) break;
+    }
+    throwIfAborted(signal);
+    if (finishReason === 'length') {
+      const rest = stop.push(decoder.flush()).emit + stop.flush();
+      if (rest) await sink(rest);
+    }
+    return {
+      finishReason,
+      promptTokens: prompt.length,
+      cachedTokens: cached,
+      completionTokens: completion,
+      ttftMs,
+      totalMs: performance.now() - started,
+    };
+  }
+
+  /**
+   * Keeps the slot's evaluated tokens that equal the start of the prompt and erases the rest.
+   * At least the prompt's last token is evaluated again, since decoding starts from its logits.
+   */
+  async #reusePrefix(seq: LlamaContextSequence, prompt: readonly Token[]): Promise<number> {
+    const keep = Math.min(commonPrefixLength(seq.contextTokens, prompt), prompt.length - 1);
+    if (keep === 0) {
+      if (seq.nextTokenIndex > 0) await seq.clearHistory();
+    } else if (keep < seq.nextTokenIndex) {
+      await seq.eraseContextTokenRanges([{ start: keep, end: seq.nextTokenIndex }]);
+    }
+    return keep;
+  }
+
+  #acquire(prompt: readonly Token[], signal: AbortSignal): Promise<Slot> {
+    throwIfAborted(signal);
+    const free = this.#slots.filter((s) => !s.busy);
+    if (free.length > 0) {
+      // The free slot that already holds most of this prompt.
+      let best = free[0]!;
+      let bestLen = -1;
+      for (const s of free) {
+        const n = commonPrefixLength(s.sequence.contextTokens, prompt);
+        if (n > bestLen) [best, bestLen] = [s, n];
+      }
+      best.busy = true;
+      return Promise.resolve(best);
+    }
+    return new Promise<Slot>((resolve, reject) => {
+      const waiter: Waiter = {
+        resolve,
+        reject,
+        signal,
+        onAbort: () => {
+          const i = this.#waiters.indexOf(waiter);
+          if (i !== -1) this.#waiters.splice(i, 1);
+          reject(signal.reason);
+        },
+      };
+      signal.addEventListener('abort', waiter.onAbort, { once: true });
+      this.#waiters.push(waiter);
+    });
+  }
+
+  #release(slot: Slot): void {
+    const next = this.#waiters.shift();
+    if (next) {
+      next.signal.removeEventListener('abort', next.onAbort);
+      next.resolve(slot);
+    } else {
+      slot.busy = false;
+    }
+  }
+
+  /** Frees the context, the model and the backend. Idempotent. */
+  dispose(): Promise<void> {
+    this.#disposed ??= (async () => {
+      for (const w of this.#waiters.splice(0)) {
+        w.signal.removeEventListener('abort', w.onAbort);
+        w.reject(
+          new HeadroomError('runner_stopping', 'the runner is shutting down', { status: 503 }),
+        );
+      }
+      await this.#context.dispose();
+      await this.#model.dispose();
+      await this.#llama.dispose();
+    })();
+    return this.#disposed;
+  }
+}
+
+export function commonPrefixLength(a: readonly number[], b: readonly number[]): number {
+  const n = Math.min(a.length, b.length);
+  let i = 0;
+  while (i < n && a[i] === b[i]) i++;
+  return i;
+}
+
+/**
+ * Turns tokens into text one at a time. A token may end inside a multi-byte character; its text
+ * then ends in U+FFFD and is held until the character completes (at most 4 tokens). The previous
+ * tokens are passed as context so that leading-space rules of the tokenizer apply.
+ */
+class TokenTextDecoder {
+  readonly #model: LlamaModel;
+  #pending: Token[] = [];
+  #last: Token[] = [];
+
+  constructor(model: LlamaModel) {
+    this.#model = model;
+  }
+
+  push(token: Token): string {
+    this.#pending.push(token);
+    const text = this.#model.detokenize(this.#pending, false, this.#last);
+    if (text.endsWith('\uFFFD') && this.#pending.length < 4) return '';
+    this.#last = [...this.#last, ...this.#pending].slice(-8);
+    this.#pending = [];
+    return text;
+  }
+
+  flush(): string {
+    if (this.#pending.length === 0) return '';
+    const text = this.#model.detokenize(this.#pending, false, this.#last);
+    this.#pending = [];
+    return text;
+  }
+}

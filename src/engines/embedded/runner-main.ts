@@ -1,0 +1,349 @@
+/**
+ * The embedded runner process: one model in node-llama-cpp, served over HTTP on a loopback port it
+ * picks itself. Started by the supervisor with an IPC channel and the RunnerConfig as JSON in
+ * argv[2].
+ *
+ * Lifecycle: listen first (GET /health answers 503 while loading) and report `listening`; load the
+ * model and report `ready` (or `error`, then exit 1). SIGTERM, SIGINT or the parent's IPC channel
+ * closing (the parent died) → stop accepting, abort requests, free the model, exit 0.
+ *
+ * node:http rather than fastify: five routes, and every byte of overhead here is paid per token.
+ */
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import { z } from 'zod';
+import { envelopeOf } from '../../lib/envelope.js';
+import { HeadroomError } from '../../lib/errors.js';
+import { requestSignal } from '../../lib/request-signal.js';
+import { readProcessMemory } from '../../monitor/index.js';
+import type { Token } from 'node-llama-cpp';
+import {
+  chatCompletionBody,
+  completionBody,
+  type ChatCompletionBody,
+  type CompletionBody,
+} from '../openai.js';
+import type { RunnerConfig, RunnerMessage, RunnerStats } from '../types.js';
+import { Engine, type GenerateResult, type SamplingParams } from './engine.js';
+import { runnerConfigSchema } from './index.js';
+
+const MAX_BODY_BYTES = 16 * 1024 * 1024;
+
+function send(message: RunnerMessage): void {
+  process.send?.(message);
+}
+
+class BodyError extends HeadroomError {
+  constructor(code: string, message: string, status = 400) {
+    super(code, message, { status });
+  }
+}
+
+async function readJson(req: IncomingMessage): Promise<unknown> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > MAX_BODY_BYTES)
+      throw new BodyError(
+        'body_too_large',
+        `the request body is larger than ${MAX_BODY_BYTES} bytes`,
+        413,
+      );
+    chunks.push(chunk);
+  }
+  if (size === 0)
+    throw new BodyError('invalid_json', 'the request body is empty; send a JSON object');
+  try {
+    return JSON.parse(Buffer.concat(chunks).toString('utf8')) as unknown;
+  } catch (err) {
+    throw new BodyError(
+      'invalid_json',
+      `the request body is not valid JSON: ${(err as Error).message}`,
+    );
+  }
+}
+
+function sendJson(res: ServerResponse, status: number, body: unknown): void {
+  const payload = JSON.stringify(body);
+  res.writeHead(status, {
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(payload),
+  });
+  res.end(payload);
+}
+
+function sendError(res: ServerResponse, err: unknown): void {
+  const { status, body } = envelopeOf(err);
+  if (!res.headersSent) sendJson(res, status, body);
+  else if (!res.writableEnded) res.end(`data: ${JSON.stringify(body)}\n\n`);
+}
+
+/** Writes a chunk; resolves when the socket can take more (backpressure) or the client has gone. */
+function write(res: ServerResponse, chunk: string): Promise<void> | void {
+  if (res.destroyed || res.write(chunk)) return;
+  return new Promise((resolve) => {
+    const done = (): void => {
+      res.off('drain', done);
+      res.off('close', done);
+      resolve();
+    };
+    res.once('drain', done);
+    res.once('close', done);
+  });
+}
+
+function samplingOf(body: CompletionBody | ChatCompletionBody): SamplingParams {
+  const stop = body.stop == null ? [] : typeof body.stop === 'string' ? [body.stop] : body.stop;
+  return {
+    maxTokens: body.max_completion_tokens ?? body.max_tokens ?? undefined,
+    temperature: body.temperature ?? 1,
+    topP: body.top_p ?? undefined,
+    topK: body.top_k ?? undefined,
+    minP: body.min_p ?? undefined,
+    seed: body.seed ?? undefined,
+    stop,
+    ignoreEos: body.ignore_eos ?? false,
+  };
+}
+
+function usageOf(r: GenerateResult): Record<string, unknown> {
+  return {
+    prompt_tokens: r.promptTokens,
+    completion_tokens: r.completionTokens,
+    total_tokens: r.promptTokens + r.completionTokens,
+    prompt_tokens_details: { cached_tokens: r.cachedTokens },
+  };
+}
+
+class Runner {
+  readonly #server: http.Server;
+  #engine: Engine | undefined;
+  #stopping = false;
+  readonly #config: RunnerConfig;
+  readonly #modelName: string;
+
+  constructor(config: RunnerConfig) {
+    this.#config = config;
+    this.#modelName =
+      config.modelPath
+        .split('/')
+        .pop()
+        ?.replace(/\.gguf$/i, '') ?? 'model';
+    this.#server = http.createServer((req, res) => void this.#route(req, res));
+    this.#server.keepAliveTimeout = 5000;
+  }
+
+  async start(): Promise<void> {
+    await new Promise<void>((resolve, reject) => {
+      this.#server.once('error', reject);
+      this.#server.listen(0, '127.0.0.1', () => resolve());
+    });
+    const address = this.#server.address();
+    if (address === null || typeof address === 'string') throw new Error('no port');
+    send({ type: 'listening', port: address.port });
+    console.log(`runner listening on 127.0.0.1:${address.port}, loading ${this.#config.modelPath}`);
+    this.#engine = await Engine.create(this.#config);
+    if (this.#stopping) return;
+    console.log(
+      `model loaded in ${Math.round(this.#engine.loadMs)} ms (context ${this.#engine.contextSize})`,
+    );
+    send({ type: 'ready', loadMs: this.#engine.loadMs });
+  }
+
+  async stop(reason: string): Promise<void> {
+    if (this.#stopping) return;
+    this.#stopping = true;
+    console.log(`stopping: ${reason}`);
+    this.#server.close();
+    this.#server.closeAllConnections();
+    await this.#engine?.dispose();
+  }
+
+  async #route(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const path = (req.url ?? '/').split('?')[0];
+    try {
+      if (req.method === 'GET' && path === '/health') {
+        if (this.#engine && !this.#stopping) sendJson(res, 200, { status: 'ok' });
+        else sendJson(res, 503, { status: this.#stopping ? 'stopping' : 'loading' });
+        return;
+      }
+      const engine = this.#engine;
+      if (!engine || this.#stopping)
+        throw new HeadroomError('runner_not_ready', 'the model is still loading', { status: 503 });
+      if (req.method === 'GET' && path === '/stats')
+        return sendJson(res, 200, await this.#stats(engine));
+      if (req.method !== 'POST')
+        throw new HeadroomError('unknown_route', `no route ${req.method} ${path}`, { status: 404 });
+      const body = await readJson(req);
+      if (path === '/v1/chat/completions') return await this.#complete(engine, res, 'chat', body);
+      if (path === '/v1/completions') return await this.#complete(engine, res, 'text', body);
+      if (path === '/tokenize') {
+        const { content, add_special } = z
+          .object({ content: z.string(), add_special: z.boolean().optional() })
+          .parse(body);
+        return sendJson(res, 200, {
+          tokens: engine.tokenize(content, { bos: add_special ?? false }),
+        });
+      }
+      if (path === '/detokenize') {
+        const { tokens } = z
+          .object({ tokens: z.array(z.number().int().nonnegative()).max(1_000_000) })
+          .parse(body);
+        return sendJson(res, 200, { content: engine.detokenize(tokens) });
+      }
+      throw new HeadroomError('unknown_route', `no route POST ${path}`, { status: 404 });
+    } catch (err) {
+      sendError(res, err);
+    }
+  }
+
+  async #stats(engine: Engine): Promise<RunnerStats> {
+    const mem = await readProcessMemory(process.pid);
+    return {
+      rss: mem?.rss ?? 0,
+      rssAnon: mem?.rssAnon ?? 0,
+      peakRss: mem?.peak ?? 0,
+      modelBytes: engine.modelBytes,
+      contextBytes: engine.contextBytes,
+      contextSize: engine.contextSize,
+      kvCacheKeyType: this.#config.kvCacheKeyType,
+      kvCacheValueType: this.#config.kvCacheValueType,
+      tokensInUse: engine.tokensInUse,
+      parallel: this.#config.parallel,
+      ...engine.counters,
+    };
+  }
+
+  async #complete(
+    engine: Engine,
+    res: ServerResponse,
+    kind: 'chat' | 'text',
+    raw: unknown,
+  ): Promise<void> {
+    let body: CompletionBody | ChatCompletionBody;
+    let prompt: Token[];
+    if (kind === 'chat') {
+      const chat = chatCompletionBody.parse(raw);
+      [body, prompt] = [chat, engine.chatPrompt(chat.messages)];
+    } else {
+      const text = completionBody.parse(raw);
+      [body, prompt] = [
+        text,
+        engine.tokenize(typeof text.prompt === 'string' ? text.prompt : (text.prompt[0] ?? ''), {
+          bos: true,
+        }),
+      ];
+    }
+    const params = samplingOf(body);
+    const id = `${kind === 'chat' ? 'chatcmpl' : 'cmpl'}-${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`;
+    const created = Math.floor(Date.now() / 1000);
+    const model = body.model ?? this.#modelName;
+    const object = kind === 'chat' ? 'chat.completion' : 'text_completion';
+    const { signal, dispose } = requestSignal(res);
+    try {
+      if (body.stream) {
+        const chunk = (
+          delta: string | null,
+          finish: string | null,
+          extra: Record<string, unknown> = {},
+        ): string => {
+          const choice =
+            kind === 'chat'
+              ? { index: 0, delta: delta === null ? {} : { content: delta }, finish_reason: finish }
+              : { index: 0, text: delta ?? '', finish_reason: finish };
+          return `data: ${JSON.stringify({ id, object: `${object}.chunk`, created, model, choices: [choice], ...extra })}\n\n`;
+        };
+        let started = false;
+        const begin = (): void => {
+          if (started) return;
+          started = true;
+          res.writeHead(200, {
+            'content-type': 'text/event-stream',
+            'cache-control': 'no-cache',
+            connection: 'keep-alive',
+          });
+          if (kind === 'chat')
+            res.write(
+              `data: ${JSON.stringify({ id, object: `${object}.chunk`, created, model, choices: [{ index: 0, delta: { role: 'assistant', content: '' }, finish_reason: null }] })}\n\n`,
+            );
+        };
+        const result = await engine.generate(
+          prompt,
+          params,
+          (text) => {
+            begin();
+            return write(res, chunk(text, null));
+          },
+          signal,
+          { chat: kind === 'chat' },
+        );
+        begin();
+        res.write(chunk(null, result.finishReason));
+        if (body.stream_options?.include_usage)
+          res.write(
+            `data: ${JSON.stringify({ id, object: `${object}.chunk`, created, model, choices: [], usage: usageOf(result) })}\n\n`,
+          );
+        res.end('data: [DONE]\n\n');
+      } else {
+        let text = '';
+        const result = await engine.generate(prompt, params, (t) => void (text += t), signal, {
+          chat: kind === 'chat',
+        });
+        const choice =
+          kind === 'chat'
+            ? {
+                index: 0,
+                message: { role: 'assistant', content: text },
+                finish_reason: result.finishReason,
+              }
+            : { index: 0, text, finish_reason: result.finishReason };
+        sendJson(res, 200, {
+          id,
+          object,
+          created,
+          model,
+          choices: [choice],
+          usage: usageOf(result),
+        });
+      }
+    } catch (err) {
+      if (signal.aborted) {
+        res.destroy();
+        return;
+      }
+      throw err;
+    } finally {
+      dispose();
+    }
+  }
+}
+
+async function main(): Promise<void> {
+  let config: RunnerConfig;
+  try {
+    config = runnerConfigSchema.parse(JSON.parse(process.argv[2] ?? '')) as RunnerConfig;
+  } catch (err) {
+    const message = `invalid runner config: ${(err as Error).message}`;
+    console.error(message);
+    send({ type: 'error', code: 'RUNNER_BAD_CONFIG', message });
+    process.exit(2);
+  }
+  const runner = new Runner(config);
+  const shutdown = (reason: string): void => {
+    void runner.stop(reason).finally(() => process.exit(0));
+  };
+  process.once('SIGTERM', () => shutdown('SIGTERM'));
+  process.once('SIGINT', () => shutdown('SIGINT'));
+  process.once('disconnect', () => shutdown('parent disconnected'));
+  try {
+    await runner.start();
+  } catch (err) {
+    const message = (err as Error).message ?? String(err);
+    console.error(`load failed: ${message}`);
+    send({ type: 'error', code: 'RUNNER_LOAD_FAILED', message });
+    await runner.stop('load failed').catch(() => undefined);
+    process.exit(1);
+  }
+}
+
+void main();

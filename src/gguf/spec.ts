@@ -1,0 +1,167 @@
+/**
+ * ModelSpec: what the planner needs of a model, derived from a GGUF header. Hyper-parameters are
+ * read under `{general.architecture}.*` (llama.cpp's convention, followed by every writer), so
+ * qwen2, gemma, phi3 and the rest need no per-architecture code.
+ */
+import path from 'node:path';
+import { fileTypeName } from './constants.js';
+import { GgufError, readGguf, type GgufFile, type GgufValue } from './reader.js';
+import type { ModelSpec } from './types.js';
+
+/** `specFromGguf` for the file at `file`; split models (`x-00001-of-00003.gguf`) are summed over every part. */
+export async function readModelSpec(file: string, signal?: AbortSignal): Promise<ModelSpec> {
+  const first = await readGguf(file, { signal });
+  const parts = splitCount(first);
+  if (parts <= 1) return specFromGguf(first);
+  const m = SPLIT_NAME.exec(path.basename(first.path));
+  if (!m) {
+    throw new GgufError(
+      'GGUF_UNSUPPORTED_MODEL',
+      first.path,
+      0,
+      `is part of a model split into ${parts} files, but its name does not follow the "<name>-00001-of-0000N.gguf" pattern, so the other parts cannot be found`,
+    );
+  }
+  const files = [first];
+  const width = m[2]!.length;
+  for (let i = 2; i <= parts; i++) {
+    const name = `${m[1]}-${String(i).padStart(width, '0')}-of-${m[3]}.gguf`;
+    files.push(await readGguf(path.join(path.dirname(first.path), name), { signal }));
+  }
+  return specFromGguf(first, files.slice(1));
+}
+
+const SPLIT_NAME = /^(.*)-(\d+)-of-(\d+)\.gguf$/i;
+
+function splitCount(file: GgufFile): number {
+  const v = file.metadata.get('split.count');
+  return typeof v === 'number' && Number.isInteger(v) && v > 1 ? v : 1;
+}
+
+/**
+ * Derives a ModelSpec from a header. `extraParts` are the other files of a split model: their
+ * tensors count towards the parameter and byte totals. Throws `GgufError` GGUF_UNSUPPORTED_MODEL
+ * when `general.architecture`, `{arch}.block_count` or `{arch}.embedding_length` is missing or
+ * not a positive integer.
+ */
+export function specFromGguf(file: GgufFile, extraParts: readonly GgufFile[] = []): ModelSpec {
+  const md = file.metadata;
+  const fail = (problem: string): GgufError =>
+    new GgufError('GGUF_UNSUPPORTED_MODEL', file.path, 0, problem);
+
+  const architecture = md.get('general.architecture');
+  if (typeof architecture !== 'string' || architecture.length === 0) {
+    throw fail(
+      'general.architecture is missing: headroom needs it to find the model\'s hyper-parameters ("{architecture}.block_count", ...)',
+    );
+  }
+  const key = (k: string): string => `${architecture}.${k}`;
+
+  /** Integer values of a key (a scalar is one value); undefined when absent. */
+  const ints = (k: string): number[] | undefined => {
+    const v = md.get(k);
+    if (v === undefined) return undefined;
+    const list = toNumbers(v);
+    if (!list || !list.every((n) => Number.isSafeInteger(n) && n >= 0))
+      throw fail(`${k} must be a non-negative integer (or a list of them), got ${describe(v)}`);
+    return list;
+  };
+  const maxOf = (k: string): number | undefined => {
+    const list = ints(k);
+    return list === undefined ? undefined : list.reduce((a, b) => Math.max(a, b), 0);
+  };
+  const required = (k: string): number => {
+    const v = maxOf(k);
+    if (v === undefined)
+      throw fail(`${k} is missing: headroom cannot plan memory for this model without it`);
+    if (v <= 0) throw fail(`${k} must be positive, got ${v}`);
+    return v;
+  };
+
+  const layers = required(key('block_count'));
+  const embeddingSize = required(key('embedding_length'));
+  const headCountList = ints(key('attention.head_count'));
+  const headCount = max(headCountList) ?? 0;
+  const kvList = ints(key('attention.head_count_kv'));
+  const headCountKv = max(kvList) ?? headCount;
+  const defaultHeadDim = headCount > 0 ? Math.floor(embeddingSize / headCount) : 0;
+  const headDimK = maxOf(key('attention.key_length')) ?? defaultHeadDim;
+  const headDimV = maxOf(key('attention.value_length')) ?? defaultHeadDim;
+  const ffList = ints(key('feed_forward_length'));
+
+  let parameterCount = 0;
+  let tensorBytes = 0;
+  const bytesByType: Record<string, number> = Object.create(null) as Record<string, number>;
+  for (const part of [file, ...extraParts]) {
+    for (const t of part.tensors) {
+      parameterCount += t.elements;
+      tensorBytes += t.bytes;
+      bytesByType[t.typeName] = (bytesByType[t.typeName] ?? 0) + t.bytes;
+    }
+  }
+
+  const spec: ModelSpec = {
+    architecture,
+    parameterCount,
+    tensorBytes,
+    bytesByType: { ...bytesByType },
+    layers,
+    embeddingSize,
+    feedForwardSize: max(ffList) ?? 0,
+    headCount,
+    headCountKv,
+    headDimK,
+    headDimV,
+    contextLength: maxOf(key('context_length')) ?? 0,
+    vocabSize: vocabSize(file, key('vocab_size'), maxOf),
+    hasChatTemplate: typeof md.get('tokenizer.chat_template') === 'string',
+  };
+  const name = md.get('general.name');
+  if (typeof name === 'string') spec.name = name;
+  const ftype = md.get('general.file_type');
+  if (typeof ftype === 'number' && Number.isInteger(ftype) && ftype >= 0)
+    spec.fileType = fileTypeName(ftype);
+  const sliding = maxOf(key('attention.sliding_window'));
+  if (sliding !== undefined && sliding > 0) spec.slidingWindow = sliding;
+  const experts = maxOf(key('expert_count'));
+  if (experts !== undefined && experts > 0) {
+    spec.expertCount = experts;
+    const used = maxOf(key('expert_used_count'));
+    if (used !== undefined && used > 0) spec.expertUsedCount = used;
+  }
+  if (kvList && kvList.length > 1) spec.headCountKvPerLayer = kvList;
+  if (ffList && ffList.length > 1) spec.feedForwardSizePerLayer = ffList;
+  return spec;
+}
+
+/** `{arch}.vocab_size`, else the tokenizer's token count, else token_embd's outer dimension, else 0. */
+function vocabSize(
+  file: GgufFile,
+  vocabKey: string,
+  maxOf: (k: string) => number | undefined,
+): number {
+  const explicit = maxOf(vocabKey);
+  if (explicit !== undefined && explicit > 0) return explicit;
+  const tokens = file.metadata.get('tokenizer.ggml.tokens');
+  if (Array.isArray(tokens) && tokens.length > 0) return tokens.length;
+  const embd = file.tensors.find((t) => t.name === 'token_embd.weight');
+  return embd?.dims[1] ?? 0;
+}
+
+function max(list: number[] | undefined): number | undefined {
+  return list === undefined ? undefined : list.reduce((a, b) => Math.max(a, b), 0);
+}
+
+/** A value as a list of numbers, or undefined when it holds anything else. */
+function toNumbers(v: GgufValue): number[] | undefined {
+  if (typeof v === 'number') return [v];
+  if (typeof v === 'bigint') return [Number(v)]; // only unsafe 64-bit values stay bigints: fails the integer check
+  if (ArrayBuffer.isView(v)) return Array.from(v as ArrayLike<number | bigint>, Number);
+  return undefined;
+}
+
+function describe(v: GgufValue): string {
+  if (typeof v === 'string') return JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}…` : v);
+  if (typeof v === 'bigint' || typeof v === 'number' || typeof v === 'boolean') return String(v);
+  return `an array of ${v.length}`;
+}
