@@ -1,0 +1,307 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import {
+  PlanError,
+  contextCells,
+  kvBytesPerCell,
+  predictFootprint,
+  type PlanConfig,
+} from './footprint.js';
+import { LARGE, LLAMA3_8B_Q4_K_M, MEDIUM, SMALL, llamaSpec } from './test-specs.js';
+
+const MiB = 1024 * 1024;
+const base: PlanConfig = {
+  contextSize: 2048,
+  parallel: 1,
+  batchSize: 512,
+  flashAttention: true,
+  kvCacheKeyType: 'f16',
+  kvCacheValueType: 'f16',
+  gpuLayers: 0,
+  mmap: true,
+};
+
+/** The terms in MiB with one decimal: what the snapshots pin. */
+function mib(spec = llamaSpec(SMALL), config: Partial<PlanConfig> = {}): Record<string, number> {
+  const f = predictFootprint(spec, { ...base, ...config });
+  const r = (n: number): number => Math.round((n / MiB) * 10) / 10;
+  return {
+    total: r(f.total),
+    weights: r(f.weights),
+    kvCache: r(f.kvCache),
+    compute: r(f.compute),
+    overhead: r(f.overhead),
+    anonymous: r(f.byKind.anonymous),
+    fileBacked: r(f.byKind.fileBacked),
+    graph: r(f.terms.computeGraph),
+    work: r(f.terms.computeWork),
+    slack: r(f.terms.allocatorSlack),
+    cells: f.terms.contextCells,
+  };
+}
+
+describe('predictFootprint terms (pinned)', () => {
+  it('20M F16, 2048, flash attention on', () => {
+    expect(mib()).toMatchInlineSnapshot(`
+      {
+        "anonymous": 80.9,
+        "cells": 2048,
+        "compute": 10,
+        "fileBacked": 86.1,
+        "graph": 9,
+        "kvCache": 6,
+        "overhead": 115.4,
+        "slack": 0,
+        "total": 167.1,
+        "weights": 35.6,
+        "work": 1,
+      }
+    `);
+  });
+  it('20M F16, 8192, flash attention off: the attention matrix, its work copy and allocator slack', () => {
+    expect(mib(llamaSpec(SMALL), { contextSize: 8192, flashAttention: false }))
+      .toMatchInlineSnapshot(`
+        {
+          "anonymous": 425.9,
+          "cells": 8192,
+          "compute": 337,
+          "fileBacked": 86.1,
+          "graph": 211,
+          "kvCache": 24,
+          "overhead": 115.4,
+          "slack": 30,
+          "total": 512.1,
+          "weights": 35.6,
+          "work": 96,
+        }
+      `);
+  });
+  it('155M Q8_0 without mmap: weights are anonymous', () => {
+    expect(mib(llamaSpec(MEDIUM, 'Q8_0'), { mmap: false })).toMatchInlineSnapshot(`
+      {
+        "anonymous": 270.6,
+        "cells": 2048,
+        "compute": 22.2,
+        "fileBacked": 50.5,
+        "graph": 20.8,
+        "kvCache": 22,
+        "overhead": 119.3,
+        "slack": 0,
+        "total": 321.1,
+        "weights": 157.5,
+        "work": 1.4,
+      }
+    `);
+  });
+  it('1B F16, 32768, q8_0 KV, two slots', () => {
+    expect(
+      mib(llamaSpec(LARGE), {
+        contextSize: 32768,
+        parallel: 2,
+        kvCacheKeyType: 'q8_0',
+        kvCacheValueType: 'q8_0',
+      }),
+    ).toMatchInlineSnapshot(`
+      {
+        "anonymous": 1511.1,
+        "cells": 65536,
+        "compute": 74.8,
+        "fileBacked": 1975.8,
+        "graph": 69.3,
+        "kvCache": 1360,
+        "overhead": 126.8,
+        "slack": 0,
+        "total": 3486.9,
+        "weights": 1925.3,
+        "work": 5.3,
+      }
+    `);
+  });
+  it('8B Q4_K_M at 8192: Q4_K weights are repacked into anonymous memory', () => {
+    expect(mib(LLAMA3_8B_Q4_K_M, { contextSize: 8192 })).toMatchInlineSnapshot(`
+      {
+        "anonymous": 4706.6,
+        "cells": 8192,
+        "compute": 104.5,
+        "fileBacked": 1287.3,
+        "graph": 96,
+        "kvCache": 1024,
+        "overhead": 172.7,
+        "slack": 0,
+        "total": 5993.9,
+        "weights": 4692.8,
+        "work": 8,
+      }
+    `);
+  });
+});
+
+describe('predictFootprint', () => {
+  it('KV cache: cells × layers × kv heads × head size × bytes per element (q8_0 34/32, q4_0 18/32)', () => {
+    const spec = llamaSpec(SMALL); // 8 layers, 3 kv heads of 32
+    expect(kvBytesPerCell(spec, 'f16', 'f16')).toBe(8 * 3 * 32 * 2 * 2);
+    expect(kvBytesPerCell(spec, 'q8_0', 'q8_0')).toBe(8 * 3 * 32 * (34 / 32) * 2);
+    expect(kvBytesPerCell(spec, 'q4_0', 'f16')).toBe(8 * 3 * 32 * (18 / 32 + 2));
+    expect(predictFootprint(spec, { ...base, contextSize: 4096 }).kvCache).toBe(
+      4096 * 8 * 3 * 32 * 4,
+    );
+  });
+
+  it('pads the context to 256 cells per sequence, as node-llama-cpp and llama.cpp do', () => {
+    expect(contextCells(2048, 1)).toEqual([2048, 2048]);
+    expect(contextCells(2000, 1)).toEqual([2048, 2048]);
+    expect(contextCells(1000, 3)).toEqual([1024, 3072]);
+    expect(predictFootprint(llamaSpec(SMALL), { ...base, contextSize: 1 }).terms.contextCells).toBe(
+      256,
+    );
+  });
+
+  it('per-layer KV head counts are summed (layers without KV cost nothing)', () => {
+    const spec = { ...llamaSpec(SMALL), headCountKvPerLayer: [3, 0, 3, 0, 3, 0, 3, 0] };
+    expect(kvBytesPerCell(spec, 'f16', 'f16')).toBe(4 * 3 * 32 * 4);
+  });
+
+  it('a quantised V cache implies flash attention (the runner turns it on)', () => {
+    const spec = llamaSpec(SMALL);
+    const off = predictFootprint(spec, {
+      ...base,
+      flashAttention: false,
+      kvCacheValueType: 'q8_0',
+    });
+    const on = predictFootprint(spec, { ...base, flashAttention: true, kvCacheValueType: 'q8_0' });
+    expect(off).toEqual(on);
+  });
+
+  it('mmap moves the weights from anonymous to file-backed memory; the total stays', () => {
+    const spec = llamaSpec(MEDIUM);
+    const mapped = predictFootprint(spec, { ...base, mmap: true });
+    const read = predictFootprint(spec, { ...base, mmap: false });
+    expect(mapped.total).toBe(read.total);
+    expect(read.byKind.anonymous - mapped.byKind.anonymous).toBe(spec.tensorBytes);
+    expect(mapped.byKind.fileBacked - read.byKind.fileBacked).toBe(spec.tensorBytes);
+  });
+
+  it('GPU layers move weights, KV cache and compute to the GPU', () => {
+    const spec = llamaSpec(LARGE);
+    const cpu = predictFootprint(spec, { ...base, gpuLayers: 0 });
+    const half = predictFootprint(spec, { ...base, gpuLayers: 10 });
+    const all = predictFootprint(spec, { ...base, gpuLayers: 21 });
+    expect(cpu.byDevice.gpus).toEqual([]);
+    expect(half.byDevice.gpus[0]).toBeGreaterThan(0);
+    expect(all.byDevice.gpus[0]!).toBeGreaterThan(half.byDevice.gpus[0]!);
+    expect(all.total).toBeLessThan(half.total);
+    expect(half.total).toBeLessThan(cpu.total);
+    expect(half.total + half.byDevice.gpus[0]!).toBeGreaterThanOrEqual(cpu.total * 0.99);
+  });
+
+  it('flash attention off costs the attention matrix: far more at long contexts', () => {
+    const spec = llamaSpec(SMALL);
+    const on = predictFootprint(spec, { ...base, contextSize: 16384 });
+    const off = predictFootprint(spec, { ...base, contextSize: 16384, flashAttention: false });
+    // 16384 × 512 × 12 heads × 4 bytes of attention scores, and half that again as f16 work copy.
+    expect(off.compute - on.compute).toBeGreaterThan(16384 * 512 * 12 * 6);
+  });
+
+  it('promptChunk: only the tokens a step evaluates become resident, so chunks of 64 cost less', () => {
+    const spec = llamaSpec(MEDIUM);
+    const whole = predictFootprint(spec, { ...base, contextSize: 8192, flashAttention: false });
+    const chunked = predictFootprint(spec, {
+      ...base,
+      contextSize: 8192,
+      flashAttention: false,
+      promptChunk: 64,
+    });
+    const twoSlots = predictFootprint(spec, {
+      ...base,
+      contextSize: 8192,
+      flashAttention: false,
+      promptChunk: 64,
+      parallel: 2,
+    });
+    // At least 8192 cells × (512 − 64) tokens × 16 heads × 4 bytes of attention scores fewer.
+    expect(whole.terms.computeGraph - chunked.terms.computeGraph).toBeGreaterThanOrEqual(
+      8192 * (512 - 64) * 16 * 4,
+    );
+    // Two slots evaluate their chunks in one batch of 128.
+    expect(twoSlots.terms.computeGraph).toBeGreaterThan(chunked.terms.computeGraph);
+    expect(predictFootprint(spec, { ...base, promptChunk: 4096 })).toEqual(
+      predictFootprint(spec, base),
+    );
+  });
+
+  it('rejects configs and specs out of range with PlanError', () => {
+    const spec = llamaSpec(SMALL);
+    for (const bad of [
+      { contextSize: 0 },
+      { parallel: 0 },
+      { batchSize: 1.5 },
+      { kvCacheKeyType: 'q5_1' },
+      { gpuLayers: -1 },
+      { contextSize: 2 ** 30 },
+    ]) {
+      expect(() => predictFootprint(spec, { ...base, ...(bad as Partial<PlanConfig>) })).toThrow(
+        PlanError,
+      );
+    }
+    expect(() => predictFootprint({ ...spec, layers: 0 }, base)).toThrow(/spec.layers/);
+    try {
+      predictFootprint(spec, { ...base, parallel: 0 });
+    } catch (err) {
+      expect((err as PlanError).code).toBe('PLAN_INVALID_INPUT');
+    }
+  });
+
+  const shapes = fc.record({
+    layers: fc.integer({ min: 1, max: 80 }),
+    headDim: fc.constantFrom(32, 64, 128),
+    heads: fc.constantFrom(4, 8, 16, 32, 64),
+    gqa: fc.constantFrom(1, 2, 4, 8),
+    ffMult: fc.double({ min: 2, max: 5, noNaN: true }),
+    vocab: fc.integer({ min: 1000, max: 256_000 }),
+    type: fc.constantFrom('F16' as const, 'Q8_0' as const, 'F32' as const),
+  });
+  const configs = fc.record({
+    parallel: fc.integer({ min: 1, max: 8 }),
+    batchSize: fc.constantFrom(32, 128, 256, 512, 2048),
+    flashAttention: fc.boolean(),
+    kvCacheKeyType: fc.constantFrom('f16' as const, 'q8_0' as const, 'q4_0' as const),
+    kvCacheValueType: fc.constantFrom('f16' as const, 'q8_0' as const, 'q4_0' as const),
+    mmap: fc.boolean(),
+  });
+
+  it('property: the total grows with the context and the terms add up', () => {
+    fc.assert(
+      fc.property(
+        shapes,
+        configs,
+        fc.integer({ min: 1, max: 65536 }),
+        fc.integer({ min: 1, max: 4096 }),
+        (s, c, ctx, extra) => {
+          const heads = Math.max(s.gqa, s.heads);
+          const embd = heads * s.headDim;
+          const spec = llamaSpec(
+            {
+              layers: s.layers,
+              embd,
+              heads,
+              kvHeads: heads / s.gqa,
+              ff: Math.round(embd * s.ffMult),
+              vocab: s.vocab,
+            },
+            s.type,
+          );
+          const a = predictFootprint(spec, { ...c, contextSize: ctx, gpuLayers: 0 });
+          const b = predictFootprint(spec, { ...c, contextSize: ctx + extra, gpuLayers: 0 });
+          expect(b.total).toBeGreaterThanOrEqual(a.total);
+          expect(Math.abs(a.byKind.anonymous + a.byKind.fileBacked - a.total)).toBeLessThanOrEqual(
+            1,
+          );
+          expect(
+            Math.abs(a.weights + a.kvCache + a.compute + a.overhead - a.total),
+          ).toBeLessThanOrEqual(4);
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+});

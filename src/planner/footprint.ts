@@ -1,0 +1,364 @@
+/**
+ * The footprint model: ModelSpec + PlanConfig → the bytes a runner process will hold at its peak,
+ * with its context full. Pure and synchronous (no file, no native call), so it runs in tests, in
+ * the fit search (thousands of calls) and in `headroom plan` without a daemon.
+ *
+ * How llama.cpp (as bundled with node-llama-cpp 3.22.1) spends memory on a CPU, and so the terms:
+ * - weights: the tensor bytes. With mmap they are file-backed pages of the GGUF file (shared,
+ *   reclaimable, but resident once inference has touched them); without mmap they are read into
+ *   anonymous memory. On x86 with AVX2, Q4_0/Q4_K/IQ4_NL/MXFP4 tensors are repacked into
+ *   anonymous buffers even with mmap (ggml-cpu "repack" buffer type); not measured here (the
+ *   forge writes no Q4 types).
+ * - kvCache: per layer, n_ctx cells × n_head_kv × (head_dim_k × bytes(K) + head_dim_v × bytes(V)),
+ *   q8_0 = 34/32 and q4_0 = 18/32 bytes per element. n_ctx is what node-llama-cpp and llama.cpp
+ *   make of the request: pad256(contextSize × parallel), then per sequence pad256(n_ctx / parallel).
+ *   It is cleared at creation, so it is resident from the start.
+ * - compute: the part of llama.cpp's graph buffer that a full-context prompt batch touches (the
+ *   buffer itself is reserved for n_ubatch outputs of logits, which a runner never produces), the
+ *   CPU backend's work buffer (src1 conversions of matrix products; with flash attention off, the
+ *   f16 copy of the n_kv × n_ubatch × n_head attention matrix), and with flash attention off the
+ *   heap growth glibc leaves behind as that work buffer grows with the context. With flash attention
+ *   off the attention matrix (f32) and its work copy grow as the context fills: this is why the
+ *   peak lies far above the first-token value (ENGINE-NOTES "Memory").
+ * - overhead: the runner's runtime (Node.js, node-llama-cpp, the llama.cpp libraries: resident
+ *   before any model) and the model's host-side structures (vocabulary, metadata), which grow with
+ *   the vocabulary.
+ *
+ * The constants were calibrated on forged llama models (20M–1B parameters) against measured peak
+ * RSS of real runners (see bench/planner-accuracy.mjs and docs/BENCHMARKS.md). GPU offload is
+ * modelled from llama.cpp's layer split, not measured (no GPU on the calibration machine).
+ */
+import { HeadroomError } from '../lib/errors.js';
+import type { ModelSpec } from '../gguf/types.js';
+
+/** KV cache element type (same names as RunnerConfig's). */
+export type KvCacheType = 'f16' | 'q8_0' | 'q4_0';
+
+export interface PlanConfig {
+  /** Context size in tokens, per sequence (node-llama-cpp's `contextSize`). */
+  contextSize: number;
+  /** Parallel sequences (slots); each gets `contextSize` cells. */
+  parallel: number;
+  /** Logical batch size in tokens. */
+  batchSize: number;
+  /** Physical batch size; node-llama-cpp always sets it to `batchSize`. Defaults to `batchSize`. */
+  ubatchSize?: number;
+  /**
+   * Tokens per sequence the runner evaluates in one step while reading a prompt. The graph buffer
+   * is reserved for a full ubatch, but only the part a step uses becomes resident, so the peak
+   * follows min(ubatch, parallel × promptChunk) tokens. The embedded runner evaluates prompts in
+   * chunks of 64 (engines/embedded PROMPT_CHUNK_TOKENS). Defaults to the batch size (whole
+   * batches: the upper bound).
+   */
+  promptChunk?: number;
+  /** Flash attention. A quantised V cache forces it on (as the runner does). */
+  flashAttention: boolean;
+  kvCacheKeyType: KvCacheType;
+  kvCacheValueType: KvCacheType;
+  /** Layers offloaded to a GPU (layers + 1 puts the output layer there too). 0 on CPU-only machines. */
+  gpuLayers: number;
+  /** Memory-map the weights. */
+  mmap: boolean;
+}
+
+export interface Footprint {
+  /** Weight bytes (all devices). */
+  weights: number;
+  /** KV cache bytes (all devices). */
+  kvCache: number;
+  /** Compute buffers, work buffer and allocator slack at the peak (all devices). */
+  compute: number;
+  /** Runtime and model host structures. */
+  overhead: number;
+  /** Predicted peak resident set (RSS) of the runner process with its context full: RAM only. */
+  total: number;
+  /** RAM split by kind: file-backed pages (mmapped weights, libraries) are reclaimable and shared. */
+  byKind: { anonymous: number; fileBacked: number };
+  /** `ram` equals `total`; `gpus[0]` holds what is offloaded (empty when gpuLayers is 0). */
+  byDevice: { ram: number; gpus: number[] };
+  /** The finer terms, for tables, logs and pinning tests. */
+  terms: FootprintTerms;
+}
+
+export interface FootprintTerms {
+  /** KV cells over all sequences after llama.cpp's padding. */
+  contextCells: number;
+  /** Weights resident as file-backed pages / in anonymous memory / on the GPU. */
+  weightsFile: number;
+  weightsAnon: number;
+  weightsGpu: number;
+  /** Part of the graph buffer touched at the peak (RAM). */
+  computeGraph: number;
+  /** CPU backend work buffer at the peak. */
+  computeWork: number;
+  /** Heap left behind by the growing work buffer (flash attention off). */
+  allocatorSlack: number;
+  /** Output (logits) buffer. */
+  outputBuffer: number;
+  /** Node.js + node-llama-cpp + llama.cpp before a model: anonymous, file-backed. */
+  runtimeAnon: number;
+  runtimeFile: number;
+  /** Vocabulary, metadata and loader heap of the model. */
+  modelHost: number;
+}
+
+export interface FootprintOptions {
+  /**
+   * The CPU repacks Q4_0/Q4_K/IQ4_NL/MXFP4 weights into anonymous memory (x86-64 with AVX2, the
+   * usual case). Defaults to true.
+   */
+  cpuRepack?: boolean;
+}
+
+/** A spec or config the model cannot be computed for (HTTP 400, CLI usage error). */
+export class PlanError extends HeadroomError {
+  override readonly name = 'PlanError';
+  constructor(message: string, details: Record<string, unknown> = {}) {
+    super('PLAN_INVALID_INPUT', message, { status: 400, details });
+  }
+}
+
+const MiB = 1024 * 1024;
+
+/** Calibrated constants (bytes); see the module comment. */
+export const FOOTPRINT_CONSTANTS = {
+  /**
+   * Anonymous memory of the embedded runner besides its model: Node.js, its modules, the HTTP
+   * server and the V8 heap it grows to while reading prompts (±10 MiB between runs).
+   */
+  runtimeAnon: 52 * MiB,
+  /** File-backed pages (node, libllama, ggml) of a runner before it loads a model. */
+  runtimeFile: 50.5 * MiB,
+  /** Model host structures: fixed part … */
+  modelHostBase: 9 * MiB,
+  /** … and per vocabulary entry (token text, maps, scores). */
+  modelHostPerToken: 500,
+  /** Graph tensors of width n_embd alive beside the largest phase (residual, norms, projections). */
+  embdTensors: 4,
+  /**
+   * Allocator slack with flash attention off: glibc raises its mmap threshold each time the
+   * growing work buffer is freed, and later allocations of the decode thread then stay in its
+   * arena. Measured 6–65 MiB, deterministic but not proportional to anything simple: modelled as
+   * 2 × work up to `slackPeak` (work ≤ slackKnee), then falling to `slackFloor` (work beyond 32 MiB
+   * is always mmapped). Falls with a quarter of the work's slope, so the total still grows with
+   * the context (the attention matrix and its work copy grow 3× as fast).
+   */
+  slackKnee: 24 * MiB,
+  slackPeak: 48 * MiB,
+  slackFloor: 20 * MiB,
+} as const;
+
+const KV_BYTES: Record<KvCacheType, number> = { f16: 2, q8_0: 34 / 32, q4_0: 18 / 32 };
+
+/** Bytes per element of the type ggml converts activations to before multiplying with weights of each type. */
+function vecDotBytes(weightType: string): number {
+  const t = weightType.toUpperCase();
+  if (t === 'F32') return 0;
+  if (t === 'F16' || t === 'BF16') return 2;
+  if (/_K$|^IQ[0-9]_(XXS|XS|S|M)$|^Q[2-6]_K/.test(t)) return 292 / 256; // q8_K
+  return 34 / 32; // q8_0 (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL, MXFP4, …)
+}
+
+/** Types the x86 AVX2 CPU backend repacks into its own anonymous buffers. */
+const REPACKED_TYPES = new Set(['Q4_0', 'Q4_K', 'IQ4_NL', 'MXFP4']);
+
+function pad(n: number, to: number): number {
+  return Math.ceil(n / to) * to;
+}
+
+function checkInt(name: string, v: unknown, min: number): void {
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min) {
+    throw new PlanError(`${name} must be an integer of at least ${min}, got ${String(v)}`, {
+      param: name,
+    });
+  }
+}
+
+function checkKv(name: string, v: unknown): void {
+  if (v !== 'f16' && v !== 'q8_0' && v !== 'q4_0') {
+    throw new PlanError(`${name} must be f16, q8_0 or q4_0, got ${String(v)}`, { param: name });
+  }
+}
+
+/** Throws PlanError when the spec lacks what the model needs or the config is out of range. */
+export function validatePlanInput(spec: ModelSpec, config: PlanConfig): void {
+  checkInt('spec.layers', spec.layers, 1);
+  checkInt('spec.embeddingSize', spec.embeddingSize, 1);
+  checkInt('spec.vocabSize', spec.vocabSize, 0);
+  checkInt('spec.headCount', spec.headCount, 0);
+  checkInt('spec.headCountKv', spec.headCountKv, 0);
+  if (!Number.isFinite(spec.tensorBytes) || spec.tensorBytes < 0)
+    throw new PlanError(`spec.tensorBytes must be a non-negative number, got ${spec.tensorBytes}`);
+  checkInt('contextSize', config.contextSize, 1);
+  checkInt('parallel', config.parallel, 1);
+  checkInt('batchSize', config.batchSize, 1);
+  if (config.ubatchSize !== undefined) checkInt('ubatchSize', config.ubatchSize, 1);
+  if (config.promptChunk !== undefined) checkInt('promptChunk', config.promptChunk, 1);
+  checkInt('gpuLayers', config.gpuLayers, 0);
+  checkKv('kvCacheKeyType', config.kvCacheKeyType);
+  checkKv('kvCacheValueType', config.kvCacheValueType);
+  if (config.contextSize * config.parallel > 1 << 26) {
+    throw new PlanError(
+      `contextSize × parallel = ${config.contextSize * config.parallel} cells is beyond any model (at most ${1 << 26})`,
+      { param: 'contextSize' },
+    );
+  }
+}
+
+/** The weight type with the most bytes among the non-F32 tensors (F32 when there is none). */
+export function dominantWeightType(spec: ModelSpec): string {
+  let best = 'F32';
+  let bytes = -1;
+  for (const [type, b] of Object.entries(spec.bytesByType)) {
+    if (type.toUpperCase() === 'F32') continue;
+    if (b > bytes) {
+      best = type;
+      bytes = b;
+    }
+  }
+  return best;
+}
+
+/** KV cells llama.cpp allocates: [cells per sequence, cells over all sequences]. */
+export function contextCells(
+  contextSize: number,
+  parallel: number,
+): [perSequence: number, total: number] {
+  // node-llama-cpp pads contextSize × sequences to 256; llama.cpp splits per sequence and pads again.
+  const nCtx = pad(contextSize * parallel, 256);
+  const perSeq = pad(Math.floor(nCtx / parallel), 256);
+  return [perSeq, perSeq * parallel];
+}
+
+/** KV cache bytes per cell, summed over layers. */
+export function kvBytesPerCell(
+  spec: ModelSpec,
+  keyType: KvCacheType,
+  valueType: KvCacheType,
+): number {
+  const perLayerHeads =
+    spec.headCountKvPerLayer && spec.headCountKvPerLayer.length > 0
+      ? spec.headCountKvPerLayer
+      : new Array<number>(spec.layers).fill(spec.headCountKv);
+  let total = 0;
+  for (const heads of perLayerHeads) {
+    total +=
+      heads * spec.headDimK * KV_BYTES[keyType] + heads * spec.headDimV * KV_BYTES[valueType];
+  }
+  return total;
+}
+
+/**
+ * Predicts the footprint of `config` for `spec` (see the module comment). Throws PlanError on a
+ * spec or config out of range; a quantised V cache implies flash attention on.
+ */
+export function predictFootprint(
+  spec: ModelSpec,
+  config: PlanConfig,
+  options: FootprintOptions = {},
+): Footprint {
+  validatePlanInput(spec, config);
+  const C = FOOTPRINT_CONSTANTS;
+  const fa = config.flashAttention || config.kvCacheValueType !== 'f16';
+  const [cellsPerSeq, cells] = contextCells(config.contextSize, config.parallel);
+  // llama.cpp: n_batch = min(n_ctx, batch) (causal attention); n_ubatch = min(n_batch, ubatch); the
+  // worst-case graph has n_tokens = min(n_ctx, n_ubatch), and at least one token per sequence.
+  const nBatch = Math.min(cells, Math.max(config.batchSize, config.parallel));
+  const ubatch = Math.min(nBatch, config.ubatchSize ?? nBatch);
+  // Tokens of the largest step actually evaluated: what the touched compute terms scale with.
+  const T = Math.min(ubatch, config.parallel * (config.promptChunk ?? ubatch));
+
+  const E = spec.embeddingSize;
+  const F = spec.feedForwardSize > 0 ? spec.feedForwardSize : 4 * E;
+  const H = spec.headCount;
+  const L = spec.layers;
+
+  // ---- GPU split (llama.cpp: the last gpuLayers repeating layers, the output layer when gpuLayers > L).
+  const gpuRepeating = Math.min(config.gpuLayers, L);
+  const gpuFraction = gpuRepeating / L;
+  const outputOnGpu = config.gpuLayers > L;
+
+  // ---- weights
+  const embdBytes = spec.vocabSize * E * (bytesPerWeight(spec) || 2);
+  const repeatingBytes = Math.max(0, spec.tensorBytes - embdBytes * (outputOnGpu ? 1 : 2));
+  const weightsGpu =
+    config.gpuLayers > 0 ? repeatingBytes * gpuFraction + (outputOnGpu ? embdBytes : 0) : 0;
+  const weightsRam = spec.tensorBytes - weightsGpu;
+  const repackable = options.cpuRepack ?? true;
+  let repacked = 0;
+  if (repackable) {
+    for (const [type, b] of Object.entries(spec.bytesByType))
+      if (REPACKED_TYPES.has(type.toUpperCase())) repacked += b;
+    repacked *= weightsRam / Math.max(1, spec.tensorBytes);
+  }
+  // Repacked tensors are copied into anonymous buffers. Their file pages were read once during the
+  // load and stay mapped but are clean and never touched again: the kernel reclaims them first, so
+  // they are not counted (the RSS right after loading is higher by up to their size).
+  const weightsFile = config.mmap ? weightsRam - repacked : 0;
+  const weightsAnon = config.mmap ? repacked : weightsRam;
+
+  // ---- KV cache
+  const kvTotal = cells * kvBytesPerCell(spec, config.kvCacheKeyType, config.kvCacheValueType);
+  const kvGpu = kvTotal * gpuFraction;
+  const kvRam = kvTotal - kvGpu;
+
+  // ---- compute: the graph buffer touched by a full-context batch of T tokens.
+  const attention = H > 0 && spec.headCountKv > 0;
+  const maskBytes = attention ? cellsPerSeq * T * (fa ? 2 : 4) : 0;
+  const kqBytes = attention && !fa ? cellsPerSeq * T * H * 4 : 0;
+  const ffnBytes = 2 * F * T * 4;
+  const embdPhase = C.embdTensors * E * T * 4;
+  const graph = maskBytes + Math.max(kqBytes, ffnBytes) + embdPhase;
+  // Work buffer: the largest src1 conversion of a matrix product.
+  const vdb = vecDotBytes(dominantWeightType(spec));
+  const workFfn = F * T * vdb;
+  const workKq = kqBytes / 2; // kq (f32) → f16 for the product with the f16 V cache
+  const work = Math.max(workFfn, workKq);
+  const slack =
+    fa || workKq === 0
+      ? 0
+      : workKq <= C.slackKnee
+        ? Math.min(C.slackPeak, 2 * workKq)
+        : Math.max(C.slackFloor, C.slackPeak - (workKq - C.slackKnee) / 4);
+  const outputBuffer = spec.vocabSize * config.parallel * 4;
+  // With layers offloaded the graph runs on the GPU; the CPU keeps the input and output parts.
+  const computeGpu = config.gpuLayers > 0 ? (graph + outputBuffer) * gpuFraction : 0;
+  const computeRam = graph + work + slack + outputBuffer - computeGpu;
+
+  // ---- overhead
+  const modelHost = C.modelHostBase + C.modelHostPerToken * spec.vocabSize;
+  const overhead = C.runtimeAnon + C.runtimeFile + modelHost;
+
+  const fileBacked = C.runtimeFile + weightsFile;
+  const anonymous = C.runtimeAnon + modelHost + weightsAnon + kvRam + computeRam;
+  const total = fileBacked + anonymous;
+  const gpuTotal = weightsGpu + kvGpu + computeGpu;
+  const r = Math.round;
+  return {
+    weights: r(spec.tensorBytes),
+    kvCache: r(kvTotal),
+    compute: r(graph + work + slack + outputBuffer),
+    overhead: r(overhead),
+    total: r(total),
+    byKind: { anonymous: r(anonymous), fileBacked: r(fileBacked) },
+    byDevice: { ram: r(total), gpus: config.gpuLayers > 0 ? [r(gpuTotal)] : [] },
+    terms: {
+      contextCells: cells,
+      weightsFile: r(weightsFile),
+      weightsAnon: r(weightsAnon),
+      weightsGpu: r(weightsGpu),
+      computeGraph: r(graph),
+      computeWork: r(work),
+      allocatorSlack: r(slack),
+      outputBuffer: r(outputBuffer),
+      runtimeAnon: C.runtimeAnon,
+      runtimeFile: C.runtimeFile,
+      modelHost: r(modelHost),
+    },
+  };
+}
+
+/** Average bytes per weight of the file (tensorBytes / parameterCount); 0 when unknown. */
+export function bytesPerWeight(spec: ModelSpec): number {
+  return spec.parameterCount > 0 ? spec.tensorBytes / spec.parameterCount : 0;
+}
