@@ -134,7 +134,7 @@ describe('ModelManager', () => {
   it('lets a waiter leave without cancelling the shared load', async () => {
     const { manager, starts, finishLoad } = setup();
     const controller = new AbortController();
-    const leaving = manager.acquire('a', controller.signal);
+    const leaving = manager.acquire('a', { signal: controller.signal });
     const staying = manager.acquire('a');
     await tick();
     controller.abort(new Error('client left'));

@@ -49,8 +49,27 @@ export class ModelUnavailableError extends HeadroomError {
   }
 }
 
+/** What a request asks of the model it names. */
+export interface AcquireOptions {
+  /** Aborts the wait (queue or load); a load other requests share goes on. */
+  signal?: AbortSignal;
+  /** Context size the request needs (Ollama's options.num_ctx); a loaded config at least this large is reused. */
+  contextSize?: number;
+  /** Idle time after this request before the model may be unloaded (Ollama's keep_alive): ms, 0 = at once, null = never. */
+  keepAliveMs?: number | null;
+}
+
+/** Where a request's time went before it reached the runner. */
+export interface LeaseTiming {
+  /** Total time from acquire() to the lease, queueing and loading included. */
+  waitedMs: number;
+  /** Load time when this request waited for a load, else undefined. */
+  loadMs?: number;
+}
+
 export interface Lease {
   readonly model: string;
+  readonly timing: LeaseTiming;
   /** Base URL of the runner serving this lease, e.g. http://127.0.0.1:40123. */
   readonly url: string;
   /** Ends the lease; idempotent. */
@@ -135,17 +154,22 @@ export class ModelManager extends EventEmitter<{ event: [ManagerEvent] }> {
    * A lease on a ready runner of `name`, loading it first when needed.
    * Rejects with ModelNotFoundError, ModelLoadError, ModelUnavailableError or the signal's reason.
    */
-  async acquire(name: string, signal?: AbortSignal): Promise<Lease> {
+  async acquire(name: string, opts: AcquireOptions = {}): Promise<Lease> {
+    const { signal } = opts;
+    const started = this.#now();
+    let loadMs: number | undefined;
     for (;;) {
       throwIfAborted(signal);
       if (this.#disposing) throw new ModelUnavailableError(name, 'stopping');
       const slot = this.#slot(name);
       switch (slot.state) {
         case 'ready':
-          return this.#lease(slot);
-        case 'loading':
-          await raceAbort(slot.loading!, signal);
+          return this.#lease(slot, { waitedMs: this.#now() - started, loadMs });
+        case 'loading': {
+          const runner = await raceAbort(slot.loading!, signal);
+          loadMs = runner.loadMs;
           continue;
+        }
         case 'draining':
         case 'stopping':
           throw new ModelUnavailableError(name, slot.state);
@@ -159,7 +183,7 @@ export class ModelManager extends EventEmitter<{ event: [ManagerEvent] }> {
 
   /** Loads a model without taking a lease (management API, preload). */
   async load(name: string, signal?: AbortSignal): Promise<ModelStatus> {
-    const lease = await this.acquire(name, signal);
+    const lease = await this.acquire(name, { signal });
     lease.release();
     return this.status(name);
   }
@@ -236,7 +260,7 @@ export class ModelManager extends EventEmitter<{ event: [ManagerEvent] }> {
     return slot;
   }
 
-  #lease(slot: Slot): Lease {
+  #lease(slot: Slot, timing: LeaseTiming): Lease {
     slot.inFlight++;
     slot.lastUsedAt = this.#now();
     const url = slot.runner!.url;
@@ -244,6 +268,7 @@ export class ModelManager extends EventEmitter<{ event: [ManagerEvent] }> {
     return {
       model: slot.entry.name,
       url,
+      timing,
       release: () => {
         if (released) return;
         released = true;

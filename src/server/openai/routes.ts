@@ -25,7 +25,7 @@ export function openaiRoutes(app: FastifyInstance, core: ServerCore): void {
       const { signal, dispose } = requestSignal(reply.raw);
       let lease;
       try {
-        lease = await core.manager.acquire(body.model, signal);
+        lease = await core.manager.acquire(body.model, { signal });
       } finally {
         dispose();
       }
