@@ -16,6 +16,11 @@ const { values } = parseArgs({
   options: {
     rounds: { type: 'string', default: '12' },
     tokens: { type: 'string', default: '128' },
+    // Runner threads; defaults to the runner's default (all cores). On a 2-core machine a runner
+    // using both cores competes with the daemon for CPU, which shows up as added TTFT.
+    threads: { type: 'string' },
+    // Model size in parameters (default 150M, the issue's model); a tiny model isolates the proxy's cost.
+    params: { type: 'string', default: '150M' },
   },
 });
 const ROUNDS = Number(values.rounds);
@@ -23,24 +28,26 @@ const TOKENS = Number(values.tokens);
 
 const modelsDir = path.join(root, '.cache', 'bench-models');
 await mkdir(modelsDir, { recursive: true });
-const modelFile = path.join(modelsDir, 'bench-150m-f16.gguf');
+const PARAMS = Math.round(Number.parseFloat(values.params) * (/m$/i.test(values.params) ? 1e6 : /b$/i.test(values.params) ? 1e9 : 1));
+const MODEL = `bench-${values.params.toLowerCase()}-f16`;
+const modelFile = path.join(modelsDir, `${MODEL}.gguf`);
 if (!(await stat(modelFile).catch(() => null))) {
-  process.stderr.write('forging the ~150M-parameter F16 model…\n');
+  process.stderr.write(`forging the ~${values.params}-parameter F16 model…\n`);
   await forgeModel({
     out: modelFile,
-    params: 150_000_000,
+    params: PARAMS,
     type: 'f16',
     ctx: 4096,
     chatTemplate: 'chatml',
     seed: 1,
   });
 }
-const shape = shapeForParams(150_000_000);
+const shape = shapeForParams(PARAMS);
 
 const home = await mkdtemp(path.join(os.tmpdir(), 'headroom-bench-'));
 await writeFile(
   path.join(home, 'config.yaml'),
-  `port: 0\ndemoModel: false\nmodelDirs: [${JSON.stringify(modelsDir)}]\nrunner:\n  contextSize: 2048\n`,
+  `port: 0\ndemoModel: false\nmodelDirs: [${JSON.stringify(modelsDir)}]\nrunner:\n  contextSize: 2048\n${values.threads ? `  threads: ${Number(values.threads)}\n` : ''}`,
 );
 const daemon = spawn(
   process.execPath,
@@ -61,7 +68,7 @@ const daemonUrl = await new Promise((resolve, reject) => {
 });
 
 try {
-  const load = await fetch(`${daemonUrl}/admin/models/bench-150m-f16/load`, {
+  const load = await fetch(`${daemonUrl}/admin/models/${MODEL}/load`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
     body: '{}',
@@ -73,7 +80,7 @@ try {
   /** One streaming request; returns TTFT and decode rate measured at the client. */
   async function once(base) {
     const body = JSON.stringify({
-      model: 'bench-150m-f16',
+      model: MODEL,
       messages: [
         { role: 'user', content: 'Write a long story about a lighthouse keeper and the sea.' },
       ],
@@ -175,7 +182,8 @@ try {
       totalMemBytes: os.totalmem(),
       node: process.version,
     },
-    model: { params: '150M', type: 'f16', shape, contextSize: 2048 },
+    model: { params: values.params, type: 'f16', shape, contextSize: 2048 },
+    runnerThreads: values.threads ? Number(values.threads) : os.availableParallelism(),
     rounds: ROUNDS,
     maxTokens: TOKENS,
     direct,
