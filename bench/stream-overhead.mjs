@@ -28,7 +28,10 @@ const TOKENS = Number(values.tokens);
 
 const modelsDir = path.join(root, '.cache', 'bench-models');
 await mkdir(modelsDir, { recursive: true });
-const PARAMS = Math.round(Number.parseFloat(values.params) * (/m$/i.test(values.params) ? 1e6 : /b$/i.test(values.params) ? 1e9 : 1));
+const PARAMS = Math.round(
+  Number.parseFloat(values.params) *
+    (/m$/i.test(values.params) ? 1e6 : /b$/i.test(values.params) ? 1e9 : 1),
+);
 const MODEL = `bench-${values.params.toLowerCase()}-f16`;
 const modelFile = path.join(modelsDir, `${MODEL}.gguf`);
 if (!(await stat(modelFile).catch(() => null))) {

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { DEFAULT_MONITOR_CONFIG, monitorConfigSchema } from '../monitor/config.js';
 
 /**
  * The daemon's configuration. Every option has a default, so an empty file (or none) is valid.
@@ -168,6 +169,9 @@ export const configSchema = z
       })
       .strict()
       .default({ maxBytes: '5MiB', keep: 1 }),
+    monitor: monitorConfigSchema
+      .default(DEFAULT_MONITOR_CONFIG)
+      .describe('Memory monitor and pressure reactions (src/monitor/config.ts).'),
   })
   .strict();
 

@@ -14,6 +14,8 @@ import type { ModelEntry, RunnerHandle, StartRunner } from '../scheduler/types.j
 import type { ProcessMemory } from '../server/core.js';
 import { RunnerProcess, readLogTail } from '../supervisor/index.js';
 import { scanModels } from './catalog.js';
+import { startPressureMonitor, type PressureMonitor } from './reactions.js';
+import type { MonitorFeed } from '../monitor/sampler.js';
 
 export const VERSION = '0.1.0';
 export const DEMO_MODEL_NAME = 'headroom-demo';
@@ -51,6 +53,13 @@ export class Headroom {
   #catalog = new Map<string, ModelEntry>();
   #disposed: Promise<void> | undefined;
   readonly #baseDir: string;
+  // --- monitor (issue #5, monitor engineer): live sampler + pressure reactions. Created in
+  // create(), applied to new loads in #startRunner, disposed first in dispose().
+  #pressure: PressureMonitor | undefined;
+  get monitor(): MonitorFeed | undefined {
+    return this.#pressure?.sampler;
+  }
+  // --- end monitor
 
   private constructor(config: Config, layout: HomeLayout, baseDir: string, log: Logger) {
     this.config = config;
@@ -103,6 +112,8 @@ export class Headroom {
       await h.#forgeDemoModel();
       await h.refreshCatalog();
     }
+    // monitor (issue #5): sampler + reactions, unless `monitor.enabled: false`.
+    if (config.monitor.enabled) h.#pressure = await startPressureMonitor(config, h.manager, log);
     return h;
   }
 
@@ -134,7 +145,10 @@ export class Headroom {
 
   /** Stops every runner. Idempotent. */
   dispose(): Promise<void> {
-    this.#disposed ??= this.manager.dispose();
+    // monitor (issue #5): stop reacting before the runners stop.
+    this.#disposed ??= (this.#pressure?.dispose() ?? Promise.resolve()).then(() =>
+      this.manager.dispose(),
+    );
     return this.#disposed;
   }
 
@@ -143,6 +157,8 @@ export class Headroom {
   }
 
   readonly #startRunner: StartRunner = async (entry, config, signal): Promise<RunnerHandle> => {
+    // monitor (issue #5): refuse (critical) or shrink (medium+, throttling) new loads under pressure.
+    if (this.#pressure) config = this.#pressure.adjust(entry.name, config);
     const runner = await RunnerProcess.start({
       name: entry.name,
       spawn: embeddedSpawnSpec(config),

@@ -1,6 +1,7 @@
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from '../lib/logger.js';
 import { adminRoutes } from './admin/routes.js';
+import { monitorRoutes } from './admin/monitor-routes.js';
 import type { ServerCore } from './core.js';
 import { NotFoundError, makeErrorHandler } from './errors.js';
 import { openaiRoutes } from './openai/routes.js';
@@ -33,5 +34,6 @@ export function createApp(core: ServerCore, opts: AppOptions): FastifyInstance {
   app.get('/health', async () => ({ status: 'ok', version: core.version }));
   openaiRoutes(app, core);
   adminRoutes(app, core);
+  monitorRoutes(app, core);
   return app;
 }

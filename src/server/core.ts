@@ -1,3 +1,4 @@
+import type { MonitorFeed } from '../monitor/sampler.js';
 import type { ModelManager } from '../scheduler/model-manager.js';
 
 /** Memory of one process, in bytes. */
@@ -19,4 +20,6 @@ export interface ServerCore {
   processMemory(pid: number): Promise<ProcessMemory | undefined>;
   /** The last `bytes` of a model's runner log ('' when there is none). */
   logTail(model: string, bytes: number): Promise<string>;
+  /** Live memory samples, pressure, alerts and the event stream (issue #5); absent when the monitor is off. */
+  readonly monitor?: MonitorFeed;
 }

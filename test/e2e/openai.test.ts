@@ -1,4 +1,5 @@
 import OpenAI from 'openai';
+import http from 'node:http';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { childPids, isAlive, startDaemon, type DaemonProcess } from '../helpers/daemon.js';
@@ -231,12 +232,29 @@ describe('daemon with the official openai client', () => {
       'messages',
     );
 
-    const huge = await post(
-      '/v1/completions',
-      JSON.stringify({ model: MODEL, prompt: 'x'.repeat(5 * 1024 * 1024) }),
-    );
+    // Announce a 5 MiB body and send only its start: the daemon must answer 413 from the length
+    // alone (racing a full upload against the server closing the socket gives EPIPE instead).
+    const huge = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = http.request(new URL('/v1/completions', daemon.url), {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'content-length': 5 * 1024 * 1024 },
+      });
+      req.on('response', (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (d: string) => (body += d));
+        res.on('end', () => {
+          resolve({ status: res.statusCode ?? 0, body });
+          req.destroy();
+        });
+      });
+      req.on('error', reject);
+      req.write(`{"model":"${MODEL}","prompt":"xxxx`);
+    });
     expect(huge.status).toBe(413);
-    expect(((await huge.json()) as { error: { code: string } }).error.code).toBe('body_too_large');
+    expect((JSON.parse(huge.body) as { error: { code: string } }).error.code).toBe(
+      'body_too_large',
+    );
 
     const route = await fetch(`${daemon.url}/v1/nothing-here`);
     expect(route.status).toBe(404);
