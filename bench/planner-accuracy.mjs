@@ -1,110 +1,63 @@
 #!/usr/bin/env node
 // bench/planner-accuracy: how close the planner's predicted peak is to what a real runner holds.
-// Forges a matrix of llama models (sizes ~20M / ~150M / ~1B, GQA 1/4/8, F16 and Q8_0), and for each
-// case loads the model in a forked child exactly as the embedded runner does (the runner's modules
-// and an HTTP server loaded, getLlama build "never", gpu off, 2 threads, loadModel, createContext
-// with sequences/batch/flash attention/KV types), fills every sequence of the context with random
-// tokens, concurrently, in chunks of `promptChunk` tokens (64, the runner's prompt chunk, unless a
-// case says otherwise; `promptChunk: batch` evaluates whole batches), and reads the child's
-// peak RSS (VmHWM) and peak anonymous memory (RssAnon) from /proc/self/status. Prints predicted vs
-// measured and the median and maximum absolute error; writes bench/results/planner-accuracy.json.
 //
-//   npm run build && node bench/planner-accuracy.mjs [--matrix quick|default|full] [--only TEXT]
+// Forges a matrix of llama models (sizes ~20M / ~150M / ~1B parameters, GQA 1/4/8, F16 and Q8_0;
+// under .cache/bench) and for each case starts the real embedded runner (dist/engines/embedded/
+// runner-main.js, spawned exactly as the supervisor does with embeddedSpawnSpec), fills every slot
+// of its context with one long prompt through POST /v1/completions (the runner evaluates it in its
+// 64-token chunks), then reads the runner's peak RSS (VmHWM, GET /stats) and the peak of its
+// anonymous memory (RssAnon, polled from /proc/<pid>/status every 10 ms by this process).
+// Prints predicted vs measured peak and the median and maximum absolute error, and writes
+// bench/results/planner-accuracy.json after every case (an interrupted run keeps what it measured).
 //
-// The default matrix samples the long and slow cases (see MATRIX below); `full` runs the whole
-// cross product of issue 3 (hours on two cores).
-import { fork } from 'node:child_process';
+//   npm run build && node bench/planner-accuracy.mjs [--quick | --matrix default|full] [--only TEXT]
+//   node bench/planner-accuracy.mjs --rescore   # re-predict the saved measurements (after a change
+//                                               # of the footprint terms), without running anything
+//   node bench/planner-accuracy.mjs --md        # the saved results as a markdown table
+// Other flags: --skip TEXT (leave out cases whose JSON contains TEXT), --resume (keep the saved
+// rows, run only the missing cases), --threads N (runner threads; default 2, the runner's default
+// on two cores), --out FILE.
+//
+// Matrices (the cases are listed in `matrix()` below):
+// - quick (15 cases): every size, GQA and weight type at least once; KV f16/q8_0/q4_0; flash
+//   attention on/off; contexts 2048 and 8192; one 32768 (20M, the trained context); two slots.
+// - default: the sampled matrix: quick plus the rest of 20M at 2048/8192, 150M at 2048/8192 and
+//   1B at 2048; 32768 only for 20M (flash attention on and off).
+// - full: the whole cross product of issue 3 (hours on two cores).
+/* global setInterval, clearInterval, AbortSignal */
+import { spawn } from 'node:child_process';
+import http from 'node:http';
 import { readFileSync } from 'node:fs';
-import { mkdir, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 
 const root = path.resolve(import.meta.dirname, '..');
-
-// ---------------------------------------------------------------------------------------------
-// Child: one measured load.
-if (process.argv[2] === '--child') {
-  const o = JSON.parse(process.argv[3]);
-  const status = () => {
-    const t = readFileSync('/proc/self/status', 'utf8');
-    const g = (k) => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, 'm').exec(t)?.[1] ?? NaN) * 1024;
-    return { hwm: g('VmHWM'), anon: g('RssAnon'), file: g('RssFile') };
-  };
-  let maxAnon = 0;
-  const sample = () => {
-    const s = status();
-    maxAnon = Math.max(maxAnon, s.anon);
-    return s;
-  };
-  // What the embedded runner has loaded before its model: its modules and a listening server.
-  if (!process.env.BENCH_PLAIN) {
-    await import('../dist/engines/embedded/engine.js');
-    await import('../dist/engines/openai.js');
-    await import('../dist/monitor/index.js');
-    await import('zod');
-  }
-  const http = await import('node:http');
-  const server = http.createServer((_req, res) => res.end());
-  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { getLlama } = await import('node-llama-cpp');
-  const KV = { f16: 'F16', q8_0: 'Q8_0', q4_0: 'Q4_0' };
-  const llama = await getLlama({ build: 'never', gpu: false, maxThreads: 2, logLevel: 'error' });
-  const model = await llama.loadModel({ modelPath: o.model, useMmap: o.mmap, gpuLayers: 0 });
-  sample();
-  const ctx = await model.createContext({
-    contextSize: o.contextSize,
-    sequences: o.parallel,
-    threads: 2,
-    batchSize: o.batchSize,
-    flashAttention: o.flashAttention,
-    experimentalKvCacheKeyType: KV[o.kvCacheKeyType],
-    experimentalKvCacheValueType: KV[o.kvCacheValueType],
-  });
-  sample();
-  const t0 = performance.now();
-  let seed = 12345;
-  // Random ordinary tokens (past the specials and the 256 byte tokens).
-  const rnd = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) % (o.vocab - 300)) + 300;
-  const chunk = o.promptChunk ?? o.batchSize;
-  let filled = 0;
-  await Promise.all(
-    Array.from({ length: o.parallel }, async () => {
-      const seq = ctx.getSequence();
-      const target = ctx.contextSize - 1;
-      for (let done = 0; done < target;) {
-        const n = Math.min(chunk, target - done);
-        await seq.evaluateWithoutGeneratingNewTokens(Array.from({ length: n }, rnd));
-        done += n;
-        filled += n;
-        sample();
-      }
-    }),
-  );
-  const s = sample();
-  process.send({
-    peakRss: s.hwm,
-    peakAnon: maxAnon,
-    file: s.file,
-    filled,
-    fillMs: performance.now() - t0,
-  });
-  await ctx.dispose();
-  await model.dispose();
-  await llama.dispose();
-  server.close();
-  process.exit(0);
-}
-
-// ---------------------------------------------------------------------------------------------
-// Parent.
 const { values } = parseArgs({
-  options: { matrix: { type: 'string', default: 'default' }, only: { type: 'string' } },
+  options: {
+    quick: { type: 'boolean' },
+    matrix: { type: 'string' },
+    only: { type: 'string' },
+    skip: { type: 'string' },
+    rescore: { type: 'boolean' },
+    out: { type: 'string' },
+    threads: { type: 'string', default: '2' },
+    resume: { type: 'boolean' },
+    md: { type: 'boolean' },
+  },
 });
+const threads = Number(values.threads);
+const matrixName = values.quick ? 'quick' : (values.matrix ?? 'default');
+const resultsFile = path.resolve(
+  values.out ?? path.join(root, 'bench', 'results', 'planner-accuracy.json'),
+);
+
 const { forgeModel } = await import('../dist/gguf/forge.js');
 const { readModelSpec } = await import('../dist/gguf/spec.js');
 const { predictFootprint } = await import('../dist/planner/footprint.js');
+const { embeddedSpawnSpec } = await import('../dist/engines/embedded/index.js');
 
-/** Shapes: ~20M (vocab 8192), ~150M (vocab 16384), ~1B (vocab 32000); heads chosen so GQA 1/4/8 divide. */
+/** Shapes: ~20M (vocab 8192), ~150M (vocab 16384), ~1B (vocab 32000); [heads, kvHeads] per GQA ratio. */
 const SIZES = {
   '20M': {
     layers: 8,
@@ -131,6 +84,10 @@ const SIZES = {
     gqa: { 1: [16, 16], 4: [16, 4], 8: [16, 2] },
   },
 };
+/** Trained context of every forged bench model. */
+const TRAINED = 32768;
+/** The embedded runner's prompt chunk (engines/embedded PROMPT_CHUNK_TOKENS). */
+const RUNNER_CHUNK = 64;
 
 function c(size, gqa, type, ctx, fa, kv = 'f16', extra = {}) {
   return {
@@ -140,92 +97,73 @@ function c(size, gqa, type, ctx, fa, kv = 'f16', extra = {}) {
     contextSize: ctx,
     flashAttention: fa,
     kvCacheKeyType: kv,
-    kvCacheValueType: fa ? kv : 'f16',
+    kvCacheValueType: fa ? kv : 'f16', // a quantised V cache needs flash attention
     parallel: 1,
     batchSize: 512,
     mmap: true,
-    promptChunk: RUNNER_CHUNK,
     ...extra,
   };
 }
 
-/** The embedded runner's prompt chunk (engines/embedded PROMPT_CHUNK_TOKENS). */
-const RUNNER_CHUNK = 64;
+const key = (x) => JSON.stringify(x);
 
-/**
- * The sampled default matrix (runner-like 64-token chunks unless marked `whole batches`):
- * - 20M: GQA 1/4/8 × F16/Q8_0 × flash attention on/off at 2048; 8192 for GQA 4 F16 and GQA 8 Q8_0;
- *   KV q8_0 at 8192 and q4_0 at 2048; two slots; no mmap; batch 128; 16384 with flash attention off
- *   and 32768 (the trained context) with it on.
- * - 150M: GQA 1/4/8 F16 at 2048 (on); GQA 4 F16 and Q8_0 on/off at 2048; GQA 4 F16 on/off at 8192.
- * - 1B: GQA 4 F16 on, Q8_0 on/off, at 2048.
- * - whole batches of 512 (the planner's default upper bound): 20M GQA 4 F16 off at 2048 and 8192,
- *   150M GQA 4 F16 off at 2048.
- * Left out (slow on two cores, sampled instead): 32768 with flash attention off, 8192+ for 1B,
- * quantised KV caches beyond the cases above.
- */
 function matrix(kind) {
+  const quick = [
+    c('20M', 1, 'f16', 2048, true),
+    c('20M', 1, 'f16', 2048, false),
+    c('20M', 4, 'q8_0', 2048, true, 'q4_0'),
+    c('20M', 8, 'q8_0', 2048, false),
+    c('20M', 4, 'f16', 8192, true, 'q8_0'),
+    c('20M', 4, 'f16', 8192, false),
+    c('20M', 8, 'f16', 8192, true),
+    c('20M', 4, 'f16', 2048, true, 'f16', { parallel: 2 }),
+    c('150M', 4, 'f16', 2048, false),
+    c('150M', 8, 'f16', 8192, true),
+    c('150M', 1, 'f16', 2048, true, 'q4_0'),
+    c('150M', 4, 'q8_0', 2048, true, 'q8_0'),
+    c('1B', 4, 'q8_0', 2048, true),
+    c('1B', 4, 'f16', 2048, false),
+    // The long case last: filling 32768 cells takes ~15–30 min on two shared cores.
+    c('20M', 8, 'f16', 32768, true),
+  ];
+  if (kind === 'quick') return quick;
   const out = [];
-  if (kind === 'quick') {
-    out.push(
-      c('20M', 4, 'f16', 2048, true),
-      c('20M', 4, 'f16', 2048, false),
-      c('20M', 4, 'f16', 2048, false, 'f16', { promptChunk: 512 }),
-      c('150M', 4, 'f16', 2048, true),
-    );
-    return out;
-  }
   if (kind === 'full') {
     for (const size of Object.keys(SIZES))
       for (const gqa of [1, 4, 8])
         for (const type of ['f16', 'q8_0'])
-          for (const ctx of [2048, 8192, 32768]) {
+          for (const ctx of [2048, 8192, 32768].filter((n) => n <= TRAINED)) {
             for (const kv of ['f16', 'q8_0', 'q4_0']) out.push(c(size, gqa, type, ctx, true, kv));
             out.push(c(size, gqa, type, ctx, false));
           }
     return out;
   }
+  out.push(...quick);
   for (const gqa of [1, 4, 8])
     for (const type of ['f16', 'q8_0'])
-      out.push(c('20M', gqa, type, 2048, true), c('20M', gqa, type, 2048, false));
+      for (const fa of [true, false]) out.push(c('20M', gqa, type, 2048, fa));
+  for (const gqa of [1, 4, 8]) {
+    out.push(c('20M', gqa, 'f16', 8192, true), c('20M', gqa, 'q8_0', 8192, false));
+    out.push(c('150M', gqa, 'f16', 2048, true), c('150M', gqa, 'q8_0', 2048, false));
+  }
   out.push(
-    c('20M', 4, 'f16', 8192, true),
-    c('20M', 4, 'f16', 8192, false),
-    c('20M', 8, 'q8_0', 8192, true),
-    c('20M', 8, 'q8_0', 8192, false),
-  );
-  out.push(c('20M', 4, 'f16', 8192, true, 'q8_0'), c('20M', 4, 'f16', 2048, true, 'q4_0'));
-  out.push(
-    c('20M', 4, 'f16', 2048, true, 'f16', { parallel: 2 }),
+    c('20M', 4, 'f16', 2048, true, 'q8_0'),
+    c('20M', 4, 'f16', 8192, true, 'q4_0'),
     c('20M', 4, 'f16', 2048, false, 'f16', { parallel: 2 }),
-  );
-  out.push(
     c('20M', 4, 'f16', 2048, true, 'f16', { mmap: false }),
     c('20M', 4, 'f16', 4096, false, 'f16', { batchSize: 128 }),
-  );
-  out.push(
-    c('20M', 4, 'f16', 2048, false, 'f16', { promptChunk: 512 }),
-    c('20M', 4, 'f16', 8192, false, 'f16', { promptChunk: 512 }),
-  );
-  for (const gqa of [1, 4, 8]) out.push(c('150M', gqa, 'f16', 2048, true));
-  out.push(
-    c('150M', 4, 'f16', 2048, false),
-    c('150M', 4, 'q8_0', 2048, true),
-    c('150M', 4, 'q8_0', 2048, false),
-  );
-  out.push(c('150M', 4, 'f16', 2048, false, 'f16', { promptChunk: 512 }));
-  out.push(
+    c('150M', 4, 'f16', 8192, false),
+    c('150M', 4, 'q8_0', 8192, true, 'q4_0'),
     c('1B', 4, 'f16', 2048, true),
-    c('1B', 4, 'q8_0', 2048, true),
-    c('1B', 4, 'q8_0', 2048, false),
+    c('1B', 8, 'q8_0', 2048, true, 'q8_0'),
+    c('20M', 4, 'f16', 32768, false),
   );
-  out.push(c('150M', 4, 'f16', 8192, true), c('150M', 4, 'f16', 8192, false));
-  out.push(c('20M', 4, 'f16', 16384, false), c('20M', 4, 'f16', 32768, true));
-  return out;
+  const seen = new Set();
+  return out.filter((x) => (seen.has(key(x)) ? false : (seen.add(key(x)), true)));
 }
 
-const modelsDir = path.join(root, '.cache', 'models');
-await mkdir(modelsDir, { recursive: true });
+// ---------------------------------------------------------------------------------------------
+const modelsDir = path.join(root, '.cache', 'bench');
 const specs = new Map();
 async function modelFor(size, gqa, type) {
   const s = SIZES[size];
@@ -233,6 +171,7 @@ async function modelFor(size, gqa, type) {
   const file = path.join(modelsDir, `planner-bench-${size}-gqa${gqa}-${type}.gguf`);
   if (!(await stat(file).catch(() => null))) {
     process.stderr.write(`forging ${path.basename(file)}…\n`);
+    await mkdir(modelsDir, { recursive: true });
     await forgeModel({
       out: file,
       layers: s.layers,
@@ -242,82 +181,16 @@ async function modelFor(size, gqa, type) {
       ff: s.ff,
       vocab: s.vocab,
       type,
-      ctx: 32768,
+      ctx: TRAINED,
       seed: 7,
     });
   }
   if (!specs.has(file)) specs.set(file, await readModelSpec(file));
-  return { file, spec: specs.get(file), vocab: s.vocab };
+  return { file, spec: specs.get(file) };
 }
 
-function measure(o) {
-  return new Promise((resolve, reject) => {
-    const child = fork(import.meta.filename, ['--child', JSON.stringify(o)], {
-      stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
-    });
-    let err = '';
-    let result;
-    child.stderr.on('data', (d) => (err += d));
-    child.on('message', (m) => (result = m));
-    child.on('exit', (code) =>
-      result ? resolve(result) : reject(new Error(`child exited ${code}: ${err.slice(-400)}`)),
-    );
-  });
-}
-
-const MiB = 2 ** 20;
-const cases = matrix(values.matrix).filter(
-  (x) => !values.only || JSON.stringify(x).includes(values.only),
-);
-const rows = [];
-function summarize() {
-  const ok = rows.filter((r) => r.errRss !== undefined);
-  const median = (a) => {
-    const s = [...a].sort((p, q) => p - q);
-    return s.length === 0
-      ? NaN
-      : s.length % 2
-        ? s[(s.length - 1) / 2]
-        : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-  };
+function planConfig(x) {
   return {
-    cases: ok.length,
-    failed: rows.length - ok.length,
-    rss: {
-      medianAbsErrPct: median(ok.map((r) => Math.abs(r.errRss))),
-      maxAbsErrPct: Math.max(...ok.map((r) => Math.abs(r.errRss))),
-    },
-    anon: {
-      medianAbsErrPct: median(ok.map((r) => Math.abs(r.errAnon))),
-      maxAbsErrPct: Math.max(...ok.map((r) => Math.abs(r.errAnon))),
-    },
-  };
-}
-const resultsFile = path.join(root, 'bench', 'results', 'planner-accuracy.json');
-await mkdir(path.dirname(resultsFile), { recursive: true });
-/** Written after every case, so an interrupted run keeps what it measured. */
-async function save(done) {
-  const body = {
-    date: new Date().toISOString(),
-    matrix: values.matrix,
-    complete: done,
-    node: process.version,
-    summary: summarize(),
-    rows,
-  };
-  await writeFile(resultsFile, JSON.stringify(body, null, 2) + '\n');
-}
-const fmt = (b) => (b / MiB).toFixed(1).padStart(7);
-const pct = (p) => `${p >= 0 ? '+' : ''}${p.toFixed(1)}%`.padStart(7);
-console.log(
-  `${cases.length} cases (matrix ${values.matrix}); MiB; error = (predicted − measured) / measured`,
-);
-console.log(
-  'model                  ctx  par  batch chunk  fa  kv         mmap |  peak RSS    pred    err | peak anon   pred    err | fill s',
-);
-for (const x of cases) {
-  const m = await modelFor(x.size, x.gqa, x.type);
-  const config = {
     contextSize: x.contextSize,
     parallel: x.parallel,
     batchSize: x.batchSize,
@@ -326,45 +199,323 @@ for (const x of cases) {
     kvCacheValueType: x.kvCacheValueType,
     gpuLayers: 0,
     mmap: x.mmap,
-    promptChunk: x.promptChunk,
+    promptChunk: RUNNER_CHUNK,
   };
-  const fp = predictFootprint(m.spec, config);
-  let r;
+}
+
+function procStatus(pid) {
   try {
-    r = await measure({ ...config, model: m.file, vocab: m.vocab });
-  } catch (e) {
-    console.log(`${x.size}-gqa${x.gqa}-${x.type} ${x.contextSize}: FAILED ${e.message}`);
-    rows.push({ case: x, error: e.message });
-    continue;
+    const t = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const g = (k) => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, 'm').exec(t)?.[1] ?? NaN) * 1024;
+    return { hwm: g('VmHWM'), anon: g('RssAnon'), file: g('RssFile') };
+  } catch {
+    return undefined;
   }
-  const errRss = ((fp.total - r.peakRss) / r.peakRss) * 100;
-  const errAnon = ((fp.byKind.anonymous - r.peakAnon) / r.peakAnon) * 100;
-  rows.push({
+}
+
+/** Words of random letters: the forged tokenizer turns them into ordinary pieces and byte tokens. */
+function randomText(chars, seed) {
+  let s = seed >>> 0;
+  const rnd = () => (s = (Math.imul(s, 1103515245) + 12345) >>> 0) / 2 ** 32;
+  const letters = 'abcdefghijklmnopqrstuvwxyz';
+  let out = '';
+  while (out.length < chars) {
+    const n = 2 + Math.floor(rnd() * 7);
+    for (let i = 0; i < n; i++) out += letters[Math.floor(rnd() * 26)];
+    out += rnd() < 0.1 ? '. ' : ' ';
+  }
+  return out.slice(0, chars);
+}
+
+/**
+ * POST with node:http, not fetch: filling a long context takes longer than fetch's fixed 300 s
+ * wait for response headers.
+ */
+function post(base, route, body, signal) {
+  return new Promise((resolve, reject) => {
+    const payload = JSON.stringify(body);
+    const req = http.request(
+      base + route,
+      {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/json',
+          'content-length': Buffer.byteLength(payload),
+        },
+        signal,
+      },
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (d) => (text += d));
+        res.on('error', reject);
+        res.on('end', () => {
+          if (res.statusCode !== 200)
+            return reject(new Error(`${route}: ${res.statusCode} ${text.slice(0, 300)}`));
+          try {
+            resolve(JSON.parse(text));
+          } catch (e) {
+            reject(e);
+          }
+        });
+      },
+    );
+    req.on('error', reject);
+    req.end(payload);
+  });
+}
+
+/** A prompt of `target` tokens (BOS included) or a few fewer, found by tokenizing and trimming. */
+async function promptOf(base, target, seed) {
+  let chars = target * 4;
+  let text = randomText(chars, seed);
+  for (let i = 0; i < 12; i++) {
+    const { tokens } = await post(base, '/tokenize', { content: text, add_special: true });
+    const n = tokens.length;
+    if (n <= target && n >= target - 24) return { text, tokens: n };
+    chars = Math.max(16, Math.floor(chars * (n > target ? (target - 8) / n : (target - 4) / n)));
+    text = randomText(chars, seed);
+  }
+  throw new Error(`could not build a prompt of ${target} tokens`);
+}
+
+/** Starts a real runner for `config`, fills its context, returns what it measured. */
+async function measure(modelPath, x) {
+  const runnerConfig = {
+    modelPath,
+    contextSize: x.contextSize,
+    parallel: x.parallel,
+    threads,
+    batchSize: x.batchSize,
+    flashAttention: x.flashAttention,
+    kvCacheKeyType: x.kvCacheKeyType,
+    kvCacheValueType: x.kvCacheValueType,
+    mmap: x.mmap,
+    gpuLayers: 0,
+  };
+  const spec = embeddedSpawnSpec(runnerConfig);
+  const child = spawn(spec.command, spec.args, { stdio: ['ignore', 'ignore', 'pipe', 'ipc'] });
+  let stderr = '';
+  child.stderr.on('data', (d) => (stderr = (stderr + d).slice(-2000)));
+  let maxAnon = 0;
+  let maxHwm = 0;
+  const poll = setInterval(() => {
+    const s = procStatus(child.pid);
+    if (s) [maxAnon, maxHwm] = [Math.max(maxAnon, s.anon), Math.max(maxHwm, s.hwm)];
+  }, 10);
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  try {
+    const { port, loadMs } = await new Promise((resolve, reject) => {
+      let p;
+      child.on('message', (m) => {
+        if (m.type === 'listening') p = m.port;
+        else if (m.type === 'ready') resolve({ port: p, loadMs: m.loadMs });
+        else if (m.type === 'error') reject(new Error(`${m.code}: ${m.message}`));
+      });
+      void exited.then((code) => reject(new Error(`runner exited ${code}: ${stderr.slice(-400)}`)));
+    });
+    const base = `http://127.0.0.1:${port}`;
+    const before = await (await fetch(base + '/stats')).json();
+    const ctx = before.contextSize; // per sequence, after node-llama-cpp's rounding
+    // Fill each slot to ctx − 2 cells: the prompt (ctx − 3 tokens) plus one generated token.
+    const prompts = [];
+    for (let i = 0; i < x.parallel; i++) prompts.push(await promptOf(base, ctx - 3, 1000 + i));
+    const t0 = performance.now();
+    const signal = AbortSignal.timeout(20 * 60_000);
+    await Promise.all(
+      prompts.map((p) =>
+        post(
+          base,
+          '/v1/completions',
+          { prompt: p.text, max_tokens: 1, temperature: 0, ignore_eos: true },
+          signal,
+        ),
+      ),
+    );
+    const fillMs = performance.now() - t0;
+    const stats = await (await fetch(base + '/stats')).json();
+    const s = procStatus(child.pid);
+    if (s) maxAnon = Math.max(maxAnon, s.anon);
+    return {
+      peakRss: Math.max(stats.peakRss, maxHwm),
+      peakAnon: maxAnon,
+      rssFull: stats.rss,
+      rssAnonFull: stats.rssAnon,
+      file: s?.file,
+      contextSize: ctx,
+      tokensInUse: stats.tokensInUse,
+      contextBytes: stats.contextBytes,
+      threads,
+      loadMs,
+      fillMs,
+    };
+  } finally {
+    clearInterval(poll);
+    child.kill('SIGTERM');
+    const t = setTimeout(() => child.kill('SIGKILL'), 5000);
+    await exited;
+    clearTimeout(t);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+const MiB = 2 ** 20;
+const median = (a) => {
+  const s = [...a].sort((p, q) => p - q);
+  if (s.length === 0) return NaN;
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+function summarize(rows) {
+  const ok = rows.filter((r) => r.errRss !== undefined);
+  const stat = (k) => ({
+    medianAbsErrPct: median(ok.map((r) => Math.abs(r[k]))),
+    maxAbsErrPct: ok.length ? Math.max(...ok.map((r) => Math.abs(r[k]))) : NaN,
+  });
+  return {
+    cases: ok.length,
+    failed: rows.length - ok.length,
+    rss: stat('errRss'),
+    anon: stat('errAnon'),
+  };
+}
+
+function score(spec, x, measured) {
+  const fp = predictFootprint(spec, planConfig(x));
+  return {
     case: x,
     predicted: {
       total: fp.total,
       anonymous: fp.byKind.anonymous,
       fileBacked: fp.byKind.fileBacked,
-      terms: fp.terms,
       weights: fp.weights,
       kvCache: fp.kvCache,
       compute: fp.compute,
       overhead: fp.overhead,
+      terms: fp.terms,
     },
-    measured: r,
-    errRss,
-    errAnon,
-  });
-  await save(false);
-  const name = `${x.size}-gqa${x.gqa}-${x.type}`.padEnd(18);
+    measured,
+    errRss: ((fp.total - measured.peakRss) / measured.peakRss) * 100,
+    errAnon: ((fp.byKind.anonymous - measured.peakAnon) / measured.peakAnon) * 100,
+  };
+}
+
+const fmt = (b) => (b / MiB).toFixed(1).padStart(7);
+const pct = (p) => `${p >= 0 ? '+' : ''}${p.toFixed(1)}%`.padStart(7);
+const HEADER =
+  'model                 ctx  par batch  fa  kv         mmap | peak RSS    pred    err | peak anon   pred    err | load s  fill s';
+function line(r) {
+  const x = r.case;
+  const m = r.measured;
+  const name = `${x.size}-gqa${x.gqa}-${x.type}`.padEnd(17);
+  return `${name} ${String(x.contextSize).padStart(6)} ${String(x.parallel).padStart(4)} ${String(x.batchSize).padStart(5)}  ${x.flashAttention ? 'on ' : 'off'} ${`${x.kvCacheKeyType}/${x.kvCacheValueType}`.padEnd(10)} ${x.mmap ? 'on  ' : 'off '} |${fmt(m.peakRss)} ${fmt(r.predicted.total)} ${pct(r.errRss)} |${fmt(m.peakAnon)} ${fmt(r.predicted.anonymous)} ${pct(r.errAnon)} | ${(m.loadMs / 1000).toFixed(1).padStart(6)} ${(m.fillMs / 1000).toFixed(1).padStart(7)}`;
+}
+function printSummary(s) {
   console.log(
-    `${name} ${String(x.contextSize).padStart(6)} ${String(x.parallel).padStart(4)} ${String(x.batchSize).padStart(6)} ${String(x.promptChunk).padStart(5)}  ${x.flashAttention ? 'on ' : 'off'} ${`${x.kvCacheKeyType}/${x.kvCacheValueType}`.padEnd(10)} ${x.mmap ? 'on  ' : 'off '} |${fmt(r.peakRss)} ${fmt(fp.total)} ${pct(errRss)} |${fmt(r.peakAnon)} ${fmt(fp.byKind.anonymous)} ${pct(errAnon)} | ${(r.fillMs / 1000).toFixed(1)}`,
+    `\npeak RSS: median |error| ${s.rss.medianAbsErrPct.toFixed(2)}%, max ${s.rss.maxAbsErrPct.toFixed(2)}% (targets 3% / 8%)` +
+      `\npeak anonymous: median |error| ${s.anon.medianAbsErrPct.toFixed(2)}%, max ${s.anon.maxAbsErrPct.toFixed(2)}%` +
+      (s.failed ? `\n${s.failed} case(s) failed` : ''),
   );
 }
-const summary = summarize();
-console.log(
-  `\npeak RSS: median |error| ${summary.rss.medianAbsErrPct.toFixed(2)}%, max ${summary.rss.maxAbsErrPct.toFixed(2)}% (targets 3% / 8%)` +
-    `\nanonymous: median |error| ${summary.anon.medianAbsErrPct.toFixed(2)}%, max ${summary.anon.maxAbsErrPct.toFixed(2)}%` +
-    (summary.failed ? `\n${summary.failed} case(s) failed` : ''),
+
+async function save(body) {
+  await mkdir(path.dirname(resultsFile), { recursive: true });
+  await writeFile(resultsFile, JSON.stringify(body, null, 2) + '\n');
+}
+
+if (values.md) {
+  // The saved results as a markdown table (for docs/BENCHMARKS.md).
+  const saved = JSON.parse(await readFile(resultsFile, 'utf8'));
+  const mib = (b) => (b / MiB).toFixed(1);
+  const sg = (p) => `${p >= 0 ? '+' : ''}${p.toFixed(1)}%`;
+  console.log(
+    '| model | ctx | slots | FA | KV | mmap | threads | peak RSS MiB | predicted | error | peak anon MiB | predicted | error | fill s |',
+  );
+  console.log('|---|---:|---:|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|');
+  for (const r of saved.rows) {
+    const x = r.case;
+    const name = `${x.size} GQA ${x.gqa} ${x.type.toUpperCase()}`;
+    if (!r.measured) {
+      console.log(`| ${name} | ${x.contextSize} | ${x.parallel} | | | | | failed: ${r.error} |`);
+      continue;
+    }
+    const m = r.measured;
+    console.log(
+      `| ${name} | ${x.contextSize} | ${x.parallel} | ${x.flashAttention ? 'on' : 'off'} | ${x.kvCacheKeyType} | ${x.mmap ? 'on' : 'off'} | ${m.threads ?? 2} | ${mib(m.peakRss)} | ${mib(r.predicted.total)} | ${sg(r.errRss)} | ${mib(m.peakAnon)} | ${mib(r.predicted.anonymous)} | ${sg(r.errAnon)} | ${(m.fillMs / 1000).toFixed(1)} |`,
+    );
+  }
+  const s = summarize(saved.rows);
+  console.log(
+    `\nPeak RSS: median |error| ${s.rss.medianAbsErrPct.toFixed(2)} %, max ${s.rss.maxAbsErrPct.toFixed(2)} % over ${s.cases} cases` +
+      ` (targets 3 % / 8 %). Peak anonymous memory: median ${s.anon.medianAbsErrPct.toFixed(2)} %, max ${s.anon.maxAbsErrPct.toFixed(2)} %.`,
+  );
+  process.exit(0);
+}
+
+if (values.rescore) {
+  const old = JSON.parse(await readFile(resultsFile, 'utf8'));
+  const rows = [];
+  for (const r of old.rows) {
+    if (!r.measured) {
+      rows.push(r);
+      continue;
+    }
+    const m = await modelFor(r.case.size, r.case.gqa, r.case.type);
+    rows.push(score(m.spec, r.case, r.measured));
+  }
+  console.log(
+    `${rows.length} saved cases re-predicted; MiB; error = (predicted − measured) / measured`,
+  );
+  console.log(HEADER);
+  for (const r of rows) if (r.measured) console.log(line(r));
+  const summary = summarize(rows);
+  printSummary(summary);
+  await save({ ...old, rescoredAt: new Date().toISOString(), summary, rows });
+  process.exit(0);
+}
+
+const cases = matrix(matrixName).filter(
+  (x) =>
+    (!values.only || key(x).includes(values.only)) &&
+    (!values.skip || !key(x).includes(values.skip)),
 );
-await save(true);
+const rows = [];
+if (values.resume) {
+  // Keep what an interrupted run of this file measured; run only the cases it lacks.
+  const old = JSON.parse(await readFile(resultsFile, 'utf8').catch(() => '{"rows":[]}'));
+  for (const r of old.rows ?? []) if (r.measured) rows.push(r);
+}
+const done = new Set(rows.map((r) => key(r.case)));
+const started = new Date().toISOString();
+const body = (complete) => ({
+  date: started,
+  matrix: matrixName,
+  complete,
+  node: process.version,
+  machine: `${process.platform} ${process.arch}`,
+  summary: summarize(rows),
+  rows,
+});
+console.log(
+  `${cases.length} cases (matrix ${matrixName}); MiB; error = (predicted − measured) / measured`,
+);
+console.log(HEADER);
+for (const r of rows) console.log(line(r));
+for (const x of cases) {
+  if (done.has(key(x))) continue;
+  const m = await modelFor(x.size, x.gqa, x.type);
+  let measured;
+  try {
+    measured = await measure(m.file, x);
+  } catch (e) {
+    console.log(`${x.size}-gqa${x.gqa}-${x.type} ${x.contextSize}: FAILED ${e.message}`);
+    rows.push({ case: x, error: e.message });
+    await save(body(false));
+    continue;
+  }
+  const r = score(m.spec, x, measured);
+  rows.push(r);
+  console.log(line(r));
+  await save(body(false));
+}
+printSummary(summarize(rows));
+await save(body(true));

@@ -12,6 +12,7 @@ Usage:
   headroom serve [--config FILE] [--host ADDR] [--port N] [--models DIR]...
   headroom forge --out FILE [--params 50M | --layers N --embd N --heads N --kv-heads N --ff N --vocab N]
                  [--ctx N] [--type f32|f16|q8_0] [--tied] [--chat-template chatml] [--seed N]
+  headroom plan NAME|FILE [--ctx N] [--kv f16|q8_0|q4_0] [--fa on|off] [--parallel N] [--budget 8GB] [--json]
   headroom ps [--json] [--url URL]
   headroom load NAME [--json] [--url URL]
   headroom unload NAME [--force] [--json] [--url URL]
@@ -57,6 +58,17 @@ const commands: Record<
       json: { type: 'boolean' },
     },
     run: async (v) => (await import('./forge.js')).forge(v),
+  },
+  plan: {
+    options: {
+      ctx: { type: 'string' },
+      kv: { type: 'string' },
+      fa: { type: 'string' },
+      parallel: { type: 'string' },
+      budget: { type: 'string' },
+      json: { type: 'boolean' },
+    },
+    run: async (v, p) => (await import('./plan.js')).plan(v, p),
   },
   ps: {
     options: { json: { type: 'boolean' }, url: { type: 'string' } },

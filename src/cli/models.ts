@@ -8,25 +8,57 @@ interface ModelRow {
   name: string;
   state: string;
   inFlight: number;
+  queued?: number;
+  pinned?: boolean;
   pid?: number;
   config?: { contextSize: number; kvCacheKeyType: string };
-  memory?: { measured?: { rss: number } };
+  predicted?: number | null;
+  measured?: number | null;
+  peak?: number | null;
+  expiresAt?: number | null;
   lastError?: string;
 }
 
+const bytes = (n: number | null | undefined): string =>
+  n === null || n === undefined ? '-' : formatBytes(n);
+
+/** "4m 10s" until the TTL unloads it; "-" when it does not expire. */
+function expiresIn(at: number | null | undefined, now: number): string {
+  if (at === null || at === undefined) return '-';
+  const s = Math.max(0, Math.round((at - now) / 1000));
+  return s >= 60 ? `${Math.floor(s / 60)}m ${s % 60}s` : `${s}s`;
+}
+
 function rowsOf(models: ModelRow[]): string[][] {
+  const now = Date.now();
   return models.map((m) => [
-    m.name,
+    m.name + (m.pinned ? ' (pinned)' : ''),
     m.state,
     String(m.inFlight),
+    String(m.queued ?? 0),
     m.pid !== undefined ? String(m.pid) : '-',
     m.config ? String(m.config.contextSize) : '-',
     m.config ? m.config.kvCacheKeyType : '-',
-    m.memory?.measured ? formatBytes(m.memory.measured.rss) : '-',
+    bytes(m.predicted),
+    bytes(m.measured),
+    bytes(m.peak),
+    expiresIn(m.expiresAt, now),
   ]);
 }
 
-const HEADERS = ['NAME', 'STATE', 'IN FLIGHT', 'PID', 'CONTEXT', 'KV', 'RSS'];
+const HEADERS = [
+  'NAME',
+  'STATE',
+  'IN FLIGHT',
+  'QUEUED',
+  'PID',
+  'CONTEXT',
+  'KV',
+  'PREDICTED',
+  'RSS',
+  'PEAK',
+  'EXPIRES IN',
+];
 
 function print(values: Record<string, unknown>, data: unknown, models: ModelRow[]): void {
   process.stdout.write(

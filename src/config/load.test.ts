@@ -36,6 +36,38 @@ describe('loadConfig', () => {
   });
 });
 
+describe('scheduler config', () => {
+  it('defaults and normalises the scheduler keys', () => {
+    const c = loadConfig('');
+    expect(c.scheduler).toMatchObject({
+      budget: { fraction: 0.8, reserveBytes: 1024 ** 3 },
+      ttlMs: 300_000,
+      maxLoadedModels: Infinity,
+      queue: { maxLength: 32, maxWaitMs: 300_000 },
+      drainDeadlineMs: 30_000,
+      optimisation: 'basic',
+      pin: [],
+      preload: [],
+    });
+    const d = loadConfig(
+      'scheduler:\n  budget: { cap: 2GiB, reserve: 100MiB }\n  ttl: never\n  maxLoadedModels: 2\n  pin: [a]\nmodels:\n  a: { ttl: 10m, pin: true }\n',
+    );
+    expect(d.scheduler.budget.capBytes).toBe(2 * 1024 ** 3);
+    expect(d.scheduler.ttlMs).toBe(Infinity);
+    expect(d.models.a).toMatchObject({ ttl: '10m', pin: true });
+  });
+
+  it('rejects bad scheduler values with the key path', () => {
+    expect(() => loadConfig('scheduler:\n  budget: { fraction: 2 }\n')).toThrow(
+      /scheduler\.budget\.fraction/,
+    );
+    expect(() => loadConfig('scheduler:\n  optimisation: extreme\n')).toThrow(
+      /scheduler\.optimisation/,
+    );
+    expect(() => loadConfig('scheduler:\n  queue: { maxWait: soon }\n')).toThrow(ConfigError);
+  });
+});
+
 describe('units', () => {
   it('parses durations and sizes', () => {
     expect(parseDuration('5m')).toBe(300_000);

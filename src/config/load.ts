@@ -5,7 +5,22 @@ import { configSchema, type ParsedConfig } from './schema.js';
 import { parseByteSize, parseDuration } from './units.js';
 
 /** The normalised configuration: units resolved to numbers (bytes, milliseconds). */
-export interface Config extends Omit<ParsedConfig, 'limits' | 'logs'> {
+/** The scheduler's settings with units resolved (bytes, milliseconds; Infinity = never / no limit). */
+export interface SchedulerConfig {
+  budget: { fraction: number; capBytes?: number; reserveBytes: number };
+  ttlMs: number;
+  maxLoadedModels: number;
+  queue: { maxLength: number; maxWaitMs: number };
+  drainDeadlineMs: number;
+  optimisation: ParsedConfig['scheduler']['optimisation'];
+  pin: string[];
+  preload: string[];
+  backoff: { baseMs: number; maxMs: number };
+  measureIntervalMs: number;
+}
+
+export interface Config extends Omit<ParsedConfig, 'limits' | 'logs' | 'scheduler'> {
+  scheduler: SchedulerConfig;
   limits: {
     maxBodyBytes: number;
     loadTimeoutMs: number;
@@ -67,5 +82,28 @@ export function normaliseConfig(raw: unknown, source = 'config'): Config {
       stopGraceMs: parseDuration(c.limits.stopGrace),
     },
     logs: { maxBytes: parseByteSize(c.logs.maxBytes), keep: c.logs.keep },
+    scheduler: normaliseScheduler(c.scheduler),
+  };
+}
+
+function normaliseScheduler(s: ParsedConfig['scheduler']): SchedulerConfig {
+  const measureIntervalMs = parseDuration(s.measureInterval);
+  if (!Number.isFinite(measureIntervalMs) || measureIntervalMs < 100)
+    throw new ConfigError('scheduler.measureInterval must be a duration of at least 100ms');
+  return {
+    budget: {
+      fraction: s.budget.fraction,
+      ...(s.budget.cap !== undefined ? { capBytes: parseByteSize(s.budget.cap) } : {}),
+      reserveBytes: parseByteSize(s.budget.reserve),
+    },
+    ttlMs: parseDuration(s.ttl),
+    maxLoadedModels: s.maxLoadedModels ?? Number.POSITIVE_INFINITY,
+    queue: { maxLength: s.queue.maxLength, maxWaitMs: parseDuration(s.queue.maxWait) },
+    drainDeadlineMs: parseDuration(s.drainDeadline),
+    optimisation: s.optimisation,
+    pin: s.pin,
+    preload: s.preload,
+    backoff: { baseMs: parseDuration(s.backoff.base), maxMs: parseDuration(s.backoff.max) },
+    measureIntervalMs,
   };
 }

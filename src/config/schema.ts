@@ -97,6 +97,114 @@ const modelOverrideSchema = z
     kvCacheType: kvCacheTypeSchema.optional(),
     mmap: z.boolean().optional(),
     gpuLayers: z.number().int().min(0).optional(),
+    ttl: durationSchema
+      .optional()
+      .describe('Idle time before this model is unloaded. Defaults to scheduler.ttl.'),
+    pin: z
+      .boolean()
+      .optional()
+      .describe('Never evict this model for room nor unload it by TTL. Defaults to false.'),
+    contextOverflow: z
+      .enum(['error', 'truncate_middle'])
+      .optional()
+      .describe(
+        'What a prompt longer than the context gets: "error" (400 with both counts) or "truncate_middle" (keep the system prompt and the latest turns that fit). Defaults to error.',
+      ),
+  })
+  .strict();
+
+const modelNameSchema = z
+  .string()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._:-]*$/, 'model names use letters, digits, ".", "_", ":" and "-"');
+
+export const optimisationLevelSchema = z.enum(['basic', 'aggressive', 'maximum']);
+
+const SCHEDULER_DEFAULTS = {
+  budget: { fraction: 0.8, reserve: '1GiB' },
+  ttl: '5m',
+  queue: { maxLength: 32, maxWait: '5m' },
+  drainDeadline: '30s',
+  optimisation: 'basic',
+  pin: [],
+  preload: [],
+  backoff: { base: '1s', max: '60s' },
+  measureInterval: '2s',
+} as const;
+
+const schedulerSchema = z
+  .object({
+    budget: z
+      .object({
+        fraction: z
+          .number()
+          .gt(0)
+          .max(1)
+          .default(0.8)
+          .describe('Share of physical RAM models may use. Defaults to 0.8.'),
+        cap: byteSizeSchema
+          .optional()
+          .describe('Most bytes models may use, whatever the RAM. Defaults to no cap.'),
+        reserve: byteSizeSchema
+          .default('1GiB')
+          .describe(
+            'Bytes kept free for the daemon and the rest of the machine, taken off the smallest of RAM × fraction, the cgroup limit and the cap. Defaults to 1GiB.',
+          ),
+      })
+      .strict()
+      .default(SCHEDULER_DEFAULTS.budget),
+    ttl: durationSchema
+      .default('5m')
+      .describe('Idle time before a model is unloaded ("never", "5m", "1h", …). Defaults to 5m.'),
+    maxLoadedModels: z
+      .number()
+      .int()
+      .min(1)
+      .optional()
+      .describe('Models loaded at once. Defaults to no limit (the budget decides).'),
+    queue: z
+      .object({
+        maxLength: z
+          .number()
+          .int()
+          .min(1)
+          .max(100_000)
+          .default(32)
+          .describe('Requests waiting per model; one more gets 429. Defaults to 32.'),
+        maxWait: durationSchema
+          .default('5m')
+          .describe('Longest a request waits in a queue before 429. Defaults to 5m.'),
+      })
+      .strict()
+      .default(SCHEDULER_DEFAULTS.queue),
+    drainDeadline: durationSchema
+      .default('30s')
+      .describe(
+        'How long a model being unloaded may finish its requests in flight before it is stopped anyway. Defaults to 30s.',
+      ),
+    optimisation: optimisationLevelSchema
+      .default('basic')
+      .describe(
+        'How far a plan may be degraded to fit (basic: smaller context; aggressive/maximum: quantised KV, smaller batch). Defaults to basic.',
+      ),
+    pin: z
+      .array(modelNameSchema)
+      .default([])
+      .describe('Models never evicted for room nor unloaded by TTL. Defaults to none.'),
+    preload: z
+      .array(modelNameSchema)
+      .default([])
+      .describe('Models loaded when the daemon starts. Defaults to none.'),
+    backoff: z
+      .object({
+        base: durationSchema.default('1s'),
+        max: durationSchema.default('60s'),
+      })
+      .strict()
+      .default(SCHEDULER_DEFAULTS.backoff)
+      .describe('Wait before reloading a model that failed twice in a row, doubling up to max.'),
+    measureInterval: durationSchema
+      .default('2s')
+      .describe('How often loaded runners are measured (RSS, peak). Defaults to 2s.'),
   })
   .strict();
 
@@ -119,15 +227,7 @@ export const configSchema = z
       .default([])
       .describe('Directories scanned for *.gguf files. Defaults to none.'),
     models: z
-      .record(
-        z
-          .string()
-          .regex(
-            /^[A-Za-z0-9][A-Za-z0-9._:-]*$/,
-            'model names use letters, digits, ".", "_", ":" and "-"',
-          ),
-        modelOverrideSchema,
-      )
+      .record(modelNameSchema, modelOverrideSchema)
       .default({})
       .describe('Per-model settings, keyed by model name.'),
     runner: runnerDefaultsSchema.default(runnerDefaultsSchema.parse({})),
@@ -154,6 +254,9 @@ export const configSchema = z
       })
       .strict()
       .default({ maxBodyBytes: '4MiB', loadTimeout: '120s', stallTimeout: '30s', stopGrace: '5s' }),
+    scheduler: schedulerSchema
+      .default(() => schedulerSchema.parse({}))
+      .describe('Which models live in memory: budget, TTLs, pins, queues, drain.'),
     logs: z
       .object({
         maxBytes: byteSizeSchema

@@ -47,7 +47,8 @@ export async function scanModels(
   }
   for (const [name, m] of Object.entries(config.models)) {
     const entry = entries.get(name);
-    const { path: _p, kvCacheType, ...rest } = m;
+    // ttl, pin and contextOverflow are daemon policy, not runner settings.
+    const { path: _p, kvCacheType, ttl: _t, pin: _pin, contextOverflow: _o, ...rest } = m;
     if (!entry) {
       warnings.push(
         `models.${name} is configured but no file named ${name}.gguf was found in the model directories.`,

@@ -3,16 +3,28 @@ import os from 'node:os';
 import path from 'node:path';
 import { homeLayout, resolveHome, type HomeLayout } from '../config/home.js';
 import { normaliseConfig, type Config } from '../config/load.js';
+import { parseDuration } from '../config/units.js';
 import type { ConfigInput } from '../config/schema.js';
 import { embeddedSpawnSpec } from '../engines/embedded/index.js';
 import type { RunnerConfig } from '../engines/types.js';
 import { forgeModel } from '../gguf/forge.js';
 import { createLogger, type Logger } from '../lib/logger.js';
-import { readProcessMemory } from '../monitor/index.js';
-import { ModelManager } from '../scheduler/model-manager.js';
+import { readModelSpec, type ModelSpec } from '../gguf/index.js';
+import { describeError } from '../lib/errors.js';
+import { hardwareSnapshot, readProcessMemory } from '../monitor/index.js';
+import {
+  MeasuredStore,
+  fileIdentity,
+  planLoad,
+  type FileIdentity,
+  type LoadPlan,
+  type LoadRequest,
+} from '../planner/index.js';
+import { computeBudget, type Needs, type PlanOutcome } from '../scheduler/core.js';
+import { ModelManager, type MeasureInput, type MeasureResult } from '../scheduler/model-manager.js';
 import type { ModelEntry, RunnerHandle, StartRunner } from '../scheduler/types.js';
 import type { ProcessMemory } from '../server/core.js';
-import { RunnerProcess, readLogTail } from '../supervisor/index.js';
+import { RunnerProcess, readLogTail, type SpawnSpec } from '../supervisor/index.js';
 import { scanModels } from './catalog.js';
 import { startPressureMonitor, type PressureMonitor } from './reactions.js';
 import type { MonitorFeed } from '../monitor/sampler.js';
@@ -28,6 +40,19 @@ export interface HeadroomOptions {
   /** Directory that relative paths in the config are resolved against. Defaults to the current directory. */
   baseDir?: string;
   log?: Logger;
+  /**
+   * How to launch a runner for a config. Defaults to the embedded node-llama-cpp runner. An
+   * embedding application (or a test) may launch another program that speaks the runner protocol.
+   */
+  runnerSpawn?: (config: RunnerConfig, entry: ModelEntry) => SpawnSpec;
+  /** Overrides the machine's RAM and cgroup limit when computing the budget (tests, benchmarks). */
+  budgetInputs?: { totalRam?: number; cgroupLimit?: number | null };
+}
+
+/** What the daemon knows of a model file before it plans a load (read once per file version). */
+interface Prepared {
+  spec: ModelSpec;
+  file: FileIdentity;
 }
 
 function isConfig(c: Config | ConfigInput): c is Config {
@@ -53,6 +78,10 @@ export class Headroom {
   #catalog = new Map<string, ModelEntry>();
   #disposed: Promise<void> | undefined;
   readonly #baseDir: string;
+  readonly #runnerSpawn: (config: RunnerConfig, entry: ModelEntry) => SpawnSpec;
+  readonly #prepared = new Map<string, Prepared>();
+  readonly #lastPlan = new Map<string, LoadPlan>();
+  #store: MeasuredStore | undefined;
   // --- monitor (issue #5, monitor engineer): live sampler + pressure reactions. Created in
   // create(), applied to new loads in #startRunner, disposed first in dispose().
   #pressure: PressureMonitor | undefined;
@@ -61,11 +90,19 @@ export class Headroom {
   }
   // --- end monitor
 
-  private constructor(config: Config, layout: HomeLayout, baseDir: string, log: Logger) {
+  private constructor(
+    config: Config,
+    layout: HomeLayout,
+    baseDir: string,
+    log: Logger,
+    runnerSpawn: HeadroomOptions['runnerSpawn'],
+  ) {
     this.config = config;
     this.layout = layout;
     this.log = log;
     this.#baseDir = baseDir;
+    this.#runnerSpawn = runnerSpawn ?? ((c) => embeddedSpawnSpec(c));
+    const sc = config.scheduler;
     const cores = Math.max(1, os.availableParallelism());
     const defaults: Omit<RunnerConfig, 'modelPath'> = {
       contextSize: config.runner.contextSize,
@@ -83,6 +120,33 @@ export class Headroom {
       startRunner: this.#startRunner,
       defaults,
       stopGraceMs: config.limits.stopGraceMs,
+      settings: {
+        // The real budget is set in create(), once the machine has been read.
+        budgetBytes: Number.POSITIVE_INFINITY,
+        maxLoadedModels: sc.maxLoadedModels,
+        maxQueue: sc.queue.maxLength,
+        maxWaitMs: sc.queue.maxWaitMs,
+        drainDeadlineMs: sc.drainDeadlineMs,
+        backoffBaseMs: sc.backoff.baseMs,
+        backoffMaxMs: sc.backoff.maxMs,
+      },
+      policy: (name) => {
+        const m = config.models[name];
+        return {
+          pinned: m?.pin === true || sc.pin.includes(name),
+          ttlMs: m?.ttl !== undefined ? parseDuration(m.ttl) : sc.ttlMs,
+        };
+      },
+      prepare: (entry, signal) => this.#prepare(entry, signal),
+      plan: (entry, needs, room, base) => this.#plan(entry, needs, room, base),
+      measure: (input) => this.#measure(input),
+      measureIntervalMs: sc.measureIntervalMs,
+      buffers: (name) => {
+        const p = this.#lastPlan.get(name)?.predicted;
+        return p
+          ? { model: p.weights, context: p.kvCache, working: p.compute + p.overhead }
+          : undefined;
+      },
     });
     this.manager.on('event', (e) => {
       if (e.type === 'load-failed') this.log.warn(e, 'model load failed');
@@ -91,9 +155,165 @@ export class Headroom {
           { model: e.model, exit: { code: e.exit.code, signal: e.exit.signal } },
           'runner exited unexpectedly',
         );
+      else if (e.type === 'unload')
+        this.log.info(
+          { model: e.model, reason: e.reason, detail: e.detail, inFlight: e.inFlight },
+          `model unloaded: ${e.reason}`,
+        );
+      else if (e.type === 'measured')
+        this.log.info(
+          {
+            model: e.model,
+            predicted: e.predicted,
+            rss: e.rss,
+            peak: e.peak,
+            charge: e.charge,
+            errorPct:
+              e.predicted > 0 ? +((100 * (e.peak - e.predicted)) / e.predicted).toFixed(1) : null,
+          },
+          'predicted vs measured',
+        );
+      else if (e.type === 'load-start')
+        this.log.info(
+          { model: e.model, predicted: e.predicted, degraded: e.degraded, config: e.config },
+          'load-start',
+        );
       else this.log.info(e, e.type);
     });
   }
+
+  /** Reads the machine and sets the scheduler's budget: min(RAM × fraction, cgroup, cap) − reserve. */
+  async refreshBudget(inputs: HeadroomOptions['budgetInputs'] = {}): Promise<number> {
+    const b = this.config.scheduler.budget;
+    const hw = await hardwareSnapshot({ gpus: false });
+    const cgroupLimit =
+      inputs.cgroupLimit === null ? undefined : (inputs.cgroupLimit ?? hw.cgroup?.limit);
+    const budget = computeBudget({
+      totalRam: inputs.totalRam ?? hw.totalRam,
+      fraction: b.fraction,
+      ...(cgroupLimit !== undefined ? { cgroupLimit } : {}),
+      ...(b.capBytes !== undefined ? { cap: b.capBytes } : {}),
+      reserve: b.reserveBytes,
+    });
+    this.manager.setBudget(budget);
+    this.log.info(
+      {
+        budget,
+        totalRam: inputs.totalRam ?? hw.totalRam,
+        fraction: b.fraction,
+        cgroupLimit: cgroupLimit ?? null,
+        cap: b.capBytes ?? null,
+        reserve: b.reserveBytes,
+      },
+      'memory budget',
+    );
+    return budget;
+  }
+
+  async #prepare(entry: ModelEntry, signal: AbortSignal | undefined): Promise<void> {
+    const file = await fileIdentity(entry.path, signal);
+    const known = this.#prepared.get(entry.path);
+    if (known && known.file.size === file.size && known.file.mtimeMs === file.mtimeMs) return;
+    const spec = await readModelSpec(entry.path, signal);
+    this.#prepared.set(entry.path, { spec, file });
+  }
+
+  #plan(entry: ModelEntry, needs: Needs, room: number, base: RunnerConfig): PlanOutcome {
+    const prepared = this.#prepared.get(entry.path);
+    if (!prepared)
+      return { fits: false, message: `"${entry.name}" was not read before planning`, guidance: [] };
+    const o = entry.overrides;
+    // Only what the request or the config names explicitly is fixed; the rest is the fit's choice.
+    const kv = needs.kv ?? o.kvCacheKeyType;
+    const request: LoadRequest = {
+      contextSize: needs.contextSize ?? base.contextSize,
+      flashAttention: base.flashAttention,
+      parallel: Math.max(needs.parallel ?? 0, base.parallel),
+      gpuLayers: base.gpuLayers,
+      mmap: base.mmap,
+      ...(kv !== undefined ? { kv } : {}),
+      ...(o.batchSize !== undefined ? { batchSize: o.batchSize } : {}),
+    };
+    const store = this.#store;
+    const plan = planLoad({
+      spec: prepared.spec,
+      request,
+      available: { bytes: Number.isFinite(room) ? room : Number.MAX_SAFE_INTEGER },
+      level: this.config.scheduler.optimisation,
+      modelName: entry.name,
+      minContext: Math.min(2048, request.contextSize ?? 2048),
+      ...(store
+        ? {
+            measured: (config) => {
+              const m = store.lookup({ file: prepared.file, config });
+              return m
+                ? {
+                    peak: m.peak,
+                    rssAnon: m.rssAnon,
+                    ...(m.contextFill !== undefined ? { contextFill: m.contextFill } : {}),
+                  }
+                : undefined;
+            },
+          }
+        : {}),
+    });
+    if (!plan.fit) return { fits: false, message: plan.message, guidance: plan.guidance };
+    this.#lastPlan.set(entry.name, plan);
+    const f = plan.fit;
+    return {
+      fits: true,
+      bytes: plan.predicted.total,
+      degraded: plan.causes.includes('reduced'),
+      config: {
+        ...base,
+        contextSize: f.contextSize,
+        parallel: f.parallel,
+        batchSize: f.batchSize,
+        flashAttention: f.flashAttention,
+        kvCacheKeyType: f.kvCacheKeyType,
+        kvCacheValueType: f.kvCacheValueType,
+        gpuLayers: f.gpuLayers,
+        mmap: f.mmap,
+      },
+    };
+  }
+
+  /**
+   * Measures a ready runner (/proc, and the runner's /stats for how full its context is),
+   * records the measurement in the store after ready and whenever the peak rises, and returns
+   * the ledger's figure: the measured peak when the context was (nearly) full, else the larger
+   * of the peak and the prediction (a peak taken early is only a lower bound).
+   */
+  async #measure(input: MeasureInput): Promise<MeasureResult | undefined> {
+    const pid = input.runner.pid;
+    if (pid === undefined) return undefined;
+    const m = await readProcessMemory(pid);
+    if (!m) return undefined;
+    const fill = await contextFill(input.runner.url, input.config);
+    const charge = fill !== undefined && fill >= 0.9 ? m.peak : Math.max(m.peak, input.predicted);
+    const prepared = this.#prepared.get(input.entry.path);
+    const last = this.#recordedPeak.get(pid) ?? 0;
+    if (this.#store && prepared && (input.first || m.peak > last * 1.01)) {
+      this.#recordedPeak.set(pid, m.peak);
+      await this.#store
+        .record(
+          { file: prepared.file, config: input.config },
+          {
+            rss: m.rss,
+            rssAnon: m.rssAnon,
+            peak: m.peak,
+            loadMs: input.loadMs,
+            ...(fill !== undefined ? { contextFill: fill } : {}),
+          },
+        )
+        .catch((err: unknown) =>
+          this.log.warn({ err: describeError(err) }, 'recording a measurement failed'),
+        );
+    }
+    return { charge, rss: m.rss, peak: m.peak };
+  }
+
+  readonly #recordedPeak = new Map<number, number>();
 
   static async create(opts: HeadroomOptions = {}): Promise<Headroom> {
     const config =
@@ -106,7 +326,18 @@ export class Headroom {
     const log = opts.log ?? createLogger();
     await mkdir(layout.modelsDir, { recursive: true });
     await mkdir(layout.logsDir, { recursive: true });
-    const h = new Headroom(config, layout, opts.baseDir ?? process.cwd(), log);
+    await mkdir(layout.stateDir, { recursive: true });
+    const h = new Headroom(config, layout, opts.baseDir ?? process.cwd(), log, opts.runnerSpawn);
+    h.#store = await MeasuredStore.create(path.join(layout.stateDir, 'footprints.json')).catch(
+      (err: unknown) => {
+        log.warn(
+          { err: describeError(err) },
+          'measured footprints unavailable: planning by formula',
+        );
+        return undefined;
+      },
+    );
+    await h.refreshBudget(opts.budgetInputs);
     await h.refreshCatalog();
     if (h.#catalog.size === 0 && config.demoModel) {
       await h.#forgeDemoModel();
@@ -114,6 +345,13 @@ export class Headroom {
     }
     // monitor (issue #5): sampler + reactions, unless `monitor.enabled: false`.
     if (config.monitor.enabled) h.#pressure = await startPressureMonitor(config, h.manager, log);
+    for (const name of config.scheduler.preload) {
+      // In the background: the daemon serves while preloads run; a failure is logged, not fatal.
+      h.manager.load(name).then(
+        () => log.info({ model: name }, 'preloaded'),
+        (err: unknown) => log.warn({ model: name, err: describeError(err) }, 'preload failed'),
+      );
+    }
     return h;
   }
 
@@ -146,9 +384,9 @@ export class Headroom {
   /** Stops every runner. Idempotent. */
   dispose(): Promise<void> {
     // monitor (issue #5): stop reacting before the runners stop.
-    this.#disposed ??= (this.#pressure?.dispose() ?? Promise.resolve()).then(() =>
-      this.manager.dispose(),
-    );
+    this.#disposed ??= (this.#pressure?.dispose() ?? Promise.resolve())
+      .then(() => this.manager.dispose())
+      .then(() => this.#store?.dispose());
     return this.#disposed;
   }
 
@@ -161,7 +399,7 @@ export class Headroom {
     if (this.#pressure) config = this.#pressure.adjust(entry.name, config);
     const runner = await RunnerProcess.start({
       name: entry.name,
-      spawn: embeddedSpawnSpec(config),
+      spawn: this.#runnerSpawn(config, entry),
       logFile: this.logFile(entry.name),
       logMaxBytes: this.config.logs.maxBytes,
       logKeep: this.config.logs.keep,
@@ -205,6 +443,19 @@ export class Headroom {
       seed: 42,
       name: DEMO_MODEL_NAME,
     });
+  }
+}
+
+/** Share of a runner's context in use (GET /stats), or undefined when it does not say. */
+async function contextFill(url: string, config: RunnerConfig): Promise<number | undefined> {
+  try {
+    const res = await fetch(new URL('/stats', url), { signal: AbortSignal.timeout(1000) });
+    if (!res.ok) return undefined;
+    const s = (await res.json()) as { tokensInUse?: unknown };
+    if (typeof s.tokensInUse !== 'number') return undefined;
+    return Math.min(1, s.tokensInUse / Math.max(1, config.contextSize * config.parallel));
+  } catch {
+    return undefined;
   }
 }
 

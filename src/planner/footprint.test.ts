@@ -36,6 +36,8 @@ function mib(spec = llamaSpec(SMALL), config: Partial<PlanConfig> = {}): Record<
     graph: r(f.terms.computeGraph),
     work: r(f.terms.computeWork),
     slack: r(f.terms.allocatorSlack),
+    modelExtra: r(f.terms.modelExtra),
+    growth: r(f.terms.runtimeGrowth),
     cells: f.terms.contextCells,
   };
 }
@@ -44,33 +46,37 @@ describe('predictFootprint terms (pinned)', () => {
   it('20M F16, 2048, flash attention on', () => {
     expect(mib()).toMatchInlineSnapshot(`
       {
-        "anonymous": 80.9,
+        "anonymous": 83.4,
         "cells": 2048,
         "compute": 10,
-        "fileBacked": 86.1,
+        "fileBacked": 87.1,
         "graph": 9,
+        "growth": 0,
         "kvCache": 6,
-        "overhead": 115.4,
+        "modelExtra": 0,
+        "overhead": 118.9,
         "slack": 0,
-        "total": 167.1,
+        "total": 170.6,
         "weights": 35.6,
         "work": 1,
       }
     `);
   });
-  it('20M F16, 8192, flash attention off: the attention matrix, its work copy and allocator slack', () => {
+  it('20M F16, 8192, flash attention off, whole batches: the attention matrix, its work copy and allocator slack', () => {
     expect(mib(llamaSpec(SMALL), { contextSize: 8192, flashAttention: false }))
       .toMatchInlineSnapshot(`
         {
-          "anonymous": 425.9,
+          "anonymous": 468.4,
           "cells": 8192,
-          "compute": 337,
-          "fileBacked": 86.1,
+          "compute": 371,
+          "fileBacked": 87.1,
           "graph": 211,
+          "growth": 6,
           "kvCache": 24,
-          "overhead": 115.4,
-          "slack": 30,
-          "total": 512.1,
+          "modelExtra": 0,
+          "overhead": 124.9,
+          "slack": 64,
+          "total": 555.6,
           "weights": 35.6,
           "work": 96,
         }
@@ -79,15 +85,17 @@ describe('predictFootprint terms (pinned)', () => {
   it('155M Q8_0 without mmap: weights are anonymous', () => {
     expect(mib(llamaSpec(MEDIUM, 'Q8_0'), { mmap: false })).toMatchInlineSnapshot(`
       {
-        "anonymous": 270.6,
+        "anonymous": 283.6,
         "cells": 2048,
-        "compute": 22.2,
-        "fileBacked": 50.5,
+        "compute": 32.7,
+        "fileBacked": 51.5,
         "graph": 20.8,
+        "growth": 0,
         "kvCache": 22,
-        "overhead": 119.3,
+        "modelExtra": 10.5,
+        "overhead": 122.8,
         "slack": 0,
-        "total": 321.1,
+        "total": 335.1,
         "weights": 157.5,
         "work": 1.4,
       }
@@ -103,15 +111,17 @@ describe('predictFootprint terms (pinned)', () => {
       }),
     ).toMatchInlineSnapshot(`
       {
-        "anonymous": 1511.1,
+        "anonymous": 1540.1,
         "cells": 65536,
-        "compute": 74.8,
-        "fileBacked": 1975.8,
+        "compute": 85.3,
+        "fileBacked": 1976.8,
         "graph": 69.3,
+        "growth": 16,
         "kvCache": 1360,
-        "overhead": 126.8,
+        "modelExtra": 10.5,
+        "overhead": 146.3,
         "slack": 0,
-        "total": 3486.9,
+        "total": 3516.9,
         "weights": 1925.3,
         "work": 5.3,
       }
@@ -120,15 +130,17 @@ describe('predictFootprint terms (pinned)', () => {
   it('8B Q4_K_M at 8192: Q4_K weights are repacked into anonymous memory', () => {
     expect(mib(LLAMA3_8B_Q4_K_M, { contextSize: 8192 })).toMatchInlineSnapshot(`
       {
-        "anonymous": 4706.6,
+        "anonymous": 4725.6,
         "cells": 8192,
-        "compute": 104.5,
-        "fileBacked": 1287.3,
+        "compute": 115,
+        "fileBacked": 1288.3,
         "graph": 96,
+        "growth": 6,
         "kvCache": 1024,
-        "overhead": 172.7,
+        "modelExtra": 10.5,
+        "overhead": 182.2,
         "slack": 0,
-        "total": 5993.9,
+        "total": 6013.9,
         "weights": 4692.8,
         "work": 8,
       }

@@ -16,16 +16,27 @@
  * - compute: the part of llama.cpp's graph buffer that a full-context prompt batch touches (the
  *   buffer itself is reserved for n_ubatch outputs of logits, which a runner never produces), the
  *   CPU backend's work buffer (src1 conversions of matrix products; with flash attention off, the
- *   f16 copy of the n_kv × n_ubatch × n_head attention matrix), and with flash attention off the
- *   heap growth glibc leaves behind as that work buffer grows with the context. With flash attention
- *   off the attention matrix (f32) and its work copy grow as the context fills: this is why the
- *   peak lies far above the first-token value (ENGINE-NOTES "Memory").
+ *   f16 copy of the n_kv × n_ubatch × n_head attention matrix), with flash attention off the heap
+ *   glibc keeps as that work buffer grows (`allocatorSlack`), and an empirical term for wider
+ *   models (`modelExtra`, see FOOTPRINT_CONSTANTS). With flash attention off the
+ *   attention matrix (f32) and its work copy grow as the context fills: this is why the peak lies
+ *   far above the first-token value (ENGINE-NOTES "Memory"), and why predictions are for the
+ *   context full.
  * - overhead: the runner's runtime (Node.js, node-llama-cpp, the llama.cpp libraries: resident
- *   before any model) and the model's host-side structures (vocabulary, metadata), which grow with
- *   the vocabulary.
+ *   before any model), the model's host-side structures (vocabulary, metadata), which grow with
+ *   the vocabulary, and the runtime's growth while it evaluates a long prompt (`runtimeGrowth`).
  *
- * The constants were calibrated on forged llama models (20M–1B parameters) against measured peak
- * RSS of real runners (see bench/planner-accuracy.mjs and docs/BENCHMARKS.md). GPU offload is
+ * Why our own terms and not node-llama-cpp's estimators: `estimateContextResourceRequirementsV2`
+ * gives what llama.cpp *allocates* for a context, exactly (ENGINE-NOTES). On a CPU most of the
+ * compute allocation is never touched (it is sized for n_ubatch rows of logits), so RSS follows
+ * the touched part modelled here; the KV cache term equals the estimator's. It also needs a loaded
+ * `Llama` and the file's GgufInsights, while this model must stay pure. GPU terms (allocated, not
+ * paged) are where the estimator would be exact; they are modelled from the layer split here and
+ * unmeasured (no GPU on the calibration machine).
+ *
+ * The constants were calibrated on forged llama models (20M–1B parameters) against the measured
+ * peak RSS of real embedded runners filling their context (bench/planner-accuracy.mjs,
+ * docs/benchmarks/planner.md). Run-to-run noise of one runner is about ±4 MiB (V8's heap). GPU offload is
  * modelled from llama.cpp's layer split, not measured (no GPU on the calibration machine).
  */
 import { HeadroomError } from '../lib/errors.js';
@@ -91,8 +102,12 @@ export interface FootprintTerms {
   computeGraph: number;
   /** CPU backend work buffer at the peak. */
   computeWork: number;
-  /** Heap left behind by the growing work buffer (flash attention off). */
+  /** Heap glibc keeps resident as the work buffer grows with the context (flash attention off). */
   allocatorSlack: number;
+  /** Empirical anonymous memory of wider models (see FOOTPRINT_CONSTANTS.modelExtraMax). */
+  modelExtra: number;
+  /** Runtime growth while the context fills (see FOOTPRINT_CONSTANTS.growthPerCell). */
+  runtimeGrowth: number;
   /** Output (logits) buffer. */
   outputBuffer: number;
   /** Node.js + node-llama-cpp + llama.cpp before a model: anonymous, file-backed. */
@@ -126,9 +141,9 @@ export const FOOTPRINT_CONSTANTS = {
    * Anonymous memory of the embedded runner besides its model: Node.js, its modules, the HTTP
    * server and the V8 heap it grows to while reading prompts (±10 MiB between runs).
    */
-  runtimeAnon: 52 * MiB,
+  runtimeAnon: 54.5 * MiB,
   /** File-backed pages (node, libllama, ggml) of a runner before it loads a model. */
-  runtimeFile: 50.5 * MiB,
+  runtimeFile: 51.5 * MiB,
   /** Model host structures: fixed part … */
   modelHostBase: 9 * MiB,
   /** … and per vocabulary entry (token text, maps, scores). */
@@ -136,16 +151,35 @@ export const FOOTPRINT_CONSTANTS = {
   /** Graph tensors of width n_embd alive beside the largest phase (residual, norms, projections). */
   embdTensors: 4,
   /**
-   * Allocator slack with flash attention off: glibc raises its mmap threshold each time the
-   * growing work buffer is freed, and later allocations of the decode thread then stay in its
-   * arena. Measured 6–65 MiB, deterministic but not proportional to anything simple: modelled as
-   * 2 × work up to `slackPeak` (work ≤ slackKnee), then falling to `slackFloor` (work beyond 32 MiB
-   * is always mmapped). Falls with a quarter of the work's slope, so the total still grows with
-   * the context (the attention matrix and its work copy grow 3× as fast).
+   * Anonymous memory a runner gains while it evaluates a long prompt: ~1 KiB per KV cell filled
+   * beyond `growthFrom` (least squares over the bench, flash attention on and off alike), at most
+   * `growthMax` (32768 cells: +13–16 MiB, not +30). Transient: at 32768 the anonymous peak lay
+   * 18 MiB above the value with the context full, which fits V8's young generation growing under
+   * the allocation rate of many prompt steps (its semi-space is capped at 16 MiB).
    */
-  slackKnee: 24 * MiB,
-  slackPeak: 48 * MiB,
-  slackFloor: 20 * MiB,
+  growthPerCell: 1024,
+  growthFrom: 2048,
+  growthMax: 16 * MiB,
+  /**
+   * Allocator slack with flash attention off. The CPU backend's work buffer (the f16 copy of the
+   * attention matrix) is reallocated each time it grows with the filled context; glibc's dynamic
+   * mmap threshold then keeps freed heap resident, up to its trim threshold (at most 2 × 32 MiB).
+   * Measured on real runners: none with a work buffer of 12 MiB (20M, 8192 cells), 41 MiB with
+   * 48 MiB (20M, 32768 cells). Modelled as linear between those points, at most `slackMax`.
+   */
+  slackFrom: 12 * MiB,
+  slackPerByte: 41 / 36,
+  slackMax: 64 * MiB,
+  /**
+   * Runners of the 150M and 1B models (n_embd 1024, 2048) held ~10 MiB more anonymous memory than
+   * the terms above explain, runners of the 20M model (n_embd 384) none (least squares over the
+   * bench; spread ±5 MiB, less with F16 weights and flash attention off); its origin inside
+   * llama.cpp or glibc is not identified. Modelled as a ramp on n_embd: 0 up to `modelExtraFrom`,
+   * `modelExtraMax` from `modelExtraTo` on. Bounded, so it cannot mislead on large models.
+   */
+  modelExtraMax: 10.5 * MiB,
+  modelExtraFrom: 512,
+  modelExtraTo: 1024,
 } as const;
 
 const KV_BYTES: Record<KvCacheType, number> = { f16: 2, q8_0: 34 / 32, q4_0: 18 / 32 };
@@ -315,29 +349,29 @@ export function predictFootprint(
   const workKq = kqBytes / 2; // kq (f32) → f16 for the product with the f16 V cache
   const work = Math.max(workFfn, workKq);
   const slack =
-    fa || workKq === 0
-      ? 0
-      : workKq <= C.slackKnee
-        ? Math.min(C.slackPeak, 2 * workKq)
-        : Math.max(C.slackFloor, C.slackPeak - (workKq - C.slackKnee) / 4);
+    fa || workKq <= C.slackFrom ? 0 : Math.min(C.slackMax, C.slackPerByte * (workKq - C.slackFrom));
+  const modelExtra =
+    C.modelExtraMax *
+    Math.min(1, Math.max(0, (E - C.modelExtraFrom) / (C.modelExtraTo - C.modelExtraFrom)));
   const outputBuffer = spec.vocabSize * config.parallel * 4;
   // With layers offloaded the graph runs on the GPU; the CPU keeps the input and output parts.
   const computeGpu = config.gpuLayers > 0 ? (graph + outputBuffer) * gpuFraction : 0;
-  const computeRam = graph + work + slack + outputBuffer - computeGpu;
+  const computeRam = graph + work + slack + modelExtra + outputBuffer - computeGpu;
 
   // ---- overhead
   const modelHost = C.modelHostBase + C.modelHostPerToken * spec.vocabSize;
-  const overhead = C.runtimeAnon + C.runtimeFile + modelHost;
+  const runtimeGrowth = Math.min(C.growthMax, C.growthPerCell * Math.max(0, cells - C.growthFrom));
+  const overhead = C.runtimeAnon + C.runtimeFile + modelHost + runtimeGrowth;
 
   const fileBacked = C.runtimeFile + weightsFile;
-  const anonymous = C.runtimeAnon + modelHost + weightsAnon + kvRam + computeRam;
+  const anonymous = C.runtimeAnon + runtimeGrowth + modelHost + weightsAnon + kvRam + computeRam;
   const total = fileBacked + anonymous;
   const gpuTotal = weightsGpu + kvGpu + computeGpu;
   const r = Math.round;
   return {
     weights: r(spec.tensorBytes),
     kvCache: r(kvTotal),
-    compute: r(graph + work + slack + outputBuffer),
+    compute: r(graph + work + slack + modelExtra + outputBuffer),
     overhead: r(overhead),
     total: r(total),
     byKind: { anonymous: r(anonymous), fileBacked: r(fileBacked) },
@@ -350,6 +384,8 @@ export function predictFootprint(
       computeGraph: r(graph),
       computeWork: r(work),
       allocatorSlack: r(slack),
+      modelExtra: r(modelExtra),
+      runtimeGrowth: r(runtimeGrowth),
       outputBuffer: r(outputBuffer),
       runtimeAnon: C.runtimeAnon,
       runtimeFile: C.runtimeFile,

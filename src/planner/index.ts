@@ -1,4 +1,25 @@
-/** The memory planner: footprint model, fit search, presets and preflight. Pure: no I/O. */
+/**
+ * The memory planner: footprint model, fit search, presets, preflight, and the measured store.
+ * Pure (no I/O) except `MeasuredStore` and `fileIdentity` (store.ts).
+ *
+ * The high-level entry, for the daemon and `headroom plan` alike:
+ *
+ *   planLoad({ spec, request: { contextSize?, kv?, flashAttention?, parallel?, batchSize?,
+ *              gpuLayers?, mmap?, promptChunk? },
+ *              available: { bytes, gpus? }, hardware?, level?, lowMemory?, minContext?,
+ *              measured?: (config) => store.lookup({ file, config }), variants?, modelName? })
+ *     → { verdict, reasons, guidance, causes, fit (PlanConfig | undefined), config, predicted
+ *         (Footprint, measured when known), formula, source, requested, alternatives, room, message }
+ *
+ * After a load, and again at the runner's peak, record what it measured:
+ *
+ *   const store = await MeasuredStore.create(path.join(home, 'state', 'footprints.json'));
+ *   await store.record({ file: await fileIdentity(modelPath), config: runnerConfig },
+ *                      { rss, rssAnon, peak, loadMs, contextFill });
+ *
+ * The lower-level pieces (predictFootprint, fitConfig, pickVariant, preflight, presets) stay
+ * exported for callers that need one step only.
+ */
 export {
   FOOTPRINT_CONSTANTS,
   PlanError,
@@ -47,3 +68,27 @@ export {
   type PreflightResult,
   type Verdict,
 } from './preflight.js';
+export {
+  DEFAULT_PROMPT_CHUNK,
+  FULL_CONTEXT_FILL,
+  applyMeasurement,
+  planLoad,
+  requestedConfig,
+  type LoadPlan,
+  type LoadRequest,
+  type MeasuredPeak,
+  type PlanCause,
+  type PlanLoadInput,
+} from './plan.js';
+export {
+  MeasuredStore,
+  StoreError,
+  fileIdentity,
+  measurementKey,
+  type FileIdentity,
+  type MeasuredConfig,
+  type Measurement,
+  type MeasurementKey,
+  type StoreOptions,
+  type StoredMeasurement,
+} from './store.js';

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { RunnerConfig } from '../engines/types.js';
 import { ModelManager, ModelNotFoundError } from './model-manager.js';
+import type { CoreSettings } from './core.js';
 import type { ModelEntry, RunnerExit, RunnerHandle } from './types.js';
 
 /** A runner double with the production interface; the test decides when loads finish. */
@@ -49,7 +50,7 @@ const defaults: Omit<RunnerConfig, 'modelPath'> = {
   gpuLayers: 0,
 };
 
-function setup() {
+function setup(settings: Partial<CoreSettings> = {}, bytesPerLoad = 0) {
   const catalog = new Map<string, ModelEntry>([
     ['a', { name: 'a', path: '/m/a.gguf', overrides: {} }],
     ['b', { name: 'b', path: '/m/b.gguf', overrides: { contextSize: 2048 } }],
@@ -64,6 +65,8 @@ function setup() {
     catalog: () => catalog,
     defaults,
     stopGraceMs: 10,
+    settings,
+    plan: (_e, _n, _room, base) => ({ fits: true, config: base, bytes: bytesPerLoad }),
     startRunner: (entry, config) => {
       const done = deferred<RunnerHandle>();
       starts.push({ name: entry.name, config, done });
@@ -83,17 +86,24 @@ const tick = () => new Promise((r) => setImmediate(r));
 describe('ModelManager', () => {
   it('shares one load among concurrent requests (single flight)', async () => {
     const { manager, starts, finishLoad } = setup();
-    const leases = Promise.all([manager.acquire('a'), manager.acquire('a'), manager.acquire('a')]);
+    const leases = [manager.acquire('a'), manager.acquire('a'), manager.acquire('a')];
     await tick();
     expect(starts).toHaveLength(1);
-    expect(manager.status('a').state).toBe('loading');
+    expect(manager.status('a')).toMatchObject({ state: 'loading', queued: 3 });
     const runner = finishLoad(0);
-    const got = await leases;
-    expect(got.map((l) => l.url)).toEqual([runner.url, runner.url, runner.url]);
-    expect(manager.status('a').inFlight).toBe(3);
-    for (const l of got) l.release();
-    got[0]!.release(); // idempotent
+    // One slot (parallel 1): the requests are served one after the other, in order.
+    const first = await leases[0]!;
+    expect(first.url).toBe(runner.url);
+    expect(first.timing.loadMs).toBe(5);
+    expect(manager.status('a')).toMatchObject({ inFlight: 1, queued: 2 });
+    first.release();
+    first.release(); // idempotent
+    const second = await leases[1]!;
+    expect(manager.status('a')).toMatchObject({ inFlight: 1, queued: 1 });
+    second.release();
+    (await leases[2]!).release();
     expect(manager.status('a').inFlight).toBe(0);
+    expect(starts).toHaveLength(1);
   });
 
   it('merges per-model overrides over the defaults', async () => {
@@ -153,6 +163,7 @@ describe('ModelManager', () => {
     const runner = finishLoad(0);
     (await p).release();
     runner.crash({ code: null, signal: 'SIGKILL' });
+    await tick();
     expect(manager.status('a')).toMatchObject({ state: 'failed', lastExit: { signal: 'SIGKILL' } });
     const q = manager.acquire('a');
     await tick();
@@ -162,7 +173,7 @@ describe('ModelManager', () => {
     expect(manager.status('a').state).toBe('ready');
   });
 
-  it('drains before unloading: no new requests, stops after the last lease ends', async () => {
+  it('drains before unloading: no new grants, stops after the last lease ends', async () => {
     const { manager, starts, finishLoad } = setup();
     const p = manager.acquire('a');
     await tick();
@@ -171,16 +182,47 @@ describe('ModelManager', () => {
     const unloading = manager.unload('a');
     await tick();
     expect(manager.status('a').state).toBe('draining');
-    await expect(manager.acquire('a')).rejects.toMatchObject({
-      code: 'model_unavailable',
-      status: 503,
-    });
     expect(runner.stopped).toBe(0);
+    // A request for a draining model waits in the queue and is served by a new load.
+    const later = manager.acquire('a');
+    await tick();
+    expect(manager.status('a').queued).toBe(1);
     lease.release();
     const s = await unloading;
     expect(runner.stopped).toBe(1);
-    expect(s.state).toBe('unloaded');
-    expect(starts).toHaveLength(1);
+    expect(s.state).toBe('loading');
+    expect(starts).toHaveLength(2);
+    finishLoad(1);
+    (await later).release();
+  });
+
+  it('answers 429 with Retry-After once the queue is full', async () => {
+    const { manager, finishLoad } = setup({ maxQueue: 2 });
+    const first = manager.acquire('a');
+    const second = manager.acquire('a');
+    await tick();
+    await expect(manager.acquire('a')).rejects.toMatchObject({
+      status: 429,
+      code: 'queue_full',
+      details: { retryAfterSeconds: 1 },
+    });
+    finishLoad(0);
+    (await first).release();
+    (await second).release();
+  });
+
+  it('a queued request whose client leaves never starts a load', async () => {
+    const { manager, starts } = setup({ budgetBytes: 100 }, 100);
+    const a = manager.acquire('a');
+    await tick();
+    const controller = new AbortController();
+    const b = manager.acquire('b', { signal: controller.signal }); // waits: a holds the budget
+    await tick();
+    controller.abort(new Error('client left'));
+    await expect(b).rejects.toThrow('client left');
+    expect(manager.status('b').queued).toBe(0);
+    expect(starts.map((x) => x.name)).toEqual(['a']);
+    void a.catch(() => undefined);
   });
 
   it('force-unloads without waiting for leases', async () => {
@@ -207,5 +249,6 @@ describe('ModelManager', () => {
     await manager.dispose();
     expect([ra.stopped, rb.stopped]).toEqual([1, 1]);
     await expect(manager.acquire('a')).rejects.toMatchObject({ code: 'model_unavailable' });
+    expect(manager.list().map((m) => m.state)).toEqual(['unloaded', 'unloaded']);
   });
 });

@@ -1,17 +1,32 @@
 import { EventEmitter } from 'node:events';
-import type { RunnerConfig } from '../engines/types.js';
-import { raceAbort, throwIfAborted } from '../lib/abort.js';
+import type { KvCacheType, RunnerConfig } from '../engines/types.js';
+import { abortReason, throwIfAborted } from '../lib/abort.js';
 import { HeadroomError, describeError } from '../lib/errors.js';
+import {
+  SchedulerCore,
+  type CoreSettings,
+  type LedgerView,
+  type ModelPolicy,
+  type Needs,
+  type PlanOutcome,
+  type Rejection,
+  type StopOrder,
+  type StopReason,
+} from './core.js';
 import type { ModelEntry, ModelState, RunnerExit, RunnerHandle, StartRunner } from './types.js';
 
 /**
- * Owns which models are loaded and who is using them: on-demand, single-flight loads, leases
- * for requests in flight, drain before stop, and crash detection.
+ * The scheduler's shell: runs the decisions of the pure core (core.ts) against real runners.
+ * It turns `acquire()` calls into core requests, core effects into runner starts and stops and
+ * lease grants, and runner outcomes (ready, failed, exited, measured) back into core inputs.
+ * It decides nothing itself: every "whether" is the core's.
  *
  * Contract: `acquire()` resolves with a lease on a ready runner or rejects with a HeadroomError
  * (or the signal's reason); every lease must be released exactly once (release is idempotent).
  * A load is shared by every request waiting for it: a waiter that leaves does not cancel it;
- * a failed load fails every waiter with its reason, and the next request tries again.
+ * a failed load fails every waiter with its reason, and the next request tries again (a model
+ * that keeps failing backs off). A queued request whose signal aborts is removed and never
+ * starts a load.
  */
 
 export class ModelNotFoundError extends HeadroomError {
@@ -27,25 +42,54 @@ export class ModelNotFoundError extends HeadroomError {
 
 export class ModelLoadError extends HeadroomError {
   override readonly name = 'ModelLoadError';
-  constructor(name: string, cause: unknown) {
+  constructor(name: string, cause: unknown, retryAfterSeconds?: number) {
     super('model_load_failed', `Loading the model "${name}" failed: ${describeError(cause)}`, {
       status: 503,
       cause,
+      ...(retryAfterSeconds !== undefined ? { details: { retryAfterSeconds } } : {}),
     });
   }
 }
 
 export class ModelUnavailableError extends HeadroomError {
   override readonly name = 'ModelUnavailableError';
-  constructor(name: string, state: ModelState) {
+  constructor(name: string, state: ModelState | 'shutting down', retryAfterSeconds = 1) {
     super(
       'model_unavailable',
       `The model "${name}" is ${state} and takes no new requests; retry shortly.`,
+      { status: 503, details: { retryAfterSeconds } },
+    );
+  }
+}
+
+/** The queue of a model is full, or a request waited longer than the queue's bound (429). */
+export class QueueFullError extends HeadroomError {
+  override readonly name = 'QueueFullError';
+  constructor(code: 'queue_full' | 'queue_timeout', message: string, retryAfterSeconds: number) {
+    super(code, message, { status: 429, details: { retryAfterSeconds } });
+  }
+}
+
+/** Nothing the optimisation level allows fits the memory budget (503 with the preflight's guidance). */
+export class InsufficientMemoryError extends HeadroomError {
+  override readonly name = 'InsufficientMemoryError';
+  constructor(message: string, guidance: string[], retryAfterSeconds?: number) {
+    super(
+      'insufficient_memory',
+      guidance.length > 0 ? `${message} To fix it: ${guidance.join('; ')}.` : message,
       {
         status: 503,
-        details: { retryAfterSeconds: 1 },
+        details: { guidance, ...(retryAfterSeconds !== undefined ? { retryAfterSeconds } : {}) },
       },
     );
+  }
+}
+
+/** A model that failed repeatedly is not loaded again for a while (503 + Retry-After). */
+export class ModelBackoffError extends HeadroomError {
+  override readonly name = 'ModelBackoffError';
+  constructor(message: string, retryAfterSeconds: number) {
+    super('model_backoff', message, { status: 503, details: { retryAfterSeconds } });
   }
 }
 
@@ -57,6 +101,10 @@ export interface AcquireOptions {
   contextSize?: number;
   /** Idle time after this request before the model may be unloaded (Ollama's keep_alive): ms, 0 = at once, null = never. */
   keepAliveMs?: number | null;
+  /** KV cache type the request needs; a loaded config with another type is reloaded. */
+  kv?: KvCacheType;
+  /** Parallel slots the request needs (management loads). */
+  parallel?: number;
 }
 
 /** Where a request's time went before it reached the runner. */
@@ -72,8 +120,21 @@ export interface Lease {
   readonly timing: LeaseTiming;
   /** Base URL of the runner serving this lease, e.g. http://127.0.0.1:40123. */
   readonly url: string;
+  /** The config the runner was loaded with. */
+  readonly config: RunnerConfig;
   /** Ends the lease; idempotent. */
   release(): void;
+}
+
+/** Memory of a loaded model, bytes: the ledger's view and what was measured. */
+export interface ModelMemory {
+  predicted: number;
+  /** What the ledger holds for it. */
+  allocated: number;
+  /** Resident set when last measured. */
+  measured?: number;
+  /** Peak resident set (VmHWM). */
+  peak?: number;
 }
 
 export interface ModelStatus {
@@ -81,22 +142,93 @@ export interface ModelStatus {
   path: string;
   state: ModelState;
   inFlight: number;
+  /** Requests waiting in this model's queue. */
+  queued: number;
+  pinned: boolean;
   pid?: number;
   url?: string;
   config?: RunnerConfig;
   loadMs?: number;
   loadedAt?: number;
   lastUsedAt?: number;
+  /** When the idle TTL unloads it (ms since the epoch); absent while busy, pinned or TTL never. */
+  expiresAt?: number;
+  /** Idle TTL in ms in effect (null: never). */
+  ttlMs?: number | null;
+  /** Bytes the plan predicted for the loaded config. */
+  predicted?: number;
+  /** Bytes measured (resident set) and the peak, once the runner has been measured. */
+  measured?: number;
+  peak?: number;
+  /** Bytes the ledger holds for it. */
+  allocated?: number;
+  drainDeadline?: number;
+  backoffUntil?: number;
   lastError?: string;
   lastExit?: RunnerExit;
 }
 
+export interface ResourcesView {
+  ledger: LedgerView;
+  models: Array<{
+    name: string;
+    state: ModelState;
+    allocated: number;
+    predicted: number;
+    used?: number;
+    peak?: number;
+    /** Predicted split of the plan (weights, KV cache + compute, runtime). */
+    buffers?: { model: number; context: number; working: number };
+  }>;
+}
+
 export type ManagerEvent =
-  | { type: 'load-start'; model: string; config: RunnerConfig }
+  | {
+      type: 'load-start';
+      model: string;
+      config: RunnerConfig;
+      predicted: number;
+      degraded: boolean;
+    }
   | { type: 'load-done'; model: string; loadMs: number; pid: number | undefined }
   | { type: 'load-failed'; model: string; error: string }
   | { type: 'runner-exit'; model: string; exit: RunnerExit; expected: boolean }
-  | { type: 'unload'; model: string; reason: string };
+  | {
+      type: 'unload';
+      model: string;
+      reason: string;
+      /** Why this model, why now (for evictions: what needed the room). */
+      detail?: string;
+      /** Requests still in flight when it was stopped (forced and drain-deadline stops). */
+      inFlight?: number;
+    }
+  | {
+      type: 'measured';
+      model: string;
+      predicted: number;
+      rss: number;
+      peak: number;
+      charge: number;
+    }
+  | { type: 'note'; model: string; message: string };
+
+/** What the shell measures of a ready runner. */
+export interface MeasureResult {
+  /** Bytes the ledger should hold for it from now on. */
+  charge: number;
+  rss: number;
+  peak: number;
+}
+
+export interface MeasureInput {
+  entry: ModelEntry;
+  config: RunnerConfig;
+  runner: RunnerHandle;
+  predicted: number;
+  loadMs: number;
+  /** True for the first measurement after ready. */
+  first: boolean;
+}
 
 export interface ModelManagerOptions {
   /** The models known now (read on every lookup, so a catalog refresh is seen at once). */
@@ -107,37 +239,112 @@ export interface ModelManagerOptions {
   /** SIGTERM-to-SIGKILL grace when stopping a runner. */
   stopGraceMs: number;
   now?: () => number;
+  /** Scheduler settings (budget, queues, drain, back-off). Defaults: no budget limit, see DEFAULT_SETTINGS. */
+  settings?: Partial<CoreSettings>;
+  /** Pins and TTLs per model. Defaults to unpinned, TTL never. */
+  policy?: (name: string) => ModelPolicy;
+  /**
+   * Plans a load within `roomBytes` (synchronous: read what it needs in `prepare`). Defaults to the
+   * model's configured config at 0 bytes (no planning).
+   */
+  plan?: (entry: ModelEntry, needs: Needs, roomBytes: number, base: RunnerConfig) => PlanOutcome;
+  /** Async work before a request is queued (read the GGUF header for `plan`). Errors reject acquire. */
+  prepare?: (entry: ModelEntry, signal: AbortSignal | undefined) => Promise<void>;
+  /** Measures a ready runner (after ready, then every `measureIntervalMs`); undefined = unknown. */
+  measure?: (input: MeasureInput) => Promise<MeasureResult | undefined>;
+  /** Defaults to 2000 ms. */
+  measureIntervalMs?: number;
+  /** Predicted split of a plan, for /admin/resources. */
+  buffers?: (model: string) => { model: number; context: number; working: number } | undefined;
 }
 
-interface Slot {
+export const DEFAULT_SETTINGS: CoreSettings = {
+  budgetBytes: Number.POSITIVE_INFINITY,
+  maxLoadedModels: Number.POSITIVE_INFINITY,
+  maxQueue: 32,
+  maxWaitMs: 5 * 60_000,
+  drainDeadlineMs: 30_000,
+  backoffBaseMs: 1000,
+  backoffMaxMs: 60_000,
+};
+
+interface Pending {
+  model: string;
+  started: number;
+  /** The load this request waited for, if any (for the lease's timing). */
+  sawLoad: boolean;
+  /** A management load: released as soon as granted. */
+  hold: boolean;
+  resolve: (lease: Lease) => void;
+  reject: (err: unknown) => void;
+  signal?: AbortSignal;
+  onAbort?: () => void;
+}
+
+interface Running {
+  id: number;
   entry: ModelEntry;
-  state: ModelState;
-  inFlight: number;
-  config?: RunnerConfig;
+  config: RunnerConfig;
+  predicted: number;
+  startedAt: number;
+  controller: AbortController;
   runner?: RunnerHandle;
-  /** The shared load, while state is 'loading'. */
-  loading?: Promise<RunnerHandle>;
-  /** Resolves when the slot's in-flight count reaches zero (while draining). */
-  idleWaiters: Array<() => void>;
-  /** The stop in progress, while state is 'stopping'. */
-  stopping?: Promise<void>;
+  loadMs?: number;
   loadedAt?: number;
-  lastUsedAt?: number;
-  lastError?: string;
-  lastExit?: RunnerExit;
+  stopOrdered?: StopOrder;
   unsubscribeExit?: () => void;
+  measureTimer?: NodeJS.Timeout;
+  lastError?: unknown;
+}
+
+interface ModelExtra {
+  lastExit?: RunnerExit;
+  lastLoadError?: unknown;
 }
 
 export class ModelManager extends EventEmitter<{ event: [ManagerEvent] }> {
   readonly #opts: ModelManagerOptions;
-  readonly #slots = new Map<string, Slot>();
   readonly #now: () => number;
+  readonly #core: SchedulerCore;
+  readonly #pending = new Map<number, Pending>();
+  readonly #running = new Map<number, Running>();
+  readonly #extra = new Map<string, ModelExtra>();
+  /** Resolvers waiting for a given instance to be gone (unload, dispose). */
+  readonly #goneWaiters = new Map<number, Array<() => void>>();
+  /** Why a caller unloaded an instance (e.g. a pressure reaction), for the unload event. */
+  readonly #unloadReasons = new Map<number, string>();
+  #nextRequest = 1;
+  #timer: NodeJS.Timeout | undefined;
+  #timerAt: number | undefined;
   #disposing: Promise<void> | undefined;
 
   constructor(opts: ModelManagerOptions) {
     super();
     this.#opts = opts;
     this.#now = opts.now ?? Date.now;
+    this.#core = new SchedulerCore({
+      settings: { ...DEFAULT_SETTINGS, ...opts.settings },
+      now: this.#now,
+      policy: (name) => opts.policy?.(name) ?? { pinned: false, ttlMs: Number.POSITIVE_INFINITY },
+      plan: (name, needs, room) => this.#plan(name, needs, room),
+      effects: {
+        startLoad: (o) => this.#startLoad(o.instance, o.model, o.config, o.bytes, o.degraded),
+        grant: (r, i) => this.#grant(r, i),
+        reject: (r, rej) => this.#reject(r, rej),
+        stop: (o) => this.#stop(o),
+        note: (n) => {
+          const message =
+            n.type === 'waiting-for-room'
+              ? `waiting for room: needs ${n.needBytes} bytes, ${n.freeBytes} free`
+              : n.type === 'degraded'
+                ? `planned smaller to fit: context ${n.contextSize}, ${n.bytes} bytes`
+                : n.type === 'backoff'
+                  ? `failed ${n.failures} times in a row: no new load before ${new Date(n.untilMs).toISOString()}`
+                  : `draining: ${n.inFlight} request(s) in flight, deadline ${new Date(n.deadline).toISOString()}`;
+          this.#emitLater({ type: 'note', model: n.model, message });
+        },
+      },
+    });
   }
 
   /** Names of the models in the catalog, sorted. */
@@ -150,90 +357,133 @@ export class ModelManager extends EventEmitter<{ event: [ManagerEvent] }> {
     return { ...this.#opts.defaults, ...entry.overrides, modelPath: entry.path };
   }
 
-  /**
-   * A lease on a ready runner of `name`, loading it first when needed.
-   * Rejects with ModelNotFoundError, ModelLoadError, ModelUnavailableError or the signal's reason.
-   */
-  async acquire(name: string, opts: AcquireOptions = {}): Promise<Lease> {
-    const { signal } = opts;
-    const started = this.#now();
-    let loadMs: number | undefined;
-    for (;;) {
-      throwIfAborted(signal);
-      if (this.#disposing) throw new ModelUnavailableError(name, 'stopping');
-      const slot = this.#slot(name);
-      switch (slot.state) {
-        case 'ready':
-          return this.#lease(slot, { waitedMs: this.#now() - started, loadMs });
-        case 'loading': {
-          const runner = await raceAbort(slot.loading!, signal);
-          loadMs = runner.loadMs;
-          continue;
-        }
-        case 'draining':
-        case 'stopping':
-          throw new ModelUnavailableError(name, slot.state);
-        case 'unloaded':
-        case 'failed':
-          this.#startLoad(slot);
-          continue;
-      }
-    }
+  /** The ledger: budget, reserved (loads in progress), measured (running), free. */
+  ledger(): LedgerView {
+    return this.#core.ledger();
   }
 
-  /** Loads a model without taking a lease (management API, preload). */
-  async load(name: string, signal?: AbortSignal): Promise<ModelStatus> {
-    const lease = await this.acquire(name, { signal });
-    lease.release();
+  /** Sets the memory budget (bytes); idle models are evicted if the ledger is now over it. */
+  setBudget(bytes: number): void {
+    this.#call(() => this.#core.setBudget(bytes));
+  }
+
+  /**
+   * A lease on a ready runner of `name`, loading it first when needed (after evicting idle
+   * models for room). Waits in the model's FIFO queue while its slots are busy.
+   * Rejects with ModelNotFoundError (404), QueueFullError (429), ModelLoadError,
+   * InsufficientMemoryError, ModelBackoffError, ModelUnavailableError (503) or the signal's reason.
+   */
+  async acquire(name: string, opts: AcquireOptions = {}): Promise<Lease> {
+    return this.#submit(name, opts, true);
+  }
+
+  /**
+   * Loads a model without taking a lease (management API, preload). `opts` may name the config
+   * the load needs (context, KV type, slots): a loaded config that serves it is kept.
+   */
+  async load(name: string, opts?: AbortSignal | AcquireOptions): Promise<ModelStatus> {
+    const o: AcquireOptions = opts instanceof AbortSignal ? { signal: opts } : (opts ?? {});
+    await this.#submit(name, o, false);
     return this.status(name);
   }
 
   /**
    * Stops a model's runner. Without `force` it drains first: no new requests are routed to it
-   * and it stops when its last request ends. With `force` it stops at once.
+   * and it stops when its last request ends or the drain deadline passes. With `force` it stops
+   * at once. Resolves once that runner is gone.
    */
   async unload(
     name: string,
     opts: { force?: boolean; reason?: string } = {},
   ): Promise<ModelStatus> {
-    const slot = this.#slot(name);
-    if (slot.state === 'loading') {
-      await slot.loading!.catch(() => undefined);
+    this.#entry(name);
+    const id = this.#core.view(name)?.instance?.id;
+    if (id !== undefined) {
+      const gone = this.#whenGone(id);
+      if (opts.reason !== undefined) this.#unloadReasons.set(id, opts.reason);
+      this.#call(() => this.#core.unload(name, { force: opts.force === true }));
+      await gone;
     }
-    if (slot.state === 'stopping') {
-      await slot.stopping;
-      return this.status(name);
-    }
-    if (slot.state !== 'ready' && slot.state !== 'draining') return this.status(name);
-    slot.state = 'draining';
-    if (slot.inFlight > 0 && !opts.force) {
-      await new Promise<void>((resolve) => slot.idleWaiters.push(resolve));
-    }
-    await this.#stop(slot, opts.reason ?? (opts.force ? 'forced unload' : 'unload'));
     return this.status(name);
   }
 
   status(name: string): ModelStatus {
-    const slot = this.#slot(name);
-    return this.#statusOf(slot);
+    const entry = this.#entry(name);
+    const v = this.#core.view(name);
+    const extra = this.#extra.get(name);
+    const inst = v?.instance;
+    const running = inst ? this.#running.get(inst.id) : undefined;
+    const pinned = this.#opts.policy?.(name).pinned ?? false;
+    let state: ModelState;
+    if (inst) state = inst.state;
+    else state = v?.lastError !== undefined && (v.failures ?? 0) > 0 ? 'failed' : 'unloaded';
+    const s: ModelStatus = {
+      name,
+      path: entry.path,
+      state,
+      inFlight: inst?.inFlight ?? 0,
+      queued: v?.queued ?? 0,
+      pinned,
+    };
+    if (inst) {
+      s.config = inst.config;
+      s.predicted = inst.predicted;
+      s.allocated = inst.charge;
+      s.lastUsedAt = inst.lastUsedAt;
+      s.ttlMs = Number.isFinite(inst.ttlMs) ? inst.ttlMs : null;
+      if (inst.measured !== undefined) s.measured = inst.measured;
+      if (inst.peak !== undefined) s.peak = inst.peak;
+      if (inst.expiresAt !== undefined) s.expiresAt = inst.expiresAt;
+      if (inst.drainDeadline !== undefined) s.drainDeadline = inst.drainDeadline;
+    }
+    if (running?.runner) {
+      s.pid = running.runner.pid;
+      s.url = running.runner.url;
+      if (running.loadMs !== undefined) s.loadMs = running.loadMs;
+      if (running.loadedAt !== undefined) s.loadedAt = running.loadedAt;
+    }
+    if (v?.backoffUntil !== undefined) s.backoffUntil = v.backoffUntil;
+    if (v?.lastError !== undefined && state !== 'ready') s.lastError = v.lastError;
+    if (extra?.lastExit !== undefined) s.lastExit = extra.lastExit;
+    return s;
   }
 
   list(): ModelStatus[] {
     return this.names().map((n) => this.status(n));
   }
 
-  /** Stops every runner (draining is the server's job: it stops accepting first). Idempotent. */
+  /** The ledger and, per loaded model, allocated / used / peak bytes and the plan's buffers. */
+  resources(): ResourcesView {
+    const models: ResourcesView['models'] = [];
+    for (const m of this.list()) {
+      if (m.allocated === undefined) continue;
+      const row: ResourcesView['models'][number] = {
+        name: m.name,
+        state: m.state,
+        allocated: m.allocated,
+        predicted: m.predicted ?? 0,
+      };
+      if (m.measured !== undefined) row.used = m.measured;
+      if (m.peak !== undefined) row.peak = m.peak;
+      const b = this.#opts.buffers?.(m.name);
+      if (b) row.buffers = b;
+      models.push(row);
+    }
+    return { ledger: this.ledger(), models };
+  }
+
+  /**
+   * Stops taking requests (queued ones are refused), drains busy runners up to the drain
+   * deadline, stops the rest; resolves when every runner is gone. Idempotent.
+   */
   dispose(): Promise<void> {
     this.#disposing ??= (async () => {
-      const slots = [...this.#slots.values()];
-      await Promise.all(
-        slots.map(async (slot) => {
-          if (slot.state === 'loading') await slot.loading!.catch(() => undefined);
-          if (slot.state === 'stopping') return slot.stopping;
-          if (slot.state === 'ready' || slot.state === 'draining')
-            return this.#stop(slot, 'shutdown');
-        }),
-      );
+      const ids = [...this.#running.keys()];
+      const gone = Promise.all(ids.map((id) => this.#whenGone(id)));
+      this.#call(() => this.#core.shutdown());
+      await gone;
+      clearTimeout(this.#timer);
+      this.#timer = undefined;
     })();
     return this.#disposing;
   }
@@ -242,135 +492,386 @@ export class ModelManager extends EventEmitter<{ event: [ManagerEvent] }> {
     return this.dispose();
   }
 
-  #slot(name: string): Slot {
-    const catalog = this.#opts.catalog();
-    const entry = catalog.get(name);
-    let slot = this.#slots.get(name);
-    if (!entry) {
-      // A model removed from the catalog keeps its slot while it still has a runner.
-      if (slot && slot.state !== 'unloaded' && slot.state !== 'failed') return slot;
-      throw new ModelNotFoundError(name, [...catalog.keys()].sort());
-    }
-    if (!slot) {
-      slot = { entry, state: 'unloaded', inFlight: 0, idleWaiters: [] };
-      this.#slots.set(name, slot);
-    } else if (slot.state === 'unloaded' || slot.state === 'failed') {
-      slot.entry = entry;
-    }
-    return slot;
+  // ---- inputs to the core -------------------------------------------------------------------
+
+  async #submit(name: string, opts: AcquireOptions, hold: boolean): Promise<Lease> {
+    const { signal } = opts;
+    throwIfAborted(signal);
+    const entry = this.#entry(name);
+    if (this.#core.closed) throw new ModelUnavailableError(name, 'shutting down');
+    await this.#opts.prepare?.(entry, signal);
+    throwIfAborted(signal);
+    const id = this.#nextRequest++;
+    const needs: Needs = {};
+    if (opts.contextSize !== undefined) needs.contextSize = opts.contextSize;
+    if (opts.kv !== undefined) needs.kv = opts.kv;
+    if (opts.parallel !== undefined) needs.parallel = opts.parallel;
+    return new Promise<Lease>((resolve, reject) => {
+      const p: Pending = {
+        model: name,
+        started: this.#now(),
+        sawLoad: false,
+        hold,
+        resolve,
+        reject,
+      };
+      if (signal) {
+        p.signal = signal;
+        p.onAbort = () => this.#call(() => this.#core.cancel(id));
+        signal.addEventListener('abort', p.onAbort, { once: true });
+      }
+      this.#pending.set(id, p);
+      this.#call(() =>
+        this.#core.request(
+          id,
+          name,
+          needs,
+          opts.keepAliveMs !== undefined ? { keepAliveMs: opts.keepAliveMs } : {},
+        ),
+      );
+      // A request that is queued while its model loads waited for that load.
+      if (this.#pending.has(id) && this.#core.view(name)?.instance?.state === 'loading')
+        p.sawLoad = true;
+    });
   }
 
-  #lease(slot: Slot, timing: LeaseTiming): Lease {
-    slot.inFlight++;
-    slot.lastUsedAt = this.#now();
-    const url = slot.runner!.url;
+  /** Runs a core input, then re-arms the timer and settles unload waiters. */
+  #call(fn: () => void): void {
+    fn();
+    this.#afterCore();
+  }
+
+  #afterCore(): void {
+    for (const [id, waiters] of this.#goneWaiters) {
+      if (this.#running.has(id)) continue;
+      this.#goneWaiters.delete(id);
+      for (const w of waiters) w();
+    }
+    const at = this.#core.nextWakeAt();
+    if (at === this.#timerAt) return;
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#timerAt = at;
+    if (at === undefined) return;
+    // One timer for every deadline (TTL, queue wait, drain); never keeps the process alive.
+    this.#timer = setTimeout(
+      () => {
+        this.#timerAt = undefined;
+        this.#call(() => this.#core.tick());
+      },
+      Math.max(0, Math.min(2 ** 31 - 1, at - this.#now())),
+    );
+    this.#timer.unref();
+  }
+
+  #whenGone(instance: number): Promise<void> {
+    if (!this.#running.has(instance)) return Promise.resolve();
+    return new Promise((resolve) => {
+      const list = this.#goneWaiters.get(instance) ?? [];
+      list.push(resolve);
+      this.#goneWaiters.set(instance, list);
+    });
+  }
+
+  // ---- effects of the core (synchronous: start async work, never call the core back) --------
+
+  #plan(name: string, needs: Needs, room: number): PlanOutcome {
+    const entry = this.#opts.catalog().get(name);
+    if (!entry)
+      return {
+        fits: false,
+        message: `The model "${name}" is no longer in the catalog.`,
+        guidance: [],
+      };
+    const base = this.configFor(entry);
+    if (!this.#opts.plan) {
+      const config: RunnerConfig = {
+        ...base,
+        ...(needs.contextSize !== undefined && needs.contextSize > base.contextSize
+          ? { contextSize: needs.contextSize }
+          : {}),
+        ...(needs.kv !== undefined ? { kvCacheKeyType: needs.kv, kvCacheValueType: needs.kv } : {}),
+        ...(needs.parallel !== undefined && needs.parallel > base.parallel
+          ? { parallel: needs.parallel }
+          : {}),
+      };
+      return { fits: true, config, bytes: 0 };
+    }
+    try {
+      return this.#opts.plan(entry, needs, room, base);
+    } catch (err) {
+      return { fits: false, message: describeError(err), guidance: [] };
+    }
+  }
+
+  #startLoad(
+    instance: number,
+    name: string,
+    config: RunnerConfig,
+    predicted: number,
+    degraded: boolean,
+  ): void {
+    const entry = this.#opts.catalog().get(name) ?? { name, path: config.modelPath, overrides: {} };
+    // The load belongs to the model, not to the request that triggered it: it has its own signal.
+    const r: Running = {
+      id: instance,
+      entry,
+      config,
+      predicted,
+      startedAt: this.#now(),
+      controller: new AbortController(),
+    };
+    this.#running.set(instance, r);
+    for (const p of this.#pending.values()) if (p.model === name) p.sawLoad = true;
+    this.#emitLater({ type: 'load-start', model: name, config, predicted, degraded });
+    let started: Promise<RunnerHandle>;
+    try {
+      started = this.#opts.startRunner(entry, config, r.controller.signal);
+    } catch (err) {
+      started = Promise.reject(err instanceof Error ? err : new Error(String(err)));
+    }
+    started.then(
+      (runner) => this.#onLoaded(r, runner),
+      (err: unknown) => {
+        this.#running.delete(instance);
+        const aborted = r.stopOrdered !== undefined;
+        if (!aborted) {
+          this.#extraOf(name).lastLoadError = err;
+          this.emit('event', { type: 'load-failed', model: name, error: describeError(err) });
+        }
+        this.#call(() => this.#core.loadFailed(instance, describeError(err)));
+      },
+    );
+  }
+
+  #onLoaded(r: Running, runner: RunnerHandle): void {
+    const name = r.entry.name;
+    r.runner = runner;
+    r.loadMs = runner.loadMs ?? this.#now() - r.startedAt;
+    r.loadedAt = this.#now();
+    if (r.stopOrdered) {
+      // Stopped while it loaded (unload, shutdown): it never serves; stop it and report the abort.
+      void runner.stop({ graceMs: this.#opts.stopGraceMs }).finally(() => {
+        this.#running.delete(r.id);
+        this.#call(() => this.#core.loadFailed(r.id, 'stopped while loading'));
+      });
+      return;
+    }
+    r.unsubscribeExit = runner.onExit((exit) => this.#onExit(r, exit));
+    this.emit('event', {
+      type: 'load-done',
+      model: name,
+      loadMs: runner.loadMs ?? 0,
+      pid: runner.pid,
+    });
+    this.#call(() => this.#core.loadSucceeded(r.id, { loadMs: runner.loadMs ?? 0 }));
+    this.#scheduleMeasure(r, true);
+  }
+
+  #scheduleMeasure(r: Running, first: boolean): void {
+    const measure = this.#opts.measure;
+    if (!measure || !r.runner) return;
+    const run = async (isFirst: boolean): Promise<void> => {
+      if (!this.#running.has(r.id) || r.stopOrdered || !r.runner) return;
+      let m: MeasureResult | undefined;
+      try {
+        m = await measure({
+          entry: r.entry,
+          config: r.config,
+          runner: r.runner,
+          predicted: r.predicted,
+          loadMs: r.loadMs ?? 0,
+          first: isFirst,
+        });
+      } catch {
+        m = undefined; // a process that just exited cannot be read: its exit reports it
+      }
+      if (!m || !this.#running.has(r.id) || r.stopOrdered) return;
+      const before = this.#core.view(r.entry.name)?.instance;
+      const changed =
+        isFirst || before?.peak === undefined || m.peak > before.peak || m.charge !== before.charge;
+      this.#call(() => this.#core.measured(r.id, m));
+      if (changed)
+        this.emit('event', {
+          type: 'measured',
+          model: r.entry.name,
+          predicted: r.predicted,
+          rss: m.rss,
+          peak: m.peak,
+          charge: m.charge,
+        });
+    };
+    if (first) void run(true);
+    const every = this.#opts.measureIntervalMs ?? 2000;
+    r.measureTimer = setInterval(() => void run(false), every);
+    r.measureTimer.unref();
+  }
+
+  #onExit(r: Running, exit: RunnerExit): void {
+    if (!this.#running.has(r.id)) return;
+    const name = r.entry.name;
+    const expected = r.stopOrdered !== undefined;
+    this.#extraOf(name).lastExit = exit;
+    this.#cleanup(r);
+    this.emit('event', { type: 'runner-exit', model: name, exit, expected });
+    if (expected) this.#emitUnload(r);
+    this.#call(() =>
+      this.#core.exited(r.id, {
+        message: `runner exited unexpectedly (code ${exit.code ?? '-'}, signal ${exit.signal ?? '-'})`,
+      }),
+    );
+  }
+
+  #cleanup(r: Running): void {
+    this.#running.delete(r.id);
+    clearInterval(r.measureTimer);
+    r.unsubscribeExit?.();
+    r.unsubscribeExit = undefined;
+  }
+
+  #emitUnload(r: Running): void {
+    const o = r.stopOrdered!;
+    this.emit('event', {
+      type: 'unload',
+      model: r.entry.name,
+      reason: reasonText(o.reason),
+      detail: o.detail,
+      ...(o.inFlight > 0 ? { inFlight: o.inFlight } : {}),
+    });
+  }
+
+  #grant(request: number, instance: number): void {
+    const p = this.#pending.get(request);
+    const r = this.#running.get(instance);
+    if (!p || !r?.runner) {
+      // Cannot happen (the core grants only ready instances); release so the books stay right.
+      queueMicrotask(() => this.#call(() => this.#core.release(request)));
+      return;
+    }
+    this.#pending.delete(request);
+    if (p.onAbort) p.signal?.removeEventListener('abort', p.onAbort);
     let released = false;
-    return {
-      model: slot.entry.name,
-      url,
-      timing,
+    const lease: Lease = {
+      model: p.model,
+      url: r.runner.url,
+      config: r.config,
+      timing: {
+        waitedMs: this.#now() - p.started,
+        ...(p.sawLoad && r.loadMs !== undefined ? { loadMs: r.loadMs } : {}),
+      },
       release: () => {
         if (released) return;
         released = true;
-        slot.inFlight--;
-        slot.lastUsedAt = this.#now();
-        if (slot.inFlight === 0) {
-          const waiters = slot.idleWaiters.splice(0);
-          for (const w of waiters) w();
-        }
+        this.#call(() => this.#core.release(request));
       },
     };
+    if (!p.hold) queueMicrotask(() => lease.release());
+    p.resolve(lease);
   }
 
-  #startLoad(slot: Slot): void {
-    const config = this.configFor(slot.entry);
-    slot.state = 'loading';
-    slot.config = config;
-    slot.lastError = undefined;
-    const name = slot.entry.name;
-    this.emit('event', { type: 'load-start', model: name, config });
-    // The load belongs to the model, not to the request that triggered it: it gets its own signal.
-    const controller = new AbortController();
-    slot.loading = this.#opts.startRunner(slot.entry, config, controller.signal).then(
-      (runner) => {
-        slot.runner = runner;
-        slot.state = 'ready';
-        slot.loadedAt = this.#now();
-        slot.loading = undefined;
-        slot.unsubscribeExit = runner.onExit((exit) => this.#onRunnerExit(slot, runner, exit));
-        this.emit('event', {
-          type: 'load-done',
-          model: name,
-          loadMs: runner.loadMs ?? 0,
-          pid: runner.pid,
-        });
-        return runner;
-      },
-      (err: unknown) => {
-        slot.state = 'failed';
-        slot.loading = undefined;
-        slot.lastError = describeError(err);
-        this.emit('event', { type: 'load-failed', model: name, error: slot.lastError });
-        throw err instanceof HeadroomError && err.status < 500
-          ? err
-          : new ModelLoadError(name, err);
-      },
-    );
-    // Waiters observe the promise; this keeps an unobserved rejection from being reported.
-    slot.loading.catch(() => undefined);
+  #reject(request: number, rej: Rejection): void {
+    const p = this.#pending.get(request);
+    if (!p) return;
+    this.#pending.delete(request);
+    if (p.onAbort) p.signal?.removeEventListener('abort', p.onAbort);
+    p.reject(this.#errorFor(p, rej));
   }
 
-  #onRunnerExit(slot: Slot, runner: RunnerHandle, exit: RunnerExit): void {
-    if (slot.runner !== runner) return;
-    const expected = slot.state === 'stopping';
-    slot.lastExit = exit;
-    this.emit('event', { type: 'runner-exit', model: slot.entry.name, exit, expected });
-    if (expected) return; // #stop finishes the bookkeeping.
-    slot.unsubscribeExit?.();
-    slot.unsubscribeExit = undefined;
-    slot.runner = undefined;
-    slot.state = 'failed';
-    slot.lastError = `runner exited unexpectedly (code ${exit.code ?? '-'}, signal ${exit.signal ?? '-'})`;
-    // Requests in flight see their upstream connection break; their leases are released by them.
-    const waiters = slot.idleWaiters.splice(0);
-    for (const w of waiters) w();
-  }
-
-  #stop(slot: Slot, reason: string): Promise<void> {
-    const runner = slot.runner;
-    slot.state = 'stopping';
-    slot.stopping = (async () => {
-      try {
-        await runner?.stop({ graceMs: this.#opts.stopGraceMs });
-      } finally {
-        slot.unsubscribeExit?.();
-        slot.unsubscribeExit = undefined;
-        slot.runner = undefined;
-        slot.state = 'unloaded';
-        slot.stopping = undefined;
-        this.emit('event', { type: 'unload', model: slot.entry.name, reason });
+  #errorFor(p: Pending, rej: Rejection): unknown {
+    switch (rej.kind) {
+      case 'cancelled':
+        return p.signal?.aborted
+          ? abortReason(p.signal)
+          : new DOMException(rej.message, 'AbortError');
+      case 'queue_full':
+      case 'queue_timeout':
+        return new QueueFullError(rej.kind, rej.message, rej.retryAfterSeconds ?? 1);
+      case 'load_failed': {
+        const cause = this.#extraOf(rej.model).lastLoadError;
+        if (cause instanceof HeadroomError && cause.status < 500) return cause;
+        return new ModelLoadError(rej.model, cause ?? rej.message, rej.retryAfterSeconds);
       }
-    })();
-    return slot.stopping;
+      case 'backoff':
+        return new ModelBackoffError(rej.message, rej.retryAfterSeconds ?? 1);
+      case 'no_fit':
+        return new InsufficientMemoryError(rej.message, rej.guidance ?? [], rej.retryAfterSeconds);
+      case 'shutting_down':
+        return new ModelUnavailableError(rej.model, 'shutting down');
+    }
   }
 
-  #statusOf(slot: Slot): ModelStatus {
-    const s: ModelStatus = {
-      name: slot.entry.name,
-      path: slot.entry.path,
-      state: slot.state,
-      inFlight: slot.inFlight,
-    };
-    if (slot.runner) {
-      s.pid = slot.runner.pid;
-      s.url = slot.runner.url;
-      s.loadMs = slot.runner.loadMs;
+  #stop(o: StopOrder): void {
+    const r = this.#running.get(o.instance);
+    if (!r) return;
+    const why = this.#unloadReasons.get(o.instance);
+    this.#unloadReasons.delete(o.instance);
+    r.stopOrdered = why !== undefined && o.reason === 'unload' ? { ...o, detail: why } : o;
+    clearInterval(r.measureTimer);
+    if (!r.runner) {
+      const reason = new HeadroomError('load_cancelled', `load cancelled: ${o.detail}`);
+      queueMicrotask(() => r.controller.abort(reason));
+      return;
     }
-    if (slot.config && slot.state !== 'unloaded') s.config = slot.config;
-    if (slot.loadedAt !== undefined && slot.runner) s.loadedAt = slot.loadedAt;
-    if (slot.lastUsedAt !== undefined) s.lastUsedAt = slot.lastUsedAt;
-    if (slot.lastError !== undefined) s.lastError = slot.lastError;
-    if (slot.lastExit !== undefined) s.lastExit = slot.lastExit;
-    return s;
+    const runner = r.runner;
+    // Started outside the core's call: a handle may report its exit synchronously.
+    void Promise.resolve()
+      .then(() => runner.stop({ graceMs: this.#opts.stopGraceMs }))
+      .finally(() => {
+        // The exit listener normally reports first; this covers a handle that does not.
+        if (!this.#running.has(r.id)) return;
+        this.#cleanup(r);
+        this.#emitUnload(r);
+        this.#call(() => this.#core.exited(r.id));
+      });
+  }
+
+  // ---- helpers ------------------------------------------------------------------------------
+
+  #entry(name: string): ModelEntry {
+    const catalog = this.#opts.catalog();
+    const entry = catalog.get(name);
+    if (entry) return entry;
+    // A model removed from the catalog keeps its status while it still has a runner.
+    for (const r of this.#running.values()) if (r.entry.name === name) return r.entry;
+    throw new ModelNotFoundError(name, [...catalog.keys()].sort());
+  }
+
+  #extraOf(name: string): ModelExtra {
+    let e = this.#extra.get(name);
+    if (!e) {
+      e = {};
+      this.#extra.set(name, e);
+    }
+    return e;
+  }
+
+  /** Events raised inside a core call are emitted after it, so listeners may call back in. */
+  #emitLater(e: ManagerEvent): void {
+    queueMicrotask(() => this.emit('event', e));
+  }
+}
+
+function reasonText(r: StopReason): string {
+  switch (r) {
+    case 'ttl':
+      return 'idle TTL expired';
+    case 'evicted':
+      return 'evicted for room';
+    case 'max-models':
+      return 'evicted: maxLoadedModels';
+    case 'over-budget':
+      return 'evicted: measured over budget';
+    case 'unload':
+      return 'unload';
+    case 'forced':
+      return 'forced unload';
+    case 'drain-deadline':
+      return 'drain deadline passed';
+    case 'reload':
+      return 'reload with a larger config';
+    case 'shutdown':
+      return 'shutdown';
+    case 'load-cancelled':
+      return 'load cancelled';
   }
 }

@@ -4,6 +4,7 @@ import { adminRoutes } from './admin/routes.js';
 import { monitorRoutes } from './admin/monitor-routes.js';
 import type { ServerCore } from './core.js';
 import { NotFoundError, makeErrorHandler } from './errors.js';
+import { metricsRoutes } from './metrics-routes.js';
 import { openaiRoutes } from './openai/routes.js';
 
 export interface AppOptions {
@@ -35,5 +36,6 @@ export function createApp(core: ServerCore, opts: AppOptions): FastifyInstance {
   openaiRoutes(app, core);
   adminRoutes(app, core);
   monitorRoutes(app, core);
+  metricsRoutes(app, core);
   return app;
 }

@@ -15,7 +15,10 @@ export interface ProcessMemory {
 export interface ServerCore {
   readonly version: string;
   readonly startedAt: number;
-  readonly manager: Pick<ModelManager, 'acquire' | 'list' | 'status' | 'load' | 'unload' | 'names'>;
+  readonly manager: Pick<
+    ModelManager,
+    'acquire' | 'list' | 'status' | 'load' | 'unload' | 'names' | 'resources'
+  >;
   /** Measured memory of a runner process, or undefined when it cannot be read. */
   processMemory(pid: number): Promise<ProcessMemory | undefined>;
   /** The last `bytes` of a model's runner log ('' when there is none). */

@@ -1,41 +1,88 @@
 import http from 'node:http';
 import type { ServerResponse } from 'node:http';
+import type { RequestOutcome, RequestSpan } from '../metrics/requests.js';
+import type { ServingMetrics } from '../metrics/serving.js';
+import { StreamObserver } from '../metrics/stream-observer.js';
 import type { Lease } from '../scheduler/model-manager.js';
 
 /**
  * Forwards one request to a runner and streams its answer back to the client.
  *
  * Contracts:
- * - Backpressure end to end: the runner's response is piped into the client's socket, so a
- *   client that reads slowly stops our reads from the runner, which stops its writes, which
- *   stops its decoding. The daemon buffers at most the sockets' high-water marks.
+ * - Backpressure end to end: each chunk from the runner is written to the client's socket; when
+ *   that write reports a full buffer we stop reading from the runner until the client drains it,
+ *   so the runner's socket fills, its writes wait, and its decoding waits (the runner awaits each
+ *   write). The daemon holds at most the client socket's high-water mark plus one chunk (and at
+ *   most one incomplete SSE event in the observer).
  * - A client that goes away destroys the upstream request at once; the runner sees its socket
- *   close and stops decoding.
+ *   close and stops decoding (within one token) or prompt evaluation (within one chunk).
  * - A runner that dies mid-answer ends the client's stream cleanly: an SSE `error` event for
  *   streams, a 502 envelope when nothing was sent yet, else the connection is closed.
- * - The lease is released exactly once, when the exchange ends in any way.
+ * - The lease is released exactly once, when the exchange ends in any way; the span (metrics) is
+ *   ended right after, and every listener this function added is removed then.
+ * - The hot path per chunk is one observer push (a few byte compares, see StreamObserver) and
+ *   one write: nothing is parsed or copied unless it carries the usage.
  */
 
 const agent = new http.Agent({ keepAlive: true, maxSockets: 256, keepAliveMsecs: 1000 });
+
+export type ForwardOutcome = 'done' | 'client-gone' | 'upstream-failed';
 
 export interface ForwardOptions {
   lease: Lease;
   path: string;
   body: unknown;
   res: ServerResponse;
+  /** Measures the request (TTFT, tokens, outcome); ended once when the exchange ends. */
+  span?: RequestSpan;
+  /** Counts the stream as active and its buffered bytes while it lasts. */
+  metrics?: Pick<ServingMetrics, 'trackStream'>;
+  /** Remove the usage event from the stream (the daemon asked for it; the client did not). */
+  stripUsage?: boolean;
+  /** Extra response headers (e.g. what the context policy did). */
+  headers?: Record<string, string>;
   /** Called once when the exchange ends; `outcome` says how. */
-  onEnd?: (outcome: 'done' | 'client-gone' | 'upstream-failed', status: number) => void;
+  onEnd?: (outcome: ForwardOutcome, status: number) => void;
 }
 
-export function forwardToRunner({ lease, path, body, res, onEnd }: ForwardOptions): void {
+const OUTCOME: Record<ForwardOutcome, RequestOutcome> = {
+  done: 'done',
+  'client-gone': 'cancelled',
+  'upstream-failed': 'error',
+};
+
+export function forwardToRunner(opts: ForwardOptions): void {
+  const { lease, path, body, res, span, onEnd } = opts;
   const payload = Buffer.from(JSON.stringify(body));
   const url = new URL(path, lease.url);
   let ended = false;
   let status = 0;
-  const finish = (outcome: 'done' | 'client-gone' | 'upstream-failed'): void => {
+  let observer: StreamObserver | undefined;
+  const untrack = opts.metrics?.trackStream(res);
+  const finish = (outcome: ForwardOutcome): void => {
     if (ended) return;
     ended = true;
     lease.release();
+    untrack?.();
+    res.off('close', onClientClose);
+    res.off('drain', onDrain);
+    if (span) {
+      if (observer?.firstAt !== undefined) span.firstByte(observer.firstAt);
+      const failed = outcome === 'done' && status >= 400;
+      span.end({
+        outcome: failed ? 'error' : OUTCOME[outcome],
+        status: outcome === 'client-gone' && !res.headersSent ? 0 : status,
+        ...(failed || outcome === 'upstream-failed'
+          ? {
+              error:
+                observer?.errorCode ??
+                (outcome === 'upstream-failed' ? 'runner_failed' : `http_${status}`),
+            }
+          : {}),
+        ...(observer?.usage ? { usage: observer.usage } : {}),
+        ...(observer ? { events: observer.events } : {}),
+      });
+    }
     onEnd?.(outcome, status);
   };
 
@@ -45,38 +92,49 @@ export function forwardToRunner({ lease, path, body, res, onEnd }: ForwardOption
     headers: { 'content-type': 'application/json', 'content-length': payload.length },
   });
 
-  const onClientClose = (): void => {
+  function onClientClose(): void {
     if (!res.writableFinished) {
       upstream.destroy();
       finish('client-gone');
     }
-  };
+  }
+  function onDrain(): void {
+    upstreamResponse?.resume();
+  }
+  let upstreamResponse: http.IncomingMessage | undefined;
   res.once('close', onClientClose);
+  res.on('drain', onDrain);
 
   upstream.once('response', (up) => {
+    upstreamResponse = up;
     status = up.statusCode ?? 502;
-    const headers: Record<string, string> = {};
+    const headers: Record<string, string> = { ...opts.headers };
     const ct = up.headers['content-type'];
     if (ct) headers['content-type'] = ct;
-    if (ct?.startsWith('text/event-stream')) {
+    const isStream = ct?.startsWith('text/event-stream') ?? false;
+    if (isStream) {
       headers['cache-control'] = 'no-cache';
       headers['x-accel-buffering'] = 'no';
     }
+    const strip = isStream && opts.stripUsage === true;
+    // Stripping changes the length; the runner streams SSE without one anyway.
     const len = up.headers['content-length'];
-    if (len) headers['content-length'] = len;
+    if (len && !strip) headers['content-length'] = len;
     res.writeHead(status, headers);
-    res.socket?.setNoDelay(true);
+    // Real sockets only: fastify's inject() gives a socket-like object without setNoDelay.
+    if (typeof res.socket?.setNoDelay === 'function') res.socket.setNoDelay(true);
     res.flushHeaders();
-    const isStream = ct?.startsWith('text/event-stream') ?? false;
+    const obs = new StreamObserver({ sse: isStream, stripUsage: strip });
+    observer = obs;
 
     up.on('data', (chunk: Buffer) => {
-      if (!res.write(chunk)) {
-        up.pause();
-        res.once('drain', () => up.resume());
-      }
+      const out = obs.push(chunk);
+      if (out.length > 0 && !res.write(out)) up.pause();
     });
     up.once('end', () => {
-      res.end();
+      const rest = obs.end();
+      if (rest.length > 0) res.end(rest);
+      else res.end();
       finish('done');
     });
     // 'aborted' / 'error': the runner died or reset the connection mid-answer.
@@ -98,10 +156,11 @@ export function forwardToRunner({ lease, path, body, res, onEnd }: ForwardOption
       finish('upstream-failed');
     };
     up.once('aborted', onBroken);
-    up.once('error', onBroken);
+    up.on('error', onBroken);
   });
 
-  upstream.once('error', () => {
+  // `on`, not `once`: a destroyed request may report more than one error.
+  upstream.on('error', () => {
     if (ended) return;
     if (!res.headersSent && !res.destroyed) {
       status = 502;

@@ -22,12 +22,22 @@ export interface DaemonProcess {
  */
 export async function startDaemon(
   config: Record<string, unknown>,
-  opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
+  opts: {
+    env?: NodeJS.ProcessEnv;
+    timeoutMs?: number;
+    /** A cgroup's `cgroup.procs` (v1 or v2): the daemon joins it before it starts, runners inherit it. */
+    cgroupProcs?: string;
+  } = {},
 ): Promise<DaemonProcess> {
   const home = await mkdtemp(path.join(os.tmpdir(), 'headroom-e2e-'));
   const configFile = path.join(home, 'config.yaml');
   await writeFile(configFile, stringify({ port: 0, ...config }));
-  const proc = spawn(process.execPath, [BIN, 'serve', '--config', configFile], {
+  const argv = [process.execPath, BIN, 'serve', '--config', configFile];
+  // Through a shell only to join the cgroup first (`$$` is the pid exec keeps); no user input.
+  const [command, ...args] = opts.cgroupProcs
+    ? ['/bin/sh', '-c', 'echo $$ > "$0" && exec "$@"', opts.cgroupProcs, ...argv]
+    : argv;
+  const proc = spawn(command!, args, {
     env: {
       ...process.env,
       HEADROOM_HOME: home,

@@ -6,6 +6,17 @@ import { requestSignal } from '../../lib/request-signal.js';
 
 const nameParams = z.object({ name: z.string().min(1).max(256) });
 const unloadBody = z.object({ force: z.boolean().optional() }).strict().nullish();
+/** Optional config for a management load: what the loaded config must serve. */
+const loadBody = z
+  .object({
+    contextSize: z.number().int().min(16).max(4_194_304).optional(),
+    kv: z.enum(['f16', 'q8_0', 'q4_0']).optional(),
+    parallel: z.number().int().min(1).max(256).optional(),
+    /** Idle time before unload: ms, or null for never (Ollama keep_alive). */
+    keepAliveMs: z.number().int().min(0).nullable().optional(),
+  })
+  .strict()
+  .nullish();
 const logsQuery = z.object({
   bytes: z.coerce
     .number()
@@ -15,26 +26,35 @@ const logsQuery = z.object({
     .default(16384),
 });
 
-/** Management API: /admin/models, load/unload, logs. */
+/** Management API: /admin/models, load/unload, /admin/resources, logs. */
 export function adminRoutes(app: FastifyInstance, core: ServerCore): void {
+  /**
+   * A model's status plus its memory: `memory.predicted.total` (the plan), `memory.measured`
+   * (rss, rssAnon and peak read from /proc now, when it runs) and `memory.allocated` (the ledger).
+   */
   const describe = async (m: ModelStatus) => {
-    const memory =
+    const live =
       m.pid !== undefined && (m.state === 'ready' || m.state === 'draining')
         ? await core.processMemory(m.pid)
         : undefined;
+    const rss = live?.rss ?? m.measured;
+    const peak = live?.peak ?? m.peak;
     return {
       ...m,
-      ...(memory
-        ? {
-            memory: {
-              measured: {
-                rss: memory.rss,
-                rssAnon: memory.rssAnon ?? null,
-                peak: memory.peak ?? null,
-              },
-            },
-          }
-        : {}),
+      predicted: m.predicted ?? null,
+      measured: rss ?? null,
+      peak: peak ?? null,
+      lastUsedAt: m.lastUsedAt ?? null,
+      expiresAt: m.expiresAt ?? null,
+      memory: {
+        predicted: { total: m.predicted ?? null },
+        allocated: m.allocated ?? null,
+        measured: {
+          rss: rss ?? null,
+          rssAnon: live?.rssAnon ?? null,
+          peak: peak ?? null,
+        },
+      },
     };
   };
 
@@ -49,9 +69,18 @@ export function adminRoutes(app: FastifyInstance, core: ServerCore): void {
 
   app.post('/admin/models/:name/load', async (req, reply) => {
     const { name } = nameParams.parse(req.params);
+    const body = loadBody.parse(req.body ?? null);
     const { signal, dispose } = requestSignal(reply.raw);
     try {
-      return await describe(await core.manager.load(name, signal));
+      return await describe(
+        await core.manager.load(name, {
+          signal,
+          ...(body?.contextSize !== undefined ? { contextSize: body.contextSize } : {}),
+          ...(body?.kv !== undefined ? { kv: body.kv } : {}),
+          ...(body?.parallel !== undefined ? { parallel: body.parallel } : {}),
+          ...(body?.keepAliveMs !== undefined ? { keepAliveMs: body.keepAliveMs } : {}),
+        }),
+      );
     } finally {
       dispose();
     }
@@ -59,8 +88,41 @@ export function adminRoutes(app: FastifyInstance, core: ServerCore): void {
 
   app.post('/admin/models/:name/unload', async (req) => {
     const { name } = nameParams.parse(req.params);
-    const body = unloadBody.parse(req.body);
+    const body = unloadBody.parse(req.body ?? null);
     return describe(await core.manager.unload(name, { force: body?.force ?? false }));
+  });
+
+  /**
+   * The ledger (budget, reserved by loads in progress, measured of running runners, free) and per
+   * model: allocated (ledger), used (RSS now), peak, and the plan's buffers (model weights,
+   * context = KV cache, working = compute buffers + runtime).
+   */
+  app.get('/admin/resources', async () => {
+    const r = core.manager.resources();
+    const live = new Map(core.manager.list().map((m) => [m.name, m]));
+    const models = await Promise.all(
+      r.models.map(async (m) => {
+        const pid = live.get(m.name)?.pid;
+        const mem = pid !== undefined ? await core.processMemory(pid) : undefined;
+        return {
+          name: m.name,
+          state: m.state,
+          allocated: m.allocated,
+          predicted: m.predicted,
+          used: mem?.rss ?? m.used ?? null,
+          peak: mem?.peak ?? m.peak ?? null,
+          buffers: m.buffers ?? null,
+        };
+      }),
+    );
+    const finite = (n: number) => (Number.isFinite(n) ? n : null);
+    return {
+      budget: finite(r.ledger.budget),
+      reserved: r.ledger.reserved,
+      measured: r.ledger.measured,
+      free: finite(r.ledger.free),
+      models,
+    };
   });
 
   app.get('/admin/logs/:name', async (req, reply) => {

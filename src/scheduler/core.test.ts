@@ -1,0 +1,667 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import type { RunnerConfig } from '../engines/types.js';
+import {
+  SchedulerCore,
+  chooseVictims,
+  compatible,
+  computeBudget,
+  type CoreSettings,
+  type ModelPolicy,
+  type Needs,
+  type PlanOutcome,
+  type Rejection,
+  type StopOrder,
+} from './core.js';
+
+const MiB = 1024 * 1024;
+
+function config(contextSize: number, parallel = 1): RunnerConfig {
+  return {
+    modelPath: '/m.gguf',
+    contextSize,
+    parallel,
+    threads: 1,
+    batchSize: 64,
+    flashAttention: true,
+    kvCacheKeyType: 'f16',
+    kvCacheValueType: 'f16',
+    mmap: true,
+    gpuLayers: 0,
+  };
+}
+
+/** Plan by size: full context when it fits, half the context at 60 % when only that fits. */
+function sizePlan(sizes: Record<string, number>, parallel = 1) {
+  return (model: string, needs: Needs, room: number): PlanOutcome => {
+    const ctx = needs.contextSize ?? 2048;
+    const full = Math.round((sizes[model] ?? 100 * MiB) * (1 + ctx / 8192));
+    if (full <= room) return { fits: true, config: config(ctx, parallel), bytes: full };
+    const degraded = Math.round(full * 0.6);
+    if (degraded <= room)
+      return { fits: true, config: config(ctx / 2, parallel), bytes: degraded, degraded: true };
+    return { fits: false, message: `${model} does not fit`, guidance: ['free memory'] };
+  };
+}
+
+const baseSettings: CoreSettings = {
+  budgetBytes: 1000 * MiB,
+  maxLoadedModels: Number.POSITIVE_INFINITY,
+  maxQueue: 4,
+  maxWaitMs: 10_000,
+  drainDeadlineMs: 5000,
+  backoffBaseMs: 1000,
+  backoffMaxMs: 30_000,
+};
+
+/** A recording world around the core: effects are logged and the test plays the runners. */
+function recorder(opts: {
+  sizes: Record<string, number>;
+  settings?: Partial<CoreSettings>;
+  policy?: (m: string) => ModelPolicy;
+  parallel?: number;
+}) {
+  let now = 0;
+  const events: string[] = [];
+  const grants = new Map<number, number>();
+  const rejects = new Map<number, Rejection>();
+  const loads: Array<{ instance: number; model: string; bytes: number; contextSize: number }> = [];
+  const stops: StopOrder[] = [];
+  const core = new SchedulerCore({
+    settings: { ...baseSettings, ...opts.settings },
+    plan: sizePlan(opts.sizes, opts.parallel),
+    policy: opts.policy ?? (() => ({ pinned: false, ttlMs: 60_000 })),
+    now: () => now,
+    effects: {
+      startLoad: (o) => {
+        loads.push({
+          instance: o.instance,
+          model: o.model,
+          bytes: o.bytes,
+          contextSize: o.config.contextSize,
+        });
+        events.push(`load ${o.model}#${o.instance}`);
+      },
+      grant: (r, i) => {
+        grants.set(r, i);
+        events.push(`grant ${r}->#${i}`);
+      },
+      reject: (r, rej) => {
+        rejects.set(r, rej);
+        events.push(`reject ${r} ${rej.kind}`);
+      },
+      stop: (o) => {
+        stops.push(o);
+        events.push(`stop ${o.model}#${o.instance} ${o.reason}`);
+      },
+    },
+  });
+  return {
+    core,
+    events,
+    grants,
+    rejects,
+    loads,
+    stops,
+    advance: (ms: number) => {
+      now += ms;
+      core.tick();
+    },
+    get now() {
+      return now;
+    },
+  };
+}
+
+describe('computeBudget', () => {
+  it('takes the smallest limit minus the reserve, never below zero', () => {
+    expect(computeBudget({ totalRam: 1000, fraction: 0.8, reserve: 100 })).toBe(700);
+    expect(computeBudget({ totalRam: 1000, fraction: 0.8, cgroupLimit: 500, reserve: 100 })).toBe(
+      400,
+    );
+    expect(computeBudget({ totalRam: 1000, fraction: 1, cap: 300, reserve: 0 })).toBe(300);
+    expect(computeBudget({ totalRam: 1000, fraction: 1, cap: 50, reserve: 100 })).toBe(0);
+  });
+});
+
+describe('chooseVictims', () => {
+  it('evicts the least recently used first', () => {
+    const c = [
+      { instance: 1, charge: 100, lastUsedAt: 500, reloadCostMs: 100 },
+      { instance: 2, charge: 100, lastUsedAt: 100, reloadCostMs: 100 },
+    ];
+    expect(chooseVictims(c, 50, 0, 1000)).toEqual([2]);
+  });
+  it('keeps a model that is expensive to reload over a cheap one idle a little longer', () => {
+    const c = [
+      { instance: 1, charge: 100, lastUsedAt: 0, reloadCostMs: 100 }, // idle 10 s, cheap
+      { instance: 2, charge: 100, lastUsedAt: -2000, reloadCostMs: 30_000 }, // idle 12 s, slow
+    ];
+    expect(chooseVictims(c, 50, 0, 10_000)).toEqual([1]);
+  });
+  it('returns undefined when all candidates are not enough', () => {
+    expect(
+      chooseVictims([{ instance: 1, charge: 10, lastUsedAt: 0, reloadCostMs: 0 }], 50, 0, 1),
+    ).toBe(undefined);
+  });
+});
+
+describe('compatible', () => {
+  it('reuses a larger context and never reloads for a smaller one', () => {
+    expect(compatible(config(8192), 8192, { contextSize: 2048 })).toBe(true);
+    expect(compatible(config(2048), 2048, { contextSize: 4096 })).toBe(false);
+    expect(compatible(config(2048), 4096, { contextSize: 4096 })).toBe(true); // degraded plan
+    expect(compatible(config(2048), 2048, { kv: 'q8_0' })).toBe(false);
+  });
+});
+
+describe('SchedulerCore', () => {
+  it('single-flight: concurrent requests share one load and are granted in FIFO order', () => {
+    const w = recorder({ sizes: { a: 100 * MiB }, parallel: 2 });
+    w.core.request(1, 'a');
+    w.core.request(2, 'a');
+    w.core.request(3, 'a');
+    expect(w.loads).toHaveLength(1);
+    w.core.loadSucceeded(w.loads[0]!.instance, { loadMs: 50 });
+    expect([...w.grants.keys()]).toEqual([1, 2]); // two slots
+    w.core.release(1);
+    expect([...w.grants.keys()]).toEqual([1, 2, 3]);
+  });
+
+  it('a failed load fails every waiter with its reason; the next request tries again', () => {
+    const w = recorder({ sizes: { a: 100 * MiB } });
+    w.core.request(1, 'a');
+    w.core.request(2, 'a');
+    w.core.loadFailed(w.loads[0]!.instance, 'bad file');
+    expect(w.rejects.get(1)).toMatchObject({ kind: 'load_failed' });
+    expect(w.rejects.get(2)?.message).toContain('bad file');
+    w.core.request(3, 'a');
+    expect(w.loads).toHaveLength(2);
+  });
+
+  it('backs off a model that keeps failing', () => {
+    const w = recorder({ sizes: { a: 100 * MiB } });
+    w.core.request(1, 'a');
+    w.core.loadFailed(w.loads[0]!.instance, 'x');
+    w.core.request(2, 'a');
+    w.core.loadFailed(w.loads[1]!.instance, 'x');
+    w.core.request(3, 'a');
+    expect(w.loads).toHaveLength(2);
+    expect(w.rejects.get(3)).toMatchObject({ kind: 'backoff', retryAfterSeconds: 1 });
+    w.advance(1000);
+    w.core.request(4, 'a');
+    expect(w.loads).toHaveLength(3);
+  });
+
+  it('evicts the idle LRU model for room and loads once it has exited', () => {
+    const w = recorder({ sizes: { a: 300 * MiB, b: 300 * MiB, c: 300 * MiB } });
+    for (const [id, m] of [
+      [1, 'a'],
+      [2, 'b'],
+    ] as const) {
+      w.core.request(id, m);
+      w.core.loadSucceeded(w.loads.at(-1)!.instance, { loadMs: 10 });
+      w.advance(100);
+      w.core.release(id);
+    }
+    w.advance(100);
+    w.core.request(3, 'c'); // 375 MiB each: c does not fit beside a and b
+    expect(w.stops.map((s) => [s.model, s.reason])).toEqual([['a', 'evicted']]);
+    expect(w.loads).toHaveLength(2); // waits for a's exit
+    w.core.exited(w.stops[0]!.instance);
+    expect(w.loads.at(-1)!.model).toBe('c');
+  });
+
+  it('never evicts a model with requests in flight; waits for it instead', () => {
+    const w = recorder({ sizes: { a: 600 * MiB, b: 600 * MiB } });
+    w.core.request(1, 'a');
+    w.core.loadSucceeded(w.loads[0]!.instance, { loadMs: 10 });
+    w.core.request(2, 'b');
+    expect(w.stops).toHaveLength(0);
+    expect(w.rejects.size).toBe(0);
+    w.core.release(1);
+    expect(w.stops.map((s) => s.reason)).toEqual(['evicted']);
+  });
+
+  it('refuses with guidance when nothing fits even degraded', () => {
+    const w = recorder({ sizes: { huge: 5000 * MiB } });
+    w.core.request(1, 'huge');
+    expect(w.rejects.get(1)).toMatchObject({ kind: 'no_fit', guidance: ['free memory'] });
+  });
+
+  it('degrades when only a smaller context fits, and reuses it for the same request', () => {
+    const w = recorder({ sizes: { a: 600 * MiB } });
+    w.core.request(1, 'a', { contextSize: 8192 }); // full: 1200 MiB > budget; degraded fits
+    expect(w.loads[0]).toMatchObject({ contextSize: 4096 });
+    w.core.loadSucceeded(w.loads[0]!.instance, { loadMs: 10 });
+    expect(w.grants.has(1)).toBe(true);
+    w.core.release(1);
+    w.core.request(2, 'a', { contextSize: 8192 });
+    expect(w.grants.has(2)).toBe(true);
+    expect(w.loads).toHaveLength(1);
+  });
+
+  it('drains on unload: stops when the last request ends, or at the deadline', () => {
+    const w = recorder({ sizes: { a: 100 * MiB } });
+    w.core.request(1, 'a');
+    w.core.loadSucceeded(w.loads[0]!.instance, { loadMs: 10 });
+    w.core.unload('a');
+    expect(w.stops).toHaveLength(0);
+    w.advance(4999);
+    expect(w.stops).toHaveLength(0);
+    w.advance(1);
+    expect(w.stops[0]).toMatchObject({ reason: 'drain-deadline', inFlight: 1 });
+  });
+
+  it('idle TTL: per-request keep_alive wins over the policy; null means never', () => {
+    const w = recorder({ sizes: { a: 100 * MiB } });
+    w.core.request(1, 'a', {}, { keepAliveMs: 2000 });
+    w.core.loadSucceeded(w.loads[0]!.instance, { loadMs: 10 });
+    w.core.release(1);
+    w.advance(1999);
+    expect(w.stops).toHaveLength(0);
+    w.advance(1);
+    expect(w.stops[0]).toMatchObject({ reason: 'ttl' });
+    w.core.exited(w.stops[0]!.instance);
+    w.core.request(2, 'a', {}, { keepAliveMs: null });
+    w.core.loadSucceeded(w.loads[1]!.instance, { loadMs: 10 });
+    w.core.release(2);
+    w.advance(10 * 60_000);
+    expect(w.stops).toHaveLength(1);
+  });
+
+  it('429 beyond the queue length', () => {
+    const w = recorder({ sizes: { a: 100 * MiB }, settings: { maxQueue: 2 } });
+    w.core.request(1, 'a');
+    w.core.request(2, 'a');
+    w.core.request(3, 'a');
+    expect(w.rejects.get(3)).toMatchObject({ kind: 'queue_full' });
+  });
+
+  it('a queued request whose client leaves is removed and never starts a load', () => {
+    const w = recorder({ sizes: { a: 600 * MiB, b: 600 * MiB } });
+    w.core.request(1, 'a');
+    w.core.loadSucceeded(w.loads[0]!.instance, { loadMs: 10 });
+    w.core.request(2, 'b'); // waits: a is busy
+    w.core.cancel(2);
+    expect(w.rejects.get(2)).toMatchObject({ kind: 'cancelled' });
+    w.core.release(1);
+    expect(w.loads).toHaveLength(1);
+    expect(w.stops).toHaveLength(0);
+  });
+
+  it('never reloads because a request names a smaller context; reloads for a larger one', () => {
+    const w = recorder({ sizes: { a: 100 * MiB } });
+    w.core.request(1, 'a', { contextSize: 4096 });
+    w.core.loadSucceeded(w.loads[0]!.instance, { loadMs: 10 });
+    w.core.release(1);
+    w.core.request(2, 'a', { contextSize: 1024 });
+    expect(w.grants.get(2)).toBe(w.loads[0]!.instance);
+    w.core.release(2);
+    w.core.request(3, 'a', { contextSize: 8192 });
+    expect(w.stops[0]).toMatchObject({ reason: 'reload' });
+  });
+
+  it('pinned models are neither evicted nor unloaded by TTL', () => {
+    const w = recorder({
+      sizes: { a: 600 * MiB, b: 600 * MiB },
+      policy: (m) => ({ pinned: m === 'a', ttlMs: 1000 }),
+    });
+    w.core.request(1, 'a');
+    w.core.loadSucceeded(w.loads[0]!.instance, { loadMs: 10 });
+    w.core.release(1);
+    w.advance(5000);
+    w.core.request(2, 'b');
+    expect(w.stops).toHaveLength(0);
+    expect(w.rejects.get(2)).toMatchObject({ kind: 'no_fit' });
+  });
+
+  it('respects maxLoadedModels by evicting the idle LRU model', () => {
+    const w = recorder({ sizes: { a: 10 * MiB, b: 10 * MiB }, settings: { maxLoadedModels: 1 } });
+    w.core.request(1, 'a');
+    w.core.loadSucceeded(w.loads[0]!.instance, { loadMs: 10 });
+    w.core.release(1);
+    w.core.request(2, 'b');
+    expect(w.stops[0]).toMatchObject({ model: 'a', reason: 'max-models' });
+  });
+});
+
+// ---- properties over random sequences ---------------------------------------------------------
+
+type Op =
+  | { t: 'req'; m: number; ctx: number; keep: number | null | undefined }
+  | { t: 'cancel'; k: number }
+  | { t: 'release'; k: number }
+  | { t: 'loadOk'; k: number }
+  | { t: 'loadFail'; k: number }
+  | { t: 'exit'; k: number }
+  | { t: 'crash'; k: number }
+  | { t: 'tick'; ms: number }
+  | { t: 'wake'; early: boolean }
+  | { t: 'measure'; k: number; frac: number }
+  | { t: 'unload'; m: number; force: boolean };
+
+const opArb: fc.Arbitrary<Op> = fc.oneof(
+  {
+    weight: 5,
+    arbitrary: fc.record({
+      t: fc.constant('req' as const),
+      m: fc.nat(3),
+      ctx: fc.constantFrom(0, 1024, 4096, 8192),
+      keep: fc.constantFrom(undefined, 0, null, 3000),
+    }),
+  },
+  { weight: 2, arbitrary: fc.record({ t: fc.constant('cancel' as const), k: fc.nat() }) },
+  { weight: 4, arbitrary: fc.record({ t: fc.constant('release' as const), k: fc.nat() }) },
+  { weight: 3, arbitrary: fc.record({ t: fc.constant('loadOk' as const), k: fc.nat() }) },
+  { weight: 1, arbitrary: fc.record({ t: fc.constant('loadFail' as const), k: fc.nat() }) },
+  { weight: 3, arbitrary: fc.record({ t: fc.constant('exit' as const), k: fc.nat() }) },
+  { weight: 1, arbitrary: fc.record({ t: fc.constant('crash' as const), k: fc.nat() }) },
+  {
+    weight: 3,
+    arbitrary: fc.record({
+      t: fc.constant('tick' as const),
+      ms: fc.integer({ min: 1, max: 4000 }),
+    }),
+  },
+  {
+    weight: 2,
+    arbitrary: fc.record({ t: fc.constant('wake' as const), early: fc.boolean() }),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      t: fc.constant('measure' as const),
+      k: fc.nat(),
+      frac: fc.double({ min: 0.3, max: 1, noNaN: true }),
+    }),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.record({ t: fc.constant('unload' as const), m: fc.nat(3), force: fc.boolean() }),
+  },
+);
+
+const MODELS = ['a', 'b', 'c', 'd'];
+
+interface SimInstance {
+  model: string;
+  state: 'loading' | 'ready' | 'stopping';
+  /** Stopped while loading: the shell reports that as the load failing (aborted). */
+  abortedLoad: boolean;
+  bytes: number;
+  inFlight: Set<number>;
+  lastActivity: number;
+  keep: number | null | undefined;
+  drainDeadline?: number;
+}
+
+/**
+ * Runs a random sequence against the core and checks the invariants after every step. The
+ * world (runners, clock, clients) is simulated here, independently of the core's own books.
+ */
+function simulate(
+  ops: Op[],
+  params: { budget: number; sizes: number[]; pinned: number; ttl: number; maxLoaded: number },
+) {
+  let now = 0;
+  const ttlPolicy = params.ttl;
+  const policy = (m: string): ModelPolicy => ({
+    pinned: MODELS.indexOf(m) === params.pinned,
+    ttlMs: ttlPolicy,
+  });
+  const sizes = Object.fromEntries(MODELS.map((m, i) => [m, params.sizes[i]!]));
+  const answers = new Map<number, number>();
+  const submitted: Array<{ id: number; model: string; keep: number | null | undefined }> = [];
+  const queued = new Set<number>();
+  const held = new Map<number, number>(); // request → instance
+  const cancelled = new Set<number>();
+  const inst = new Map<number, SimInstance>();
+  const drainStarted = new Map<number, number>();
+  const failures: string[] = [];
+  const fail = (msg: string) => failures.push(`t=${now}: ${msg}`);
+  const answer = (id: number) => {
+    const n = (answers.get(id) ?? 0) + 1;
+    answers.set(id, n);
+    if (n > 1) fail(`request ${id} answered ${n} times`);
+    queued.delete(id);
+  };
+  let loadCount = 0;
+  let stopCount = 0;
+  const everHeld = new Set<number>();
+  const keepOf = new Map<number, number | null | undefined>();
+  const core = new SchedulerCore({
+    settings: {
+      ...baseSettings,
+      budgetBytes: params.budget,
+      maxLoadedModels: params.maxLoaded,
+      maxWaitMs: 8000,
+      drainDeadlineMs: 3000,
+    },
+    plan: sizePlan(sizes, 2),
+    policy,
+    now: () => now,
+    effects: {
+      startLoad: (o) => {
+        // A load starts only for a live, queued, never-cancelled request of that model.
+        const live = [...queued].some(
+          (id) => submitted[id - 1]!.model === o.model && !cancelled.has(id),
+        );
+        if (!live) fail(`load of ${o.model} started with no live queued request`);
+        loadCount++;
+        inst.set(o.instance, {
+          model: o.model,
+          state: 'loading',
+          abortedLoad: false,
+          bytes: o.bytes,
+          inFlight: new Set(),
+          lastActivity: now,
+          keep: undefined,
+        });
+      },
+      grant: (r, i) => {
+        answer(r);
+        const s = inst.get(i);
+        if (!s || s.state !== 'ready') fail(`request ${r} granted on a non-ready instance ${i}`);
+        s?.inFlight.add(r);
+        held.set(r, i);
+        everHeld.add(r);
+        if (s) {
+          s.lastActivity = now;
+          const k = keepOf.get(r);
+          if (k !== undefined) s.keep = k;
+        }
+      },
+      reject: (r) => answer(r),
+      stop: (o) => {
+        const s = inst.get(o.instance);
+        if (!s) return fail(`stop of unknown instance ${o.instance}`);
+        if (s.inFlight.size > 0 && o.reason !== 'forced') {
+          const d = drainStarted.get(o.instance);
+          if (o.reason !== 'drain-deadline' || d === undefined || now < d + 3000)
+            fail(`instance ${o.instance} with ${s.inFlight.size} in flight stopped (${o.reason})`);
+        }
+        if (o.reason === 'ttl') {
+          const ttl = s.keep === null ? Infinity : (s.keep ?? ttlPolicy);
+          if (now < s.lastActivity + ttl)
+            fail(`TTL stop of ${o.instance} at ${now}, before ${s.lastActivity} + ${ttl}`);
+          if (policy(s.model).pinned) fail(`TTL stop of pinned ${s.model}`);
+        }
+        if (o.reason === 'evicted' && policy(s.model).pinned) fail(`evicted pinned ${s.model}`);
+        stopCount++;
+        s.abortedLoad = s.state === 'loading';
+        s.state = 'stopping';
+      },
+      note: (n) => {
+        if (n.type === 'drain') drainStarted.set(n.instance, now);
+      },
+    },
+  });
+  const checkLedger = () => {
+    let total = 0;
+    for (const s of inst.values()) total += s.bytes;
+    if (total > params.budget) fail(`ledger ${total} over budget ${params.budget}`);
+    const l = core.ledger();
+    if (l.reserved + l.measured !== total)
+      fail(`core ledger ${l.reserved + l.measured} ≠ ${total}`);
+  };
+  const pick = <T>(xs: T[], k: number): T | undefined =>
+    xs.length === 0 ? undefined : xs[k % xs.length];
+  const byState = (st: SimInstance['state']) =>
+    [...inst.entries()].filter(([, s]) => s.state === st).map(([id]) => id);
+  const releaseReq = (r: number) => {
+    const i = held.get(r)!;
+    held.delete(r);
+    const s = inst.get(i);
+    if (s) {
+      s.inFlight.delete(r);
+      s.lastActivity = now;
+    }
+    core.release(r);
+  };
+  const exitStopped = (id: number) => {
+    const s = inst.get(id)!;
+    inst.delete(id);
+    if (s.abortedLoad) core.loadFailed(id, 'aborted');
+    else core.exited(id);
+  };
+
+  for (const op of ops) {
+    switch (op.t) {
+      case 'req': {
+        const id = submitted.length + 1;
+        const model = MODELS[op.m]!;
+        submitted.push({ id, model, keep: op.keep });
+        keepOf.set(id, op.keep);
+        queued.add(id);
+        core.request(id, model, op.ctx ? { contextSize: op.ctx } : {}, {
+          ...(op.keep !== undefined ? { keepAliveMs: op.keep } : {}),
+        });
+        break;
+      }
+      case 'cancel': {
+        const r = pick([...queued], op.k);
+        if (r !== undefined) {
+          cancelled.add(r);
+          core.cancel(r);
+        }
+        break;
+      }
+      case 'release': {
+        const r = pick([...held.keys()], op.k);
+        if (r !== undefined) releaseReq(r);
+        break;
+      }
+      case 'loadOk': {
+        const id = pick(byState('loading'), op.k);
+        if (id !== undefined) {
+          inst.get(id)!.state = 'ready';
+          inst.get(id)!.lastActivity = now;
+          core.loadSucceeded(id, { loadMs: 100 });
+        }
+        break;
+      }
+      case 'loadFail': {
+        const id = pick(byState('loading'), op.k);
+        if (id !== undefined) {
+          inst.delete(id);
+          core.loadFailed(id, 'boom');
+        }
+        break;
+      }
+      case 'exit': {
+        const id = pick(byState('stopping'), op.k);
+        if (id !== undefined) exitStopped(id);
+        break;
+      }
+      case 'crash': {
+        const id = pick(byState('ready'), op.k);
+        if (id !== undefined) {
+          inst.delete(id);
+          core.exited(id, { message: 'crash' });
+        }
+        break;
+      }
+      case 'tick': {
+        now += op.ms;
+        core.tick();
+        break;
+      }
+      case 'wake': {
+        // The shell's timer: fire exactly at the next deadline (or 1 ms before it).
+        const at = core.nextWakeAt();
+        if (at !== undefined) now = Math.max(now, at - (op.early ? 1 : 0));
+        core.tick();
+        break;
+      }
+      case 'measure': {
+        const id = pick(byState('ready'), op.k);
+        if (id !== undefined) {
+          const s = inst.get(id)!;
+          s.bytes = Math.round(s.bytes * op.frac);
+          core.measured(id, { charge: s.bytes, rss: s.bytes, peak: s.bytes });
+        }
+        break;
+      }
+      case 'unload':
+        core.unload(MODELS[op.m]!, { force: op.force });
+        break;
+    }
+    checkLedger();
+  }
+  // Wind down: clients finish, the daemon shuts down, every runner exits.
+  for (const r of [...held.keys()]) releaseReq(r);
+  core.shutdown();
+  for (let round = 0; round < 20; round++) {
+    for (const id of byState('loading')) {
+      inst.get(id)!.state = 'ready';
+      core.loadSucceeded(id, { loadMs: 1 });
+    }
+    for (const id of byState('stopping')) exitStopped(id);
+    now += 4000;
+    core.tick();
+    checkLedger();
+  }
+  for (const s of submitted) {
+    if ((answers.get(s.id) ?? 0) !== 1)
+      fail(`request ${s.id} answered ${answers.get(s.id) ?? 0} times`);
+  }
+  if (inst.size > 0) fail(`${inst.size} instance(s) left after shutdown`);
+  stats.loads += loadCount;
+  stats.grants += [...answers.keys()].filter((r) => everHeld.has(r)).length;
+  stats.stops += stopCount;
+  return failures;
+}
+
+const stats = { loads: 0, grants: 0, stops: 0 };
+
+describe('SchedulerCore properties', () => {
+  it('over random sequences: ledger within budget, no early stop of busy models, every request answered once, no load for cancelled requests, no early TTL unload', () => {
+    fc.assert(
+      fc.property(
+        fc.array(opArb, { minLength: 1, maxLength: 150, size: 'max' }),
+        fc.integer({ min: 200, max: 2000 }),
+        fc.array(fc.integer({ min: 20, max: 600 }), { minLength: 4, maxLength: 4 }),
+        fc.integer({ min: -1, max: 3 }),
+        fc.constantFrom(0, 2000, 5000, Number.POSITIVE_INFINITY),
+        fc.constantFrom(1, 2, Number.POSITIVE_INFINITY),
+        (ops, budgetMiB, sizesMiB, pinned, ttl, maxLoaded) => {
+          const failures = simulate(ops, {
+            budget: budgetMiB * MiB,
+            sizes: sizesMiB.map((s) => s * MiB),
+            pinned,
+            ttl,
+            maxLoaded,
+          });
+          expect(failures).toEqual([]);
+        },
+      ),
+      { numRuns: 400 },
+    );
+    // The sequences must exercise the interesting paths, or the property proves little.
+    expect(stats.loads).toBeGreaterThan(1000);
+    expect(stats.grants).toBeGreaterThan(600);
+    expect(stats.stops).toBeGreaterThan(600);
+    if (process.env.SCHED_STATS) console.log(stats);
+  });
+});

@@ -1,0 +1,987 @@
+import type { KvCacheType, RunnerConfig } from '../engines/types.js';
+
+/**
+ * The scheduler's decision core: pure and synchronous. It holds the ledger, the per-model queues
+ * and the state of every runner instance, and decides who is granted, who waits, who is refused,
+ * what is loaded and what is stopped. It performs no I/O: every decision goes out through the
+ * injected `CoreEffects`, and every fact comes in through a method call (`request`, `release`,
+ * `loadSucceeded`, `exited`, `tick`, …). Time comes from the injected clock.
+ *
+ * Contract for the shell (model-manager.ts): effects are called synchronously from inside a core
+ * method and must not call back into the core synchronously (they start async work and report
+ * its outcome later through another core method). The core throws on re-entry: it is a bug.
+ *
+ * DESIGN.md in this folder has the states, the invariants and the reasons for them.
+ */
+
+/** What a request asks of the config it runs on. */
+export interface Needs {
+  /** Context per slot in tokens; a loaded config at least this large is reused. */
+  contextSize?: number;
+  /** KV cache type; when given, a loaded config must have it. */
+  kv?: KvCacheType;
+  /** Parallel slots; a loaded config with at least this many is reused. */
+  parallel?: number;
+}
+
+export interface PlanFits {
+  fits: true;
+  config: RunnerConfig;
+  /** Bytes the load reserves in the ledger (the plan's predicted peak). */
+  bytes: number;
+  /** True when the plan had to give up part of the request (smaller context, quantised KV). */
+  degraded?: boolean;
+}
+
+export interface PlanRefused {
+  fits: false;
+  /** One sentence: why nothing fits. */
+  message: string;
+  /** What a person can do about it (the preflight's guidance). */
+  guidance: string[];
+}
+
+export type PlanOutcome = PlanFits | PlanRefused;
+
+/**
+ * Plans a load of `model` for `needs` within `roomBytes`. Pure and synchronous (the shell reads
+ * the GGUF header before it submits a request). May degrade within the optimisation level.
+ */
+export type PlanFn = (model: string, needs: Needs, roomBytes: number) => PlanOutcome;
+
+export interface ModelPolicy {
+  /** Never evicted for room, never unloaded by TTL (an explicit unload still works). */
+  pinned: boolean;
+  /** Idle time before an unload, in ms; Infinity = never, 0 = as soon as it is idle. */
+  ttlMs: number;
+}
+
+export interface CoreSettings {
+  /** Bytes the ledger may hold (see `computeBudget`). */
+  budgetBytes: number;
+  /** Models loaded (loading, ready or draining) at once. Infinity = no limit. */
+  maxLoadedModels: number;
+  /** Requests queued per model; one more is refused with 429. */
+  maxQueue: number;
+  /** Longest a request may wait in a queue before it is refused with 429. Infinity = no limit. */
+  maxWaitMs: number;
+  /** How long a draining model with requests in flight is given before it is stopped anyway. */
+  drainDeadlineMs: number;
+  /** Back-off after repeated failures: base × 2^(failures − 2), capped at max. */
+  backoffBaseMs: number;
+  backoffMaxMs: number;
+}
+
+export type RejectKind =
+  | 'queue_full'
+  | 'queue_timeout'
+  | 'load_failed'
+  | 'backoff'
+  | 'no_fit'
+  | 'cancelled'
+  | 'shutting_down';
+
+export interface Rejection {
+  kind: RejectKind;
+  model: string;
+  message: string;
+  /** Seconds after which a retry may succeed (429/503 Retry-After). */
+  retryAfterSeconds?: number;
+  guidance?: string[];
+}
+
+export type StopReason =
+  | 'ttl'
+  | 'evicted'
+  | 'max-models'
+  | 'over-budget'
+  | 'unload'
+  | 'forced'
+  | 'drain-deadline'
+  | 'reload'
+  | 'shutdown'
+  | 'load-cancelled';
+
+export interface StopOrder {
+  instance: number;
+  model: string;
+  reason: StopReason;
+  /** A sentence for the log: why this model, why now. */
+  detail: string;
+  /** Requests still in flight on it (non-zero only for forced and drain-deadline stops). */
+  inFlight: number;
+}
+
+export interface LoadOrder {
+  instance: number;
+  model: string;
+  config: RunnerConfig;
+  bytes: number;
+  degraded: boolean;
+}
+
+export interface CoreEffects {
+  startLoad(order: LoadOrder): void;
+  /** The request may use the instance (a lease). */
+  grant(request: number, instance: number): void;
+  reject(request: number, rejection: Rejection): void;
+  /** Stop the instance's runner; report its exit with `exited()`. A loading one: abort the load. */
+  stop(order: StopOrder): void;
+  /** Decisions worth a log line (evictions and their reasons, waits for room). */
+  note?(event: CoreNote): void;
+}
+
+export type CoreNote =
+  | { type: 'waiting-for-room'; model: string; needBytes: number; freeBytes: number }
+  | { type: 'degraded'; model: string; bytes: number; contextSize: number }
+  | { type: 'backoff'; model: string; untilMs: number; failures: number }
+  | { type: 'drain'; model: string; instance: number; inFlight: number; deadline: number };
+
+export type InstanceState = 'loading' | 'ready' | 'draining' | 'stopping';
+
+export interface SubmitOptions {
+  /** Idle time after this request before unload (Ollama keep_alive): ms; 0 = at once; null = never. */
+  keepAliveMs?: number | null;
+}
+
+/** A read-only view of one model, for status and /admin/resources. */
+export interface ModelView {
+  name: string;
+  queued: number;
+  failures: number;
+  backoffUntil?: number;
+  lastError?: string;
+  lastLoadMs?: number;
+  waitingForRoom: boolean;
+  instance?: InstanceView;
+}
+
+export interface InstanceView {
+  id: number;
+  state: InstanceState;
+  config: RunnerConfig;
+  /** Bytes the plan predicted. */
+  predicted: number;
+  /** Bytes the ledger holds for it now. */
+  charge: number;
+  measured?: number;
+  peak?: number;
+  inFlight: number;
+  loadStartedAt: number;
+  readyAt?: number;
+  lastUsedAt: number;
+  /** When the idle TTL unloads it; undefined while busy, loading, pinned or with TTL never. */
+  expiresAt?: number;
+  ttlMs: number;
+  drainDeadline?: number;
+  stopReason?: StopReason;
+}
+
+export interface LedgerView {
+  budget: number;
+  /** Bytes held by loads in progress (their plans). */
+  reserved: number;
+  /** Bytes held by running runners (their measured footprint, or the plan until measured). */
+  measured: number;
+  free: number;
+}
+
+interface Instance {
+  id: number;
+  model: string;
+  config: RunnerConfig;
+  state: InstanceState;
+  predicted: number;
+  charge: number;
+  measured?: number;
+  peak?: number;
+  /** Largest context a request planned onto this instance asked for (a degraded plan serves it). */
+  plannedContext: number;
+  inFlight: Set<number>;
+  loadStartedAt: number;
+  readyAt?: number;
+  lastUsedAt: number;
+  /** TTL set by the last request's keep_alive; undefined = the model's policy. */
+  keepAliveMs?: number | null;
+  drainDeadline?: number;
+  stopReason?: StopReason;
+  /** An unload asked for while it was loading: drain as soon as it is ready. */
+  unloadWhenReady?: boolean;
+}
+
+interface Req {
+  id: number;
+  model: string;
+  needs: Needs;
+  keepAliveMs?: number | null;
+  enqueuedAt: number;
+  seq: number;
+  instance?: number;
+}
+
+interface ModelRec {
+  name: string;
+  queue: Req[];
+  instance?: Instance;
+  failures: number;
+  backoffUntil: number;
+  lastError?: string;
+  lastLoadMs?: number;
+  lastBytes?: number;
+}
+
+export interface CoreOptions {
+  settings: CoreSettings;
+  effects: CoreEffects;
+  plan: PlanFn;
+  policy: (model: string) => ModelPolicy;
+  now: () => number;
+}
+
+/**
+ * Budget = min(RAM × fraction, cgroup limit, configured cap) − reserve, never below zero.
+ * Undefined inputs do not limit.
+ */
+export function computeBudget(input: {
+  totalRam: number;
+  fraction: number;
+  cgroupLimit?: number;
+  cap?: number;
+  reserve: number;
+}): number {
+  const limits = [input.totalRam * input.fraction];
+  if (input.cgroupLimit !== undefined) limits.push(input.cgroupLimit);
+  if (input.cap !== undefined) limits.push(input.cap);
+  return Math.max(0, Math.floor(Math.min(...limits) - input.reserve));
+}
+
+export interface VictimCandidate {
+  instance: number;
+  charge: number;
+  lastUsedAt: number;
+  /** What a reload would cost: the measured load time, else an estimate from the size. */
+  reloadCostMs: number;
+}
+
+/**
+ * Eviction as a pure function: the idle candidates to stop so that `deficitBytes` bytes and
+ * `slots` model slots come free, most evictable first. Score = idle time / (reload cost + 1 s):
+ * least recently used first, but a model that takes long to reload is kept over a cheap one that
+ * has been idle a little longer. Returns undefined when all candidates together are not enough.
+ */
+export function chooseVictims(
+  candidates: readonly VictimCandidate[],
+  deficitBytes: number,
+  slots: number,
+  now: number,
+): number[] | undefined {
+  const scored = [...candidates].sort(
+    (a, b) =>
+      score(b, now) - score(a, now) || a.lastUsedAt - b.lastUsedAt || a.instance - b.instance,
+  );
+  const out: number[] = [];
+  let freed = 0;
+  for (const c of scored) {
+    if (freed >= deficitBytes && out.length >= slots) break;
+    out.push(c.instance);
+    freed += c.charge;
+  }
+  return freed >= deficitBytes && out.length >= slots ? out : undefined;
+}
+
+function score(c: VictimCandidate, now: number): number {
+  return Math.max(0, now - c.lastUsedAt) / (Math.max(0, c.reloadCostMs) + 1000);
+}
+
+/** Whether a loaded config serves a request's needs (never reload for a smaller context). */
+export function compatible(config: RunnerConfig, plannedContext: number, needs: Needs): boolean {
+  if (needs.kv !== undefined && config.kvCacheKeyType !== needs.kv) return false;
+  if (needs.parallel !== undefined && config.parallel < needs.parallel) return false;
+  if (needs.contextSize !== undefined) {
+    // A degraded plan was the best that fitted for that context: reuse it rather than thrash.
+    const ctx = Math.max(config.contextSize, plannedContext);
+    if (ctx < needs.contextSize) return false;
+  }
+  return true;
+}
+
+/** Reload cost when no load time was measured: read at 1 GiB/s plus a fixed start. */
+const ESTIMATE_BYTES_PER_MS = (1024 * 1024 * 1024) / 1000;
+const ESTIMATE_START_MS = 500;
+
+export class SchedulerCore {
+  readonly #s: CoreSettings;
+  readonly #fx: CoreEffects;
+  readonly #plan: PlanFn;
+  readonly #policy: (model: string) => ModelPolicy;
+  readonly #now: () => number;
+  readonly #models = new Map<string, ModelRec>();
+  readonly #requests = new Map<number, Req>();
+  readonly #instances = new Map<number, Instance>();
+  #nextInstance = 1;
+  #seq = 0;
+  #closed = false;
+  #busy = false;
+  /** The one model allowed to evict for room at a time (the oldest queue head that needs room). */
+  #awaitingRoom: string | undefined;
+
+  constructor(opts: CoreOptions) {
+    this.#s = { ...opts.settings };
+    this.#fx = opts.effects;
+    this.#plan = opts.plan;
+    this.#policy = opts.policy;
+    this.#now = opts.now;
+  }
+
+  // ---- inputs -------------------------------------------------------------------------------
+
+  /** A request for `model`: answered later by exactly one `grant` or `reject` effect. */
+  request(id: number, model: string, needs: Needs = {}, opts: SubmitOptions = {}): void {
+    this.#run(() => {
+      if (this.#requests.has(id)) throw new Error(`request ${id} submitted twice`);
+      const rec = this.#model(model);
+      if (this.#closed) {
+        this.#fx.reject(id, {
+          kind: 'shutting_down',
+          model,
+          message: 'headroom is shutting down and takes no new requests.',
+          retryAfterSeconds: 1,
+        });
+        return;
+      }
+      if (rec.queue.length >= this.#s.maxQueue) {
+        this.#fx.reject(id, {
+          kind: 'queue_full',
+          model,
+          message: `The queue for "${model}" is full (${this.#s.maxQueue} waiting); retry later.`,
+          retryAfterSeconds: this.#retryAfter(rec),
+        });
+        return;
+      }
+      const req: Req = { id, model, needs, enqueuedAt: this.#now(), seq: this.#seq++ };
+      if (opts.keepAliveMs !== undefined) req.keepAliveMs = opts.keepAliveMs;
+      this.#requests.set(id, req);
+      rec.queue.push(req);
+    });
+  }
+
+  /**
+   * The client of a request went away. A queued request is removed and answered with a
+   * `cancelled` rejection; it never starts a load. A granted one is untouched (release it).
+   */
+  cancel(id: number): void {
+    this.#run(() => {
+      const req = this.#requests.get(id);
+      if (!req || req.instance !== undefined) return;
+      this.#dequeue(req);
+      this.#fx.reject(id, {
+        kind: 'cancelled',
+        model: req.model,
+        message: 'The request was cancelled while it waited.',
+      });
+    });
+  }
+
+  /** A granted request ended. Idempotent; unknown ids are ignored. */
+  release(id: number): void {
+    this.#run(() => {
+      const req = this.#requests.get(id);
+      if (!req || req.instance === undefined) return;
+      this.#requests.delete(id);
+      const inst = this.#instances.get(req.instance);
+      if (!inst) return; // it crashed or was force-stopped under the request
+      inst.inFlight.delete(id);
+      inst.lastUsedAt = this.#now();
+      const rec = this.#models.get(inst.model)!;
+      rec.failures = 0; // it served a request: no longer "keeps crashing"
+      if (inst.state === 'draining' && inst.inFlight.size === 0) {
+        this.#stop(inst, inst.stopReason ?? 'unload', 'drained: its last request ended');
+      }
+    });
+  }
+
+  loadSucceeded(instance: number, info: { loadMs: number }): void {
+    this.#run(() => {
+      const inst = this.#instances.get(instance);
+      if (!inst || inst.state !== 'loading') return;
+      inst.state = 'ready';
+      inst.readyAt = this.#now();
+      inst.lastUsedAt = inst.readyAt;
+      const rec = this.#models.get(inst.model)!;
+      rec.lastLoadMs = info.loadMs;
+      rec.lastError = undefined;
+      if (inst.unloadWhenReady) this.#drainOrStop(inst, 'unload', 'unloaded while it was loading');
+    });
+  }
+
+  /** A load failed: the reservation is released and every waiter of the model fails with the reason. */
+  loadFailed(instance: number, message: string): void {
+    this.#run(() => {
+      const inst = this.#instances.get(instance);
+      if (!inst || inst.state === 'ready' || inst.state === 'draining') return;
+      const aborted = inst.state === 'stopping';
+      this.#remove(inst);
+      const rec = this.#models.get(inst.model)!;
+      if (aborted) return; // we stopped it on purpose (unload or shutdown during the load)
+      this.#failure(rec, message);
+      for (const req of rec.queue.splice(0)) {
+        this.#requests.delete(req.id);
+        this.#fx.reject(req.id, {
+          kind: 'load_failed',
+          model: rec.name,
+          message: `Loading the model "${rec.name}" failed: ${message}`,
+          retryAfterSeconds: this.#retryAfter(rec),
+        });
+      }
+    });
+  }
+
+  /** A runner's process exited. Expected after a stop order; otherwise a crash. */
+  exited(instance: number, info: { message?: string } = {}): void {
+    this.#run(() => {
+      const inst = this.#instances.get(instance);
+      if (!inst) return;
+      const rec = this.#models.get(inst.model)!;
+      const crashed = inst.state !== 'stopping';
+      this.#remove(inst);
+      if (crashed) this.#failure(rec, info.message ?? 'the runner exited unexpectedly');
+    });
+  }
+
+  /**
+   * What a ready runner measures. `charge` is the ledger's figure for it from now on (the shell
+   * applies the planner's rule: the measured peak replaces the plan once the context was full,
+   * else it can only raise it). If that pushes the ledger past the budget, idle models go.
+   */
+  measured(instance: number, m: { charge: number; rss?: number; peak?: number }): void {
+    this.#run(() => {
+      const inst = this.#instances.get(instance);
+      if (!inst || inst.state === 'loading') return;
+      inst.charge = Math.max(0, m.charge);
+      if (m.rss !== undefined) inst.measured = m.rss;
+      if (m.peak !== undefined) inst.peak = Math.max(inst.peak ?? 0, m.peak);
+      this.#relieveOverBudget();
+    });
+  }
+
+  /** Time passed: TTLs, queue wait bounds, drain deadlines, back-off ends. */
+  tick(): void {
+    this.#run(() => {
+      const now = this.#now();
+      for (const rec of this.#models.values()) {
+        for (const req of [...rec.queue]) {
+          if (now - req.enqueuedAt >= this.#s.maxWaitMs) {
+            this.#dequeue(req);
+            this.#fx.reject(req.id, {
+              kind: 'queue_timeout',
+              model: rec.name,
+              message: `The request waited ${Math.round(this.#s.maxWaitMs / 1000)} s for "${rec.name}" without being served; retry later.`,
+              retryAfterSeconds: this.#retryAfter(rec),
+            });
+          }
+        }
+      }
+      for (const inst of [...this.#instances.values()]) {
+        if (
+          inst.state === 'draining' &&
+          inst.drainDeadline !== undefined &&
+          now >= inst.drainDeadline
+        ) {
+          this.#stop(
+            inst,
+            'drain-deadline',
+            `the drain deadline passed with ${inst.inFlight.size} request(s) still in flight`,
+          );
+          continue;
+        }
+        const expires = this.#expiresAt(inst);
+        if (expires !== undefined && now >= expires) {
+          this.#stop(
+            inst,
+            'ttl',
+            `idle for ${now - inst.lastUsedAt} ms (TTL ${this.#ttl(inst)} ms)`,
+          );
+        }
+      }
+    });
+  }
+
+  /**
+   * Unload a model. Idle: stopped now. Busy: drained (no new grants; stopped when its last request
+   * ends or the drain deadline passes); with `force` stopped now. Loading: with `force` the load
+   * is aborted, without it the model is drained once ready.
+   */
+  unload(model: string, opts: { force?: boolean } = {}): void {
+    this.#run(() => {
+      const inst = this.#models.get(model)?.instance;
+      if (!inst || inst.state === 'stopping') return;
+      if (opts.force) {
+        this.#stop(inst, 'forced', 'forced unload');
+        return;
+      }
+      if (inst.state === 'loading') inst.unloadWhenReady = true;
+      else this.#drainOrStop(inst, 'unload', 'unload asked for');
+    });
+  }
+
+  /** Stop taking requests: refuse the queued ones, drain busy models, stop the rest. */
+  shutdown(): void {
+    this.#run(() => {
+      this.#closed = true;
+      for (const rec of this.#models.values()) {
+        for (const req of rec.queue.splice(0)) {
+          this.#requests.delete(req.id);
+          this.#fx.reject(req.id, {
+            kind: 'shutting_down',
+            model: rec.name,
+            message: 'headroom is shutting down and takes no new requests.',
+            retryAfterSeconds: 1,
+          });
+        }
+        const inst = rec.instance;
+        if (!inst || inst.state === 'stopping') continue;
+        if (inst.state === 'loading') this.#stop(inst, 'shutdown', 'shutting down');
+        else this.#drainOrStop(inst, 'shutdown', 'shutting down');
+      }
+    });
+  }
+
+  setBudget(bytes: number): void {
+    this.#run(() => {
+      this.#s.budgetBytes = Math.max(0, bytes);
+      this.#relieveOverBudget();
+    });
+  }
+
+  // ---- reads --------------------------------------------------------------------------------
+
+  get settings(): Readonly<CoreSettings> {
+    return this.#s;
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  ledger(): LedgerView {
+    let reserved = 0;
+    let measured = 0;
+    for (const i of this.#instances.values()) {
+      if (i.state === 'loading') reserved += i.charge;
+      else measured += i.charge;
+    }
+    return {
+      budget: this.#s.budgetBytes,
+      reserved,
+      measured,
+      free: this.#s.budgetBytes - reserved - measured,
+    };
+  }
+
+  view(model: string): ModelView | undefined {
+    const rec = this.#models.get(model);
+    if (!rec) return undefined;
+    const v: ModelView = {
+      name: rec.name,
+      queued: rec.queue.length,
+      failures: rec.failures,
+      waitingForRoom: this.#awaitingRoom === rec.name,
+    };
+    if (rec.backoffUntil > this.#now()) v.backoffUntil = rec.backoffUntil;
+    if (rec.lastError !== undefined) v.lastError = rec.lastError;
+    if (rec.lastLoadMs !== undefined) v.lastLoadMs = rec.lastLoadMs;
+    const i = rec.instance;
+    if (i) {
+      v.instance = {
+        id: i.id,
+        state: i.state,
+        config: i.config,
+        predicted: i.predicted,
+        charge: i.charge,
+        inFlight: i.inFlight.size,
+        loadStartedAt: i.loadStartedAt,
+        lastUsedAt: i.lastUsedAt,
+        ttlMs: this.#ttl(i),
+      };
+      if (i.measured !== undefined) v.instance.measured = i.measured;
+      if (i.peak !== undefined) v.instance.peak = i.peak;
+      if (i.readyAt !== undefined) v.instance.readyAt = i.readyAt;
+      const exp = this.#expiresAt(i);
+      if (exp !== undefined) v.instance.expiresAt = exp;
+      if (i.drainDeadline !== undefined) v.instance.drainDeadline = i.drainDeadline;
+      if (i.stopReason !== undefined) v.instance.stopReason = i.stopReason;
+    }
+    return v;
+  }
+
+  /** The instance a granted request holds (for its lease). */
+  instanceOf(request: number): number | undefined {
+    return this.#requests.get(request)?.instance;
+  }
+
+  /** The earliest time `tick()` has something to do; undefined when nothing is timed. */
+  nextWakeAt(): number | undefined {
+    let t = Number.POSITIVE_INFINITY;
+    for (const rec of this.#models.values()) {
+      const head = rec.queue[0];
+      if (head) t = Math.min(t, head.enqueuedAt + this.#s.maxWaitMs);
+    }
+    for (const i of this.#instances.values()) {
+      if (i.state === 'draining' && i.drainDeadline !== undefined) t = Math.min(t, i.drainDeadline);
+      const exp = this.#expiresAt(i);
+      if (exp !== undefined) t = Math.min(t, exp);
+    }
+    return Number.isFinite(t) ? t : undefined;
+  }
+
+  // ---- decisions ----------------------------------------------------------------------------
+
+  /** Every input runs through here: no re-entry, then admission until nothing changes. */
+  #run(fn: () => void): void {
+    if (this.#busy) throw new Error('SchedulerCore re-entered from an effect (a bug in the shell)');
+    this.#busy = true;
+    try {
+      fn();
+      this.#pump();
+    } finally {
+      this.#busy = false;
+    }
+  }
+
+  #model(name: string): ModelRec {
+    let rec = this.#models.get(name);
+    if (!rec) {
+      rec = { name, queue: [], failures: 0, backoffUntil: 0 };
+      this.#models.set(name, rec);
+    }
+    return rec;
+  }
+
+  #dequeue(req: Req): void {
+    const rec = this.#models.get(req.model)!;
+    const i = rec.queue.indexOf(req);
+    if (i >= 0) rec.queue.splice(i, 1);
+    this.#requests.delete(req.id);
+    if (rec.queue.length === 0 && this.#awaitingRoom === rec.name) this.#awaitingRoom = undefined;
+  }
+
+  /** Models with waiters, oldest head first (fairness across models). */
+  #pending(): ModelRec[] {
+    return [...this.#models.values()]
+      .filter((r) => r.queue.length > 0)
+      .sort((a, b) => a.queue[0]!.seq - b.queue[0]!.seq);
+  }
+
+  #pump(): void {
+    for (let guard = 0; guard < 10_000; guard++) {
+      let changed = false;
+      if (this.#awaitingRoom !== undefined && !this.#models.get(this.#awaitingRoom)?.queue.length)
+        this.#awaitingRoom = undefined;
+      for (const rec of this.#pending()) {
+        if (this.#step(rec)) changed = true;
+      }
+      if (!changed) return;
+    }
+    throw new Error('SchedulerCore did not settle (a bug)');
+  }
+
+  /** One admission step for a model's queue head. Returns true when it changed something. */
+  #step(rec: ModelRec): boolean {
+    const now = this.#now();
+    if (this.#closed) return false;
+    if (rec.backoffUntil > now) {
+      for (const req of rec.queue.splice(0)) {
+        this.#requests.delete(req.id);
+        this.#fx.reject(req.id, {
+          kind: 'backoff',
+          model: rec.name,
+          message: `The model "${rec.name}" failed ${rec.failures} times in a row (last: ${rec.lastError ?? 'unknown'}); headroom waits before loading it again.`,
+          retryAfterSeconds: Math.max(1, Math.ceil((rec.backoffUntil - now) / 1000)),
+        });
+      }
+      if (this.#awaitingRoom === rec.name) this.#awaitingRoom = undefined;
+      return true;
+    }
+    const head = rec.queue[0]!;
+    const inst = rec.instance;
+    if (inst) {
+      if (inst.state !== 'ready') return false; // loading, draining or stopping: wait for it
+      if (!compatible(inst.config, inst.plannedContext, head.needs)) {
+        // A larger context (or another KV type) than loaded: reload, draining first if busy.
+        this.#drainOrStop(inst, 'reload', `a request needs ${describeNeeds(head.needs)}`);
+        return true;
+      }
+      let granted = false;
+      while (rec.queue.length > 0 && inst.inFlight.size < Math.max(1, inst.config.parallel)) {
+        const next = rec.queue[0]!;
+        if (!compatible(inst.config, inst.plannedContext, next.needs)) break;
+        rec.queue.shift();
+        next.instance = inst.id;
+        inst.inFlight.add(next.id);
+        inst.lastUsedAt = now;
+        if (next.keepAliveMs !== undefined) inst.keepAliveMs = next.keepAliveMs;
+        this.#fx.grant(next.id, inst.id);
+        granted = true;
+      }
+      return granted;
+    }
+    return this.#admit(rec, head);
+  }
+
+  /** No instance of the model: plan, evict idle models if needed, load; or wait; or refuse. */
+  #admit(rec: ModelRec, head: Req): boolean {
+    if (this.#awaitingRoom !== undefined && this.#awaitingRoom !== rec.name) return false;
+    const now = this.#now();
+    const ledger = this.#ledgerTotal();
+    const free = this.#s.budgetBytes - ledger;
+    let coming = 0; // bytes of runners already told to stop: free once they exit
+    let live = 0; // instances counted against maxLoadedModels
+    const candidates: VictimCandidate[] = [];
+    let pinned = 0;
+    for (const i of this.#instances.values()) {
+      if (i.state === 'stopping') {
+        coming += i.charge;
+        continue;
+      }
+      live++;
+      if (i.state === 'ready' && i.inFlight.size === 0 && !this.#policy(i.model).pinned) {
+        const r = this.#models.get(i.model)!;
+        candidates.push({
+          instance: i.id,
+          charge: i.charge,
+          lastUsedAt: i.lastUsedAt,
+          reloadCostMs: r.lastLoadMs ?? ESTIMATE_START_MS + i.predicted / ESTIMATE_BYTES_PER_MS,
+        });
+      } else if (this.#policy(i.model).pinned) {
+        pinned += i.charge;
+      }
+    }
+    const evictable = candidates.reduce((a, c) => a + c.charge, 0);
+    const plan = this.#plan(rec.name, head.needs, Math.max(0, free + coming + evictable));
+    if (plan.fits) {
+      const slotsNeeded = Math.max(0, live + 1 - this.#s.maxLoadedModels);
+      if (plan.bytes <= free && slotsNeeded === 0) {
+        this.#startLoad(rec, head, plan);
+        return true;
+      }
+      const deficit = Math.max(0, plan.bytes - free - coming);
+      if (deficit === 0 && slotsNeeded === 0) {
+        // Victims are on their way out: wait for their exits.
+        this.#awaitingRoom = rec.name;
+        return false;
+      }
+      const victims = chooseVictims(candidates, deficit, slotsNeeded, now);
+      if (victims) {
+        this.#awaitingRoom = rec.name;
+        this.#fx.note?.({
+          type: 'waiting-for-room',
+          model: rec.name,
+          needBytes: plan.bytes,
+          freeBytes: free,
+        });
+        for (const id of victims) {
+          const v = this.#instances.get(id)!;
+          const reason: StopReason = deficit > 0 ? 'evicted' : 'max-models';
+          this.#stop(
+            v,
+            reason,
+            deficit > 0
+              ? `to make room for "${rec.name}" (needs ${mib(plan.bytes)}, ${mib(Math.max(0, free))} free of ${mib(this.#s.budgetBytes)}); idle ${now - v.lastUsedAt} ms`
+              : `to load "${rec.name}" within maxLoadedModels=${this.#s.maxLoadedModels}; idle ${now - v.lastUsedAt} ms`,
+          );
+        }
+        return true;
+      }
+      // Not enough idle models now: wait while busy or loading ones may become idle (the queue's
+      // wait bound applies); refuse when nothing can change (pinned models hold the room).
+      if (this.#progressPossible(rec.name, coming)) return false;
+      return this.#refuse(rec, head, {
+        fits: false,
+        message: `"${rec.name}" needs ${mib(plan.bytes)} but pinned models hold the room (${mib(Math.max(0, free))} free of ${mib(this.#s.budgetBytes)}, maxLoadedModels=${this.#s.maxLoadedModels}).`,
+        guidance: [
+          'unpin a model',
+          'raise the memory budget (scheduler.budget)',
+          'raise scheduler.maxLoadedModels',
+        ],
+      });
+    }
+    // Nothing fits even with every idle model gone. Would it fit once busy models finish?
+    const roomMax = Math.max(0, this.#s.budgetBytes - pinned);
+    const later =
+      roomMax > free + coming + evictable ? this.#plan(rec.name, head.needs, roomMax) : plan;
+    if (later.fits && this.#progressPossible(rec.name, coming)) return false;
+    return this.#refuse(rec, head, plan);
+  }
+
+  #refuse(rec: ModelRec, head: Req, plan: PlanRefused): boolean {
+    this.#dequeue(head);
+    this.#fx.reject(head.id, {
+      kind: 'no_fit',
+      model: rec.name,
+      message: plan.message,
+      guidance: plan.guidance,
+      retryAfterSeconds: 5,
+    });
+    return true;
+  }
+
+  /** Whether some other model's state can still change without a new request (so waiting helps). */
+  #progressPossible(model: string, coming: number): boolean {
+    if (coming > 0) return true;
+    for (const i of this.#instances.values()) {
+      if (i.model === model || this.#policy(i.model).pinned) continue;
+      if (i.state === 'loading' || i.state === 'draining' || i.inFlight.size > 0) return true;
+    }
+    return false;
+  }
+
+  #startLoad(rec: ModelRec, head: Req, plan: PlanFits): void {
+    const inst: Instance = {
+      id: this.#nextInstance++,
+      model: rec.name,
+      config: plan.config,
+      state: 'loading',
+      predicted: plan.bytes,
+      charge: plan.bytes,
+      plannedContext: Math.max(plan.config.contextSize, head.needs.contextSize ?? 0),
+      inFlight: new Set(),
+      loadStartedAt: this.#now(),
+      lastUsedAt: this.#now(),
+    };
+    if (!plan.degraded) inst.plannedContext = plan.config.contextSize;
+    rec.instance = inst;
+    rec.lastBytes = plan.bytes;
+    this.#instances.set(inst.id, inst);
+    if (this.#awaitingRoom === rec.name) this.#awaitingRoom = undefined;
+    if (plan.degraded)
+      this.#fx.note?.({
+        type: 'degraded',
+        model: rec.name,
+        bytes: plan.bytes,
+        contextSize: plan.config.contextSize,
+      });
+    this.#fx.startLoad({
+      instance: inst.id,
+      model: rec.name,
+      config: plan.config,
+      bytes: plan.bytes,
+      degraded: plan.degraded === true,
+    });
+  }
+
+  #drainOrStop(inst: Instance, reason: StopReason, detail: string): void {
+    if (inst.state === 'stopping') return;
+    if (inst.inFlight.size === 0) {
+      this.#stop(inst, reason, detail);
+      return;
+    }
+    if (inst.state === 'draining') return;
+    inst.state = 'draining';
+    inst.stopReason = reason;
+    inst.drainDeadline = this.#now() + this.#s.drainDeadlineMs;
+    this.#fx.note?.({
+      type: 'drain',
+      model: inst.model,
+      instance: inst.id,
+      inFlight: inst.inFlight.size,
+      deadline: inst.drainDeadline,
+    });
+  }
+
+  #stop(inst: Instance, reason: StopReason, detail: string): void {
+    if (inst.state === 'stopping') return;
+    inst.state = 'stopping';
+    inst.stopReason = reason;
+    this.#fx.stop({
+      instance: inst.id,
+      model: inst.model,
+      reason,
+      detail,
+      inFlight: inst.inFlight.size,
+    });
+  }
+
+  /** The instance is gone (exit or failed load): its bytes leave the ledger. */
+  #remove(inst: Instance): void {
+    this.#instances.delete(inst.id);
+    const rec = this.#models.get(inst.model)!;
+    if (rec.instance === inst) rec.instance = undefined;
+    // Requests still holding it keep their ids until they release; their release is a no-op.
+  }
+
+  #failure(rec: ModelRec, message: string): void {
+    rec.failures++;
+    rec.lastError = message;
+    if (rec.failures >= 2) {
+      const ms = Math.min(
+        this.#s.backoffMaxMs,
+        this.#s.backoffBaseMs * 2 ** Math.min(20, rec.failures - 2),
+      );
+      rec.backoffUntil = this.#now() + ms;
+      this.#fx.note?.({
+        type: 'backoff',
+        model: rec.name,
+        untilMs: rec.backoffUntil,
+        failures: rec.failures,
+      });
+    }
+  }
+
+  #relieveOverBudget(): void {
+    let over = this.#ledgerTotal() - this.#s.budgetBytes;
+    if (over <= 0) return;
+    const now = this.#now();
+    for (const i of this.#instances.values()) if (i.state === 'stopping') over -= i.charge;
+    if (over <= 0) return;
+    const candidates: VictimCandidate[] = [];
+    for (const i of this.#instances.values()) {
+      if (i.state === 'ready' && i.inFlight.size === 0 && !this.#policy(i.model).pinned)
+        candidates.push({
+          instance: i.id,
+          charge: i.charge,
+          lastUsedAt: i.lastUsedAt,
+          reloadCostMs: this.#models.get(i.model)!.lastLoadMs ?? ESTIMATE_START_MS,
+        });
+    }
+    const all = chooseVictims(candidates, over, 0, now) ?? candidates.map((c) => c.instance);
+    for (const id of all) {
+      const v = this.#instances.get(id)!;
+      this.#stop(v, 'over-budget', `measured memory is ${mib(over)} over the budget`);
+    }
+  }
+
+  #ledgerTotal(): number {
+    let t = 0;
+    for (const i of this.#instances.values()) t += i.charge;
+    return t;
+  }
+
+  #ttl(inst: Instance): number {
+    if (inst.keepAliveMs === null) return Number.POSITIVE_INFINITY;
+    if (inst.keepAliveMs !== undefined) return Math.max(0, inst.keepAliveMs);
+    return this.#policy(inst.model).ttlMs;
+  }
+
+  #expiresAt(inst: Instance): number | undefined {
+    if (inst.state !== 'ready' || inst.inFlight.size > 0) return undefined;
+    if (this.#policy(inst.model).pinned) return undefined;
+    const ttl = this.#ttl(inst);
+    return Number.isFinite(ttl) ? inst.lastUsedAt + ttl : undefined;
+  }
+
+  #retryAfter(rec: ModelRec): number {
+    return Math.max(1, Math.ceil((rec.lastLoadMs ?? 1000) / 1000));
+  }
+}
+
+function describeNeeds(n: Needs): string {
+  const parts: string[] = [];
+  if (n.contextSize !== undefined) parts.push(`context ${n.contextSize}`);
+  if (n.kv !== undefined) parts.push(`a ${n.kv} KV cache`);
+  if (n.parallel !== undefined) parts.push(`${n.parallel} slots`);
+  return parts.join(', ') || 'another config';
+}
+
+function mib(bytes: number): string {
+  return `${Math.round(bytes / (1024 * 1024))} MiB`;
+}

@@ -1,0 +1,201 @@
+import type { FastifyInstance } from 'fastify';
+import { copyFile, mkdir, mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { ConfigInput } from '../../src/config/schema.js';
+import { Headroom } from '../../src/daemon/headroom.js';
+import { silentLogger } from '../../src/lib/logger.js';
+import type { ManagerEvent } from '../../src/scheduler/model-manager.js';
+import { createApp } from '../../src/server/app.js';
+import { cachedModel } from '../helpers/models.js';
+
+/**
+ * The scheduler against real runner processes (test/fixtures/fake-runner.mjs, real sockets and
+ * real memory) on small forged GGUF files (the planner reads their headers). The HTTP app runs
+ * in-process. Races are made deterministic by waiting on states and events, never on timers.
+ */
+
+const FAKE = path.resolve(import.meta.dirname, '../fixtures/fake-runner.mjs');
+
+interface Setup {
+  h: Headroom;
+  app: FastifyInstance;
+  events: ManagerEvent[];
+  /** Bytes the planner predicts for one model (all three are alike). */
+  predicted: number;
+  base: string;
+}
+
+let current: Setup | undefined;
+afterEach(async () => {
+  await current?.app.close();
+  await current?.h.dispose();
+  current = undefined;
+});
+
+async function setup(opts: {
+  flags?: Record<string, string[]>;
+  config?: ConfigInput;
+  /** Budget in models: the cap is this many predictions plus a little. */
+  fitModels?: number;
+}): Promise<Setup> {
+  const home = await mkdtemp(path.join(os.tmpdir(), 'headroom-sched-'));
+  const dir = path.join(home, 'gguf');
+  await mkdir(dir, { recursive: true });
+  for (const [i, name] of ['a', 'b', 'c'].entries()) {
+    const src = await cachedModel(`sched-${name}`, {
+      params: 5_000_000,
+      type: 'f16',
+      ctx: 2048,
+      seed: 11 + i,
+    });
+    await copyFile(src, path.join(dir, `${name}.gguf`));
+  }
+  const h = await Headroom.create({
+    home,
+    log: silentLogger(),
+    config: {
+      modelDirs: [dir],
+      demoModel: false,
+      monitor: { enabled: false },
+      runner: { contextSize: 1024 },
+      ...opts.config,
+    } as ConfigInput,
+    runnerSpawn: (_config, entry) => ({
+      command: process.execPath,
+      args: [FAKE, ...(opts.flags?.[entry.name] ?? opts.flags?.['*'] ?? [])],
+    }),
+  });
+  const events: ManagerEvent[] = [];
+  h.manager.on('event', (e) => events.push(e));
+  const app = createApp(h, { log: silentLogger(), bodyLimit: 1 << 20 });
+  // A real socket: the proxy path streams through the client's socket.
+  const base = await app.listen({ host: '127.0.0.1', port: 0 });
+  // One load tells the prediction; then the budget is set to fit `fitModels` of them.
+  await h.manager.load('a');
+  const predicted = h.manager.status('a').predicted!;
+  await h.manager.unload('a');
+  h.manager.setBudget(Math.round(predicted * ((opts.fitModels ?? 2) + 0.5)));
+  events.length = 0;
+  current = { h, app, events, predicted, base };
+  void rm; // the home is left for inspection on failure; the OS cleans tmp
+  return current;
+}
+
+interface Res {
+  statusCode: number;
+  headers: Record<string, string>;
+  json: () => { error: { code: string } } & Record<string, unknown>;
+}
+
+async function call(method: 'GET' | 'POST', p: string, body?: unknown): Promise<Res> {
+  const r = await fetch(new URL(p, current!.base), {
+    method,
+    ...(body !== undefined
+      ? { headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) }
+      : {}),
+  });
+  const text = await r.text();
+  return {
+    statusCode: r.status,
+    headers: Object.fromEntries(r.headers.entries()),
+    json: () => JSON.parse(text) as ReturnType<Res['json']>,
+  };
+}
+
+const chat = (_app: FastifyInstance, model: string) =>
+  call('POST', '/v1/chat/completions', { model, messages: [{ role: 'user', content: 'hi' }] });
+
+async function until(cond: () => boolean, what: string): Promise<void> {
+  for (let i = 0; i < 2000; i++) {
+    if (cond()) return;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  throw new Error(`gave up waiting for ${what}`);
+}
+
+describe('scheduler with real runner processes', () => {
+  it('coalesces concurrent requests into one load', async () => {
+    const { app, events } = await setup({ flags: { '*': ['--load-ms=300'] } });
+    const res = await Promise.all([chat(app, 'b'), chat(app, 'b'), chat(app, 'b')]);
+    expect(res.map((r) => r.statusCode)).toEqual([200, 200, 200]);
+    expect(events.filter((e) => e.type === 'load-start' && e.model === 'b')).toHaveLength(1);
+  });
+
+  it('evicts the least recently used idle model for room, and logs why', async () => {
+    const { app, h, events } = await setup({});
+    expect((await chat(app, 'a')).statusCode).toBe(200);
+    expect((await chat(app, 'b')).statusCode).toBe(200);
+    expect((await chat(app, 'a')).statusCode).toBe(200); // a is now more recent than b
+    expect((await chat(app, 'c')).statusCode).toBe(200);
+    const unloads = events.filter((e) => e.type === 'unload');
+    expect(unloads).toHaveLength(1);
+    expect(unloads[0]).toMatchObject({ model: 'b', reason: 'evicted for room' });
+    expect((unloads[0] as { detail?: string } | undefined)?.detail).toContain(
+      'to make room for "c"',
+    );
+    expect(h.manager.list().map((m) => m.state)).toEqual(['ready', 'unloaded', 'ready']);
+    const r = (await call('GET', '/admin/resources')).json() as unknown as {
+      reserved: number;
+      measured: number;
+      budget: number;
+      models: Array<{ name: string; buffers: unknown }>;
+    };
+    expect(r.reserved + r.measured).toBeLessThanOrEqual(r.budget);
+    expect(r.models.map((m) => m.name)).toEqual(['a', 'c']);
+    expect(r.models[0]?.buffers).toMatchObject({ model: expect.any(Number) });
+  });
+
+  it('drains: a request in flight finishes before its model stops', async () => {
+    const { app, h } = await setup({ flags: { '*': ['--reply-ms=600'] } });
+    const inFlight = chat(app, 'a');
+    await until(() => h.manager.status('a').inFlight === 1, 'a request in flight');
+    const unloaded = call('POST', '/admin/models/a/unload', {});
+    await until(() => h.manager.status('a').state === 'draining', 'draining');
+    const res = await inFlight;
+    expect(res.statusCode).toBe(200);
+    expect((await unloaded).json()).toMatchObject({ name: 'a', state: 'unloaded' });
+  });
+
+  it('unloads an idle model once its TTL has passed, never before', async () => {
+    const { app, h, events } = await setup({ config: { models: { a: { ttl: '400ms' } } } });
+    expect((await chat(app, 'a')).statusCode).toBe(200);
+    const s = h.manager.status('a');
+    expect(s.expiresAt! - s.lastUsedAt!).toBe(400);
+    await until(() => h.manager.status('a').state === 'unloaded', 'the TTL unload');
+    const unload = events.find((e) => e.type === 'unload');
+    expect(unload).toMatchObject({ model: 'a', reason: 'idle TTL expired' });
+    expect(Date.now()).toBeGreaterThanOrEqual(s.expiresAt!);
+  });
+
+  it('answers 429 with Retry-After when a model queue is full', async () => {
+    const { app, h } = await setup({
+      flags: { '*': ['--reply-ms=500'] },
+      config: { scheduler: { queue: { maxLength: 2 } } },
+    });
+    await h.manager.load('a');
+    const first = chat(app, 'a');
+    await until(() => h.manager.status('a').inFlight === 1, 'first in flight');
+    const queued = [chat(app, 'a'), chat(app, 'a')];
+    await until(() => h.manager.status('a').queued === 2, 'two queued');
+    const over = await chat(app, 'a');
+    expect(over.statusCode).toBe(429);
+    expect(over.headers['retry-after']).toMatch(/^\d+$/);
+    expect(over.json().error.code).toBe('queue_full');
+    expect((await first).statusCode).toBe(200);
+    expect((await Promise.all(queued)).map((r) => r.statusCode)).toEqual([200, 200]);
+  });
+
+  it('recovers after a runner crash: the next request loads it again', async () => {
+    const { app, h, events } = await setup({});
+    expect((await chat(app, 'a')).statusCode).toBe(200);
+    const url = h.manager.status('a').url!;
+    await fetch(new URL('/crash?code=9', url)).catch(() => undefined);
+    await until(() => h.manager.status('a').state === 'failed', 'the crash to be seen');
+    expect(h.manager.status('a').lastExit).toMatchObject({ code: 9 });
+    expect((await chat(app, 'a')).statusCode).toBe(200);
+    expect(h.manager.status('a').state).toBe('ready');
+    expect(events.some((e) => e.type === 'runner-exit' && !e.expected)).toBe(true);
+  });
+});
