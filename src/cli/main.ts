@@ -14,7 +14,7 @@ Usage:
                  [--ctx N] [--type f32|f16|q8_0] [--tied] [--chat-template chatml] [--seed N]
   headroom plan NAME|FILE [--ctx N] [--kv f16|q8_0|q4_0] [--fa on|off] [--parallel N] [--budget 8GB] [--json]
   headroom ps [--json] [--url URL]
-  headroom load NAME [--json] [--url URL]
+  headroom load NAME [--ctx N] [--kv f16|q8_0|q4_0] [--parallel N] [--json] [--url URL]
   headroom unload NAME [--force] [--json] [--url URL]
   headroom logs NAME [--bytes N] [--url URL]
 
@@ -75,7 +75,13 @@ const commands: Record<
     run: async (v) => (await import('./models.js')).ps(v),
   },
   load: {
-    options: { json: { type: 'boolean' }, url: { type: 'string' } },
+    options: {
+      json: { type: 'boolean' },
+      url: { type: 'string' },
+      ctx: { type: 'string' },
+      kv: { type: 'string' },
+      parallel: { type: 'string' },
+    },
     run: async (v, p) => (await import('./models.js')).load(v, p),
   },
   unload: {

@@ -83,6 +83,23 @@ export async function ps(values: Record<string, unknown>): Promise<number> {
   return 0;
 }
 
+/** The optional config of `headroom load` (--ctx, --kv, --parallel), checked before any request. */
+function loadBody(values: Record<string, unknown>): Record<string, unknown> {
+  const body: Record<string, unknown> = {};
+  // Range checks are the daemon's: it answers 400 naming the field.
+  const ctx = intFlag(values, 'ctx');
+  if (ctx !== undefined) body.contextSize = ctx;
+  const parallel = intFlag(values, 'parallel');
+  if (parallel !== undefined) body.parallel = parallel;
+  const kv = values.kv as string | undefined;
+  if (kv !== undefined) {
+    if (!['f16', 'q8_0', 'q4_0'].includes(kv))
+      throw new UsageError(`--kv must be f16, q8_0 or q4_0, not "${kv}"`);
+    body.kv = kv;
+  }
+  return body;
+}
+
 export async function load(
   values: Record<string, unknown>,
   positionals: string[],
@@ -91,7 +108,7 @@ export async function load(
     daemonUrl(values.url as string | undefined),
     'POST',
     `/admin/models/${nameArg(positionals, 'load')}/load`,
-    {},
+    loadBody(values),
   );
   print(values, m, [m]);
   return 0;
