@@ -25,6 +25,28 @@ import { StopMatcher } from './stop.js';
 /** Prompt tokens evaluated between two abort checks (ENGINE-NOTES.md: 32–64 costs no speed). */
 export const PROMPT_CHUNK_TOKENS = 64;
 
+/** How long one prompt chunk should take: a disconnect is seen between chunks (ENGINE-NOTES 4). */
+export const PROMPT_CHUNK_TARGET_MS = 50;
+
+/**
+ * Sizes prompt chunks by time: as many tokens as take about PROMPT_CHUNK_TARGET_MS on this
+ * machine and model, never more than PROMPT_CHUNK_TOKENS (the planner sizes compute buffers for
+ * that) and never fewer than 4. The rate is a moving average over the chunks evaluated so far.
+ */
+export class ChunkSizer {
+  #msPerToken: number | undefined;
+  size(): number {
+    if (this.#msPerToken === undefined) return 16;
+    const n = Math.floor(PROMPT_CHUNK_TARGET_MS / this.#msPerToken);
+    return Math.max(4, Math.min(PROMPT_CHUNK_TOKENS, n));
+  }
+  observe(tokens: number, ms: number): void {
+    if (tokens <= 0 || !(ms >= 0)) return;
+    const rate = ms / tokens;
+    this.#msPerToken = this.#msPerToken === undefined ? rate : 0.7 * this.#msPerToken + 0.3 * rate;
+  }
+}
+
 const KV_TYPE = { f16: 'F16', q8_0: 'Q8_0', q4_0: 'Q4_0' } as const;
 
 export interface SamplingParams {
@@ -95,6 +117,7 @@ export class Engine {
   readonly #slots: Slot[];
   readonly #waiters: Waiter[] = [];
   #generated = 0;
+  readonly #chunk = new ChunkSizer();
   #requests = 0;
   #disposed: Promise<void> | undefined;
 
@@ -252,11 +275,13 @@ export class Engine {
     try {
       const seq = slot.sequence;
       const cached = await this.#reusePrefix(seq, prompt);
-      for (let i = cached; i < prompt.length - 1; i += PROMPT_CHUNK_TOKENS) {
+      for (let i = cached; i < prompt.length - 1;) {
         throwIfAborted(signal);
-        await seq.evaluateWithoutGeneratingNewTokens(
-          prompt.slice(i, Math.min(i + PROMPT_CHUNK_TOKENS, prompt.length - 1)) as Token[],
-        );
+        const n = Math.min(this.#chunk.size(), prompt.length - 1 - i);
+        const t0 = performance.now();
+        await seq.evaluateWithoutGeneratingNewTokens(prompt.slice(i, i + n) as Token[]);
+        this.#chunk.observe(n, performance.now() - t0);
+        i += n;
       }
       throwIfAborted(signal);
       return await this.#decode(
