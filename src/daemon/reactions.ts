@@ -296,7 +296,7 @@ export interface PressureMonitor {
  */
 export async function startPressureMonitor(
   config: Pick<Config, 'monitor'>,
-  manager: Pick<ModelManager, 'list' | 'unload' | 'on' | 'off'>,
+  manager: Pick<ModelManager, 'list' | 'unload' | 'cancelRequest' | 'on' | 'off'>,
   log: Logger,
 ): Promise<PressureMonitor> {
   const mc: MonitorConfig = config.monitor;
@@ -329,6 +329,9 @@ export async function startPressureMonitor(
         {
           list: () => manager.list(),
           unload: (name, o) => manager.unload(name, { reason: o.reason }),
+          cancelRequest: async (model, reason) => {
+            await manager.cancelRequest(model, reason);
+          },
           setLoadPolicy: (p) => {
             policy = p;
           },

@@ -106,6 +106,24 @@ describe('ModelManager', () => {
     expect(starts).toHaveLength(1);
   });
 
+  it('cancels a request in flight on the model named, with a 503 reason, once', async () => {
+    const { manager, finishLoad } = setup();
+    const pending = manager.acquire('a');
+    await tick();
+    finishLoad(0);
+    const lease = await pending;
+    expect(lease.signal.aborted).toBe(false);
+    expect(await manager.cancelRequest('b', 'pressure critical')).toBe(false);
+    expect(await manager.cancelRequest('a', 'pressure critical')).toBe(true);
+    expect(lease.signal.aborted).toBe(true);
+    expect(lease.signal.reason).toMatchObject({ code: 'request_cancelled', status: 503 });
+    // Already cancelled: nothing else to cancel until it is released.
+    expect(await manager.cancelRequest('a', 'again')).toBe(false);
+    lease.release();
+    expect(manager.status('a').inFlight).toBe(0);
+    expect(await manager.cancelRequest('a', 'nothing left')).toBe(false);
+  });
+
   it('merges per-model overrides over the defaults', async () => {
     const { manager, starts } = setup();
     void manager.acquire('b').catch(() => undefined);

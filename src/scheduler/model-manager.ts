@@ -122,6 +122,11 @@ export interface Lease {
   readonly url: string;
   /** The config the runner was loaded with. */
   readonly config: RunnerConfig;
+  /**
+   * Aborts when headroom itself cancels this request (critical memory pressure, `cancelRequest`);
+   * the holder must stop its work at the runner and end the client's answer with the reason.
+   */
+  readonly signal: AbortSignal;
   /** Ends the lease; idempotent. */
   release(): void;
 }
@@ -307,6 +312,8 @@ export class ModelManager extends EventEmitter<{ event: [ManagerEvent] }> {
   readonly #now: () => number;
   readonly #core: SchedulerCore;
   readonly #pending = new Map<number, Pending>();
+  /** Leases held by requests in flight, for cancelRequest. */
+  readonly #held = new Set<{ model: string; grantedAt: number; cancel: AbortController }>();
   readonly #running = new Map<number, Running>();
   readonly #extra = new Map<string, ModelExtra>();
   /** Resolvers waiting for a given instance to be gone (unload, dispose). */
@@ -405,6 +412,30 @@ export class ModelManager extends EventEmitter<{ event: [ManagerEvent] }> {
       await gone;
     }
     return this.status(name);
+  }
+
+  /**
+   * Cancels the lowest-priority request in flight on `model`: the one granted last, so the
+   * request that has run longest (and cost most) survives. Its lease's signal aborts with a 503
+   * `request_cancelled` error; the holder stops the runner's work. Resolves false when the model
+   * has no request in flight.
+   */
+  cancelRequest(model: string, reason: string): Promise<boolean> {
+    let victim: { model: string; grantedAt: number; cancel: AbortController } | undefined;
+    for (const h of this.#held) {
+      if (h.model !== model || h.cancel.signal.aborted) continue;
+      if (!victim || h.grantedAt >= victim.grantedAt) victim = h;
+    }
+    if (!victim) return Promise.resolve(false);
+    victim.cancel.abort(
+      new HeadroomError(
+        'request_cancelled',
+        `headroom cancelled this request to free memory (${reason}); retry when memory pressure is lower.`,
+        { status: 503, details: { retryAfterSeconds: 5 } },
+      ),
+    );
+    this.emit('event', { type: 'note', model, message: `request cancelled: ${reason}` });
+    return Promise.resolve(true);
   }
 
   status(name: string): ModelStatus {
@@ -751,10 +782,13 @@ export class ModelManager extends EventEmitter<{ event: [ManagerEvent] }> {
     this.#pending.delete(request);
     if (p.onAbort) p.signal?.removeEventListener('abort', p.onAbort);
     let released = false;
+    const cancel = new AbortController();
+    const held = { model: p.model, grantedAt: this.#now(), cancel };
     const lease: Lease = {
       model: p.model,
       url: r.runner.url,
       config: r.config,
+      signal: cancel.signal,
       timing: {
         waitedMs: this.#now() - p.started,
         ...(p.sawLoad && r.loadMs !== undefined ? { loadMs: r.loadMs } : {}),
@@ -762,10 +796,12 @@ export class ModelManager extends EventEmitter<{ event: [ManagerEvent] }> {
       release: () => {
         if (released) return;
         released = true;
+        this.#held.delete(held);
         this.#call(() => this.#core.release(request));
       },
     };
-    if (!p.hold) queueMicrotask(() => lease.release());
+    if (p.hold) this.#held.add(held);
+    else queueMicrotask(() => lease.release());
     p.resolve(lease);
   }
 

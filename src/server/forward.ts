@@ -4,6 +4,7 @@ import type { RequestOutcome, RequestSpan } from '../metrics/requests.js';
 import type { ServingMetrics } from '../metrics/serving.js';
 import { StreamObserver } from '../metrics/stream-observer.js';
 import type { Lease } from '../scheduler/model-manager.js';
+import { envelopeOf } from '../lib/envelope.js';
 
 /**
  * Forwards one request to a runner and streams its answer back to the client.
@@ -26,7 +27,7 @@ import type { Lease } from '../scheduler/model-manager.js';
 
 const agent = new http.Agent({ keepAlive: true, maxSockets: 256, keepAliveMsecs: 1000 });
 
-export type ForwardOutcome = 'done' | 'client-gone' | 'upstream-failed';
+export type ForwardOutcome = 'done' | 'client-gone' | 'upstream-failed' | 'cancelled';
 
 export interface ForwardOptions {
   lease: Lease;
@@ -49,6 +50,7 @@ const OUTCOME: Record<ForwardOutcome, RequestOutcome> = {
   done: 'done',
   'client-gone': 'cancelled',
   'upstream-failed': 'error',
+  cancelled: 'cancelled',
 };
 
 export function forwardToRunner(opts: ForwardOptions): void {
@@ -63,6 +65,7 @@ export function forwardToRunner(opts: ForwardOptions): void {
     if (ended) return;
     ended = true;
     lease.release();
+    lease.signal.removeEventListener('abort', onCancelled);
     untrack?.();
     res.off('close', onClientClose);
     res.off('drain', onDrain);
@@ -102,8 +105,32 @@ export function forwardToRunner(opts: ForwardOptions): void {
     upstreamResponse?.resume();
   }
   let upstreamResponse: http.IncomingMessage | undefined;
+  /** Whether the runner answered with an event stream (set on its response). */
+  let streaming = false;
   res.once('close', onClientClose);
   res.on('drain', onDrain);
+
+  // headroom itself cancelled the request (critical memory pressure): stop the runner's work and
+  // end the client's answer with the reason, as an envelope or, mid-stream, an SSE error event.
+  function onCancelled(): void {
+    if (ended) return;
+    const { status: code, body, retryAfter } = envelopeOf(lease.signal.reason);
+    upstream.destroy();
+    if (!res.headersSent && !res.destroyed) {
+      status = code;
+      res.writeHead(code, {
+        'content-type': 'application/json',
+        ...(retryAfter !== undefined ? { 'retry-after': String(retryAfter) } : {}),
+      });
+      res.end(JSON.stringify(body));
+    } else if (streaming && !res.writableEnded && !res.destroyed) {
+      res.end(`data: ${JSON.stringify(body)}\n\n`);
+    } else if (!res.destroyed) {
+      res.destroy();
+    }
+    finish('cancelled');
+  }
+  lease.signal.addEventListener('abort', onCancelled, { once: true });
 
   upstream.once('response', (up) => {
     upstreamResponse = up;
@@ -112,6 +139,7 @@ export function forwardToRunner(opts: ForwardOptions): void {
     const ct = up.headers['content-type'];
     if (ct) headers['content-type'] = ct;
     const isStream = ct?.startsWith('text/event-stream') ?? false;
+    streaming = isStream;
     if (isStream) {
       headers['cache-control'] = 'no-cache';
       headers['x-accel-buffering'] = 'no';

@@ -187,6 +187,18 @@ describe('scheduler with real runner processes', () => {
     expect((await Promise.all(queued)).map((r) => r.statusCode)).toEqual([200, 200]);
   });
 
+  it('cancels a request in flight when headroom must (critical pressure): 503, runner freed', async () => {
+    const { app, h } = await setup({ flags: { '*': ['--reply-ms=20000'] } });
+    const answer = chat(app, 'a');
+    await until(() => h.manager.status('a').inFlight === 1, 'the request to reach the runner');
+    expect(await h.manager.cancelRequest('a', 'pressure critical (test)')).toBe(true);
+    const res = await answer;
+    expect(res.statusCode).toBe(503);
+    expect(res.json().error.code).toBe('request_cancelled');
+    expect(res.headers['retry-after']).toBe('5');
+    await until(() => h.manager.status('a').inFlight === 0, 'the lease to be released');
+  });
+
   it('recovers after a runner crash: the next request loads it again', async () => {
     const { app, h, events } = await setup({});
     expect((await chat(app, 'a')).statusCode).toBe(200);
