@@ -13,6 +13,7 @@ import {
   type Llama,
   type LlamaContext,
   type LlamaContextSequence,
+  type LlamaEmbeddingContext,
   type LlamaModel,
   type Token,
 } from 'node-llama-cpp';
@@ -118,6 +119,9 @@ export class Engine {
   readonly #waiters: Waiter[] = [];
   #generated = 0;
   readonly #chunk = new ChunkSizer();
+  #embedding: Promise<LlamaEmbeddingContext> | undefined;
+  readonly #embeddingContextSize: number;
+  readonly #threads: number;
   #requests = 0;
   #disposed: Promise<void> | undefined;
 
@@ -131,6 +135,8 @@ export class Engine {
     this.config = config;
     this.#llama = llama;
     this.#model = model;
+    this.#embeddingContextSize = Math.min(config.contextSize, 2048);
+    this.#threads = config.threads;
     this.#context = context;
     this.loadMs = loadMs;
     this.#chatWrapper = resolveChatWrapper(model);
@@ -210,6 +216,34 @@ export class Engine {
   /** Tokens held in all slots' KV cache. */
   get tokensInUse(): number {
     return this.#slots.reduce((n, s) => n + s.sequence.nextTokenIndex, 0);
+  }
+
+  /**
+   * Embedding vectors of `inputs`, one per input, from a separate embedding context created on
+   * first use (generation keeps its own context and slots). Inputs are embedded one at a time;
+   * the signal is checked between them. An input longer than the embedding context is a 400.
+   */
+  async embed(
+    inputs: readonly string[],
+    signal: AbortSignal,
+  ): Promise<{ vectors: number[][]; tokens: number }> {
+    const size = Math.min(this.#embeddingContextSize, this.#model.trainContextSize);
+    this.#embedding ??= this.#model.createEmbeddingContext({
+      contextSize: size,
+      threads: this.#threads,
+    });
+    const ctx = await this.#embedding;
+    const vectors: number[][] = [];
+    let tokens = 0;
+    for (const text of inputs) {
+      throwIfAborted(signal);
+      const t = this.#model.tokenize(text, false);
+      if (t.length >= size) throw new ContextOverflowError(t.length, size);
+      tokens += t.length;
+      const e = await ctx.getEmbeddingFor(t);
+      vectors.push([...e.vector]);
+    }
+    return { vectors, tokens };
   }
 
   tokenize(text: string, opts: { special?: boolean; bos?: boolean } = {}): Token[] {
@@ -418,6 +452,7 @@ export class Engine {
           new HeadroomError('runner_stopping', 'the runner is shutting down', { status: 503 }),
         );
       }
+      await (await this.#embedding?.catch(() => undefined))?.dispose();
       await this.#context.dispose();
       await this.#model.dispose();
       await this.#llama.dispose();

@@ -185,6 +185,7 @@ class Runner {
           tokens: engine.tokenize(content, { bos: add_special ?? false }),
         });
       }
+      if (path === '/v1/embeddings') return await this.#embeddings(engine, req, res, body);
       if (path === '/detokenize') {
         const { tokens } = z
           .object({ tokens: z.array(z.number().int().nonnegative()).max(1_000_000) })
@@ -194,6 +195,45 @@ class Runner {
       throw new HeadroomError('unknown_route', `no route POST ${path}`, { status: 404 });
     } catch (err) {
       sendError(res, err);
+    }
+  }
+
+  /** OpenAI's /v1/embeddings: `input` a string or an array of strings; float or base64 vectors. */
+  async #embeddings(
+    engine: Engine,
+    req: IncomingMessage,
+    res: ServerResponse,
+    body: unknown,
+  ): Promise<void> {
+    const { input, model, encoding_format } = z
+      .object({
+        input: z.union([z.string(), z.array(z.string()).min(1).max(2048)]),
+        model: z.string().optional(),
+        encoding_format: z.enum(['float', 'base64']).optional(),
+      })
+      .parse(body);
+    const controller = new AbortController();
+    const onClose = (): void => controller.abort(new Error('client closed the connection'));
+    req.socket.once('close', onClose);
+    try {
+      const inputs = typeof input === 'string' ? [input] : input;
+      const { vectors, tokens } = await engine.embed(inputs, controller.signal);
+      sendJson(res, 200, {
+        object: 'list',
+        model: model ?? 'headroom',
+        data: vectors.map((v, index) => ({
+          object: 'embedding',
+          index,
+          // base64: the vector's float32 values, little-endian, as OpenAI's clients decode them.
+          embedding:
+            encoding_format === 'base64'
+              ? Buffer.from(new Float32Array(v).buffer).toString('base64')
+              : v,
+        })),
+        usage: { prompt_tokens: tokens, total_tokens: tokens },
+      });
+    } finally {
+      req.socket.off('close', onClose);
     }
   }
 

@@ -13,6 +13,7 @@ import {
   generateRunnerRequest,
   keepAliveMs,
   ollamaChatBody,
+  ollamaEmbedBody,
   ollamaGenerateBody,
   parseRunnerEvent,
   splitEvents,
@@ -102,6 +103,51 @@ export function ollamaRoutes(app: FastifyInstance, core: ServerCore): void {
         capabilities: ['completion'],
         modified_at: new Date(d.mtimeMs).toISOString(),
       };
+    });
+
+    api.post('/api/embed', async (req, reply) => {
+      const b = ollamaEmbedBody.parse(req.body);
+      const keep = parseKeepAlive(b.keep_alive);
+      const started = process.hrtime.bigint();
+      const { signal, dispose } = requestSignal(reply.raw);
+      try {
+        const lease = await core.manager.acquire(b.model, {
+          signal,
+          ...(keep !== undefined ? { keepAliveMs: keep } : {}),
+        });
+        try {
+          const res = await fetch(new URL('/v1/embeddings', lease.url), {
+            method: 'POST',
+            headers: { 'content-type': 'application/json' },
+            body: JSON.stringify({ input: b.input, model: b.model }),
+            signal: AbortSignal.any([signal, lease.signal]),
+          });
+          const out = (await res.json()) as {
+            data?: Array<{ embedding: number[] }>;
+            usage?: { prompt_tokens: number };
+            error?: { message: string };
+          };
+          if (!res.ok || !out.data)
+            throw new HeadroomError(
+              'embedding_failed',
+              out.error?.message ?? `runner ${res.status}`,
+              {
+                status: res.status >= 400 ? res.status : 502,
+              },
+            );
+          return {
+            model: b.model,
+            embeddings: out.data.map((d) => d.embedding),
+            total_duration: Number(process.hrtime.bigint() - started),
+            load_duration: Math.round((lease.timing.loadMs ?? 0) * 1e6),
+            prompt_eval_count: out.usage?.prompt_tokens ?? 0,
+          };
+        } finally {
+          lease.release();
+        }
+      } finally {
+        dispose();
+      }
     });
 
     api.post('/api/chat', async (req, reply) => {

@@ -50,6 +50,12 @@ export const ollamaGenerateBody = z.object({
   keep_alive: keepAliveSchema,
 });
 
+export const ollamaEmbedBody = z.object({
+  model: z.string().min(1),
+  input: z.union([z.string(), z.array(z.string()).min(1).max(2048)]),
+  keep_alive: keepAliveSchema,
+});
+
 export type OllamaChatBody = z.infer<typeof ollamaChatBody>;
 export type OllamaGenerateBody = z.infer<typeof ollamaGenerateBody>;
 type Options = NonNullable<OllamaChatBody['options']>;

@@ -13,7 +13,7 @@ import {
   truncateMiddle,
   type ContextOverflowPolicy,
 } from '../overflow.js';
-import { chatCompletionRequest, completionRequest } from './schemas.js';
+import { chatCompletionRequest, completionRequest, embeddingRequest } from './schemas.js';
 
 /**
  * OpenAI-compatible routes: /v1/models, /v1/chat/completions, /v1/completions.
@@ -121,6 +121,11 @@ export function openaiRoutes(app: FastifyInstance, core: ServerCore): void {
       }
       return out;
     });
+  });
+
+  app.post('/v1/embeddings', async (req, reply) => {
+    const body = embeddingRequest.parse(req.body);
+    await handle('/v1/embeddings', req, reply, body);
   });
 
   app.post('/v1/completions', async (req, reply) => {

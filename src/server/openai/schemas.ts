@@ -18,5 +18,12 @@ export const chatCompletionRequest = chatCompletionBody.extend({
 });
 export const completionRequest = completionBody.extend({ model });
 
+/** OpenAI's embeddings request: one string or up to 2048 strings; float or base64 (float32 LE) vectors. */
+export const embeddingRequest = z.looseObject({
+  model,
+  input: z.union([z.string(), z.array(z.string()).min(1).max(2048)]),
+  encoding_format: z.enum(['float', 'base64']).optional(),
+});
+
 export type ChatCompletionRequest = z.infer<typeof chatCompletionRequest>;
 export type CompletionRequest = z.infer<typeof completionRequest>;
