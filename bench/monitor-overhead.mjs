@@ -15,6 +15,15 @@ import { parseArgs } from 'node:util';
 import { forgeModel } from '../dist/gguf/forge.js';
 import { Sampler } from '../dist/monitor/sampler.js';
 
+// The daemon runs with the V8 flags on bin/headroom.js's shebang line (what `npm start` passes).
+const NODE_FLAGS = (
+  await import('node:fs').then((fs) =>
+    fs.readFileSync(new URL('../bin/headroom.js', import.meta.url), 'utf8'),
+  )
+)
+  .split('\n')[0]
+  .split(/\s+/)
+  .filter((a) => a.startsWith('--'));
 const root = path.resolve(import.meta.dirname, '..');
 const { values } = parseArgs({
   options: {
@@ -67,7 +76,7 @@ async function startDaemon(monitorEnabled) {
   );
   const proc = spawn(
     process.execPath,
-    [path.join(root, 'bin/headroom.js'), 'serve', '--config', config],
+    [...NODE_FLAGS, path.join(root, 'bin/headroom.js'), 'serve', '--config', config],
     {
       env: { ...process.env, HEADROOM_HOME: home, HEADROOM_LOG_LEVEL: 'warn' },
       stdio: ['ignore', 'pipe', 'pipe'],

@@ -11,6 +11,15 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { forgeModel, shapeForParams } from '../dist/gguf/forge.js';
 
+// The daemon runs with the V8 flags on bin/headroom.js's shebang line (what `npm start` passes).
+const NODE_FLAGS = (
+  await import('node:fs').then((fs) =>
+    fs.readFileSync(new URL('../bin/headroom.js', import.meta.url), 'utf8'),
+  )
+)
+  .split('\n')[0]
+  .split(/\s+/)
+  .filter((a) => a.startsWith('--'));
 const root = path.resolve(import.meta.dirname, '..');
 const { values } = parseArgs({
   options: {
@@ -54,7 +63,13 @@ await writeFile(
 );
 const daemon = spawn(
   process.execPath,
-  [path.join(root, 'bin/headroom.js'), 'serve', '--config', path.join(home, 'config.yaml')],
+  [
+    ...NODE_FLAGS,
+    path.join(root, 'bin/headroom.js'),
+    'serve',
+    '--config',
+    path.join(home, 'config.yaml'),
+  ],
   {
     env: { ...process.env, HEADROOM_HOME: home, HEADROOM_LOG_LEVEL: 'warn' },
     stdio: ['ignore', 'pipe', 'inherit'],
