@@ -4,13 +4,13 @@
 // ~150M-parameter F16 model. Target <= 100 ms. Prints a table, writes bench/results/cancel.json.
 //
 //   npm run build && node bench/cancel.mjs [--params 150M] [--rounds 3] [--threads 1]
-import { spawn } from 'node:child_process';
-import { mkdir, mkdtemp, stat, writeFile } from 'node:fs/promises';
+import { mkdir, stat, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { forgeModel } from '../dist/gguf/forge.js';
+import { startBenchDaemon } from './lib/daemon.mjs';
 
 const root = path.resolve(import.meta.dirname, '..');
 const { values } = parseArgs({
@@ -41,28 +41,10 @@ if (!(await stat(file).catch(() => null))) {
     seed: 3,
   });
 }
-const home = await mkdtemp(path.join(os.tmpdir(), 'headroom-bench-cancel-'));
-await writeFile(
-  path.join(home, 'config.yaml'),
+const { daemon, url: daemonUrl } = await startBenchDaemon(
+  'headroom-bench-cancel-',
   `port: 0\ndemoModel: false\nmodelDirs: [${JSON.stringify(modelsDir)}]\nrunner:\n  contextSize: 8192\n  threads: ${Number(values.threads)}\n  parallel: 1\n`,
 );
-const daemon = spawn(
-  process.execPath,
-  [path.join(root, 'bin/headroom.js'), 'serve', '--config', path.join(home, 'config.yaml')],
-  {
-    env: { ...process.env, HEADROOM_HOME: home, HEADROOM_LOG_LEVEL: 'warn' },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  },
-);
-const daemonUrl = await new Promise((resolve, reject) => {
-  let out = '';
-  daemon.stdout.on('data', (d) => {
-    out += d;
-    const m = /listening on (http:\/\/\S+)/.exec(out);
-    if (m) resolve(m[1]);
-  });
-  daemon.once('exit', (c) => reject(new Error(`daemon exited ${c}`)));
-});
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const statsAgent = new http.Agent({ keepAlive: true });
 const getStats = (url) =>

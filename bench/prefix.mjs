@@ -4,12 +4,12 @@
 // conversation went through the slot in between). Prints a table, writes bench/results/prefix.json.
 //
 //   npm run build && node bench/prefix.mjs [--params 25M] [--rounds 3] [--threads 1]
-import { spawn } from 'node:child_process';
-import { mkdir, mkdtemp, stat, writeFile } from 'node:fs/promises';
+import { mkdir, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { forgeModel } from '../dist/gguf/forge.js';
+import { startBenchDaemon } from './lib/daemon.mjs';
 
 const root = path.resolve(import.meta.dirname, '..');
 const { values } = parseArgs({
@@ -38,28 +38,10 @@ if (!(await stat(file).catch(() => null)))
     chatTemplate: 'chatml',
     seed: 5,
   });
-const home = await mkdtemp(path.join(os.tmpdir(), 'headroom-bench-prefix-'));
-await writeFile(
-  path.join(home, 'config.yaml'),
+const { daemon, url: daemonUrl } = await startBenchDaemon(
+  'headroom-bench-prefix-',
   `port: 0\ndemoModel: false\nmodelDirs: [${JSON.stringify(modelsDir)}]\nrunner:\n  contextSize: 4096\n  threads: ${Number(values.threads)}\n  parallel: 1\n`,
 );
-const daemon = spawn(
-  process.execPath,
-  [path.join(root, 'bin/headroom.js'), 'serve', '--config', path.join(home, 'config.yaml')],
-  {
-    env: { ...process.env, HEADROOM_HOME: home, HEADROOM_LOG_LEVEL: 'warn' },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  },
-);
-const daemonUrl = await new Promise((resolve, reject) => {
-  let out = '';
-  daemon.stdout.on('data', (d) => {
-    out += d;
-    const m = /listening on (http:\/\/\S+)/.exec(out);
-    if (m) resolve(m[1]);
-  });
-  daemon.once('exit', (c) => reject(new Error(`daemon exited ${c}`)));
-});
 
 /** Streams a chat request; resolves with TTFT (ms) and the usage. */
 async function ttft(messages) {

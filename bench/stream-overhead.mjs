@@ -4,22 +4,13 @@
 // Prints a table and the ratios, writes JSON to bench/results/stream-overhead.json.
 //
 //   npm run build && node bench/stream-overhead.mjs [--rounds 12] [--tokens 128]
-import { spawn } from 'node:child_process';
-import { mkdir, mkdtemp, stat, writeFile } from 'node:fs/promises';
+import { mkdir, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { forgeModel, shapeForParams } from '../dist/gguf/forge.js';
+import { startBenchDaemon } from './lib/daemon.mjs';
 
-// The daemon runs with the V8 flags on bin/headroom.js's shebang line (what `npm start` passes).
-const NODE_FLAGS = (
-  await import('node:fs').then((fs) =>
-    fs.readFileSync(new URL('../bin/headroom.js', import.meta.url), 'utf8'),
-  )
-)
-  .split('\n')[0]
-  .split(/\s+/)
-  .filter((a) => a.startsWith('--'));
 const root = path.resolve(import.meta.dirname, '..');
 const { values } = parseArgs({
   options: {
@@ -56,34 +47,10 @@ if (!(await stat(modelFile).catch(() => null))) {
 }
 const shape = shapeForParams(PARAMS);
 
-const home = await mkdtemp(path.join(os.tmpdir(), 'headroom-bench-'));
-await writeFile(
-  path.join(home, 'config.yaml'),
+const { daemon, url: daemonUrl } = await startBenchDaemon(
+  'headroom-bench-',
   `port: 0\ndemoModel: false\nmodelDirs: [${JSON.stringify(modelsDir)}]\nrunner:\n  contextSize: 2048\n${values.threads ? `  threads: ${Number(values.threads)}\n` : ''}`,
 );
-const daemon = spawn(
-  process.execPath,
-  [
-    ...NODE_FLAGS,
-    path.join(root, 'bin/headroom.js'),
-    'serve',
-    '--config',
-    path.join(home, 'config.yaml'),
-  ],
-  {
-    env: { ...process.env, HEADROOM_HOME: home, HEADROOM_LOG_LEVEL: 'warn' },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  },
-);
-const daemonUrl = await new Promise((resolve, reject) => {
-  let out = '';
-  daemon.stdout.on('data', (d) => {
-    out += d;
-    const m = /listening on (http:\/\/\S+)/.exec(out);
-    if (m) resolve(m[1]);
-  });
-  daemon.once('exit', (c) => reject(new Error(`daemon exited ${c}`)));
-});
 
 try {
   const load = await fetch(`${daemonUrl}/admin/models/${MODEL}/load`, {

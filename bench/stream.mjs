@@ -6,14 +6,14 @@
 //
 //   npm run build && node bench/stream.mjs [--params 15M] [--tokens 32] [--conc 1,8,32] [--threads 1]
 /* global setInterval, clearInterval */
-import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { mkdir, mkdtemp, stat, writeFile } from 'node:fs/promises';
+import { mkdir, stat, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { forgeModel } from '../dist/gguf/forge.js';
+import { startBenchDaemon } from './lib/daemon.mjs';
 
 const root = path.resolve(import.meta.dirname, '..');
 const { values } = parseArgs({
@@ -49,28 +49,10 @@ for (const [i, name] of names.entries()) {
     });
 }
 
-const home = await mkdtemp(path.join(os.tmpdir(), 'headroom-bench-stream-'));
-await writeFile(
-  path.join(home, 'config.yaml'),
+const { daemon, url: daemonUrl } = await startBenchDaemon(
+  'headroom-bench-stream-',
   `port: 0\ndemoModel: false\nmodelDirs: [${JSON.stringify(modelsDir)}]\nrunner:\n  contextSize: 2048\n  threads: ${Number(values.threads)}\n  parallel: ${Number(values.parallel)}\nscheduler:\n  queue:\n    maxLength: 64\n`,
 );
-const daemon = spawn(
-  process.execPath,
-  [path.join(root, 'bin/headroom.js'), 'serve', '--config', path.join(home, 'config.yaml')],
-  {
-    env: { ...process.env, HEADROOM_HOME: home, HEADROOM_LOG_LEVEL: 'warn' },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  },
-);
-const daemonUrl = await new Promise((resolve, reject) => {
-  let out = '';
-  daemon.stdout.on('data', (d) => {
-    out += d;
-    const m = /listening on (http:\/\/\S+)/.exec(out);
-    if (m) resolve(m[1]);
-  });
-  daemon.once('exit', (c) => reject(new Error(`daemon exited ${c}`)));
-});
 const rssOf = (pid) =>
   Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))[1]) * 1024;
 const agent = new http.Agent({ keepAlive: true, maxSockets: 512 });
