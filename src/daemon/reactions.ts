@@ -4,8 +4,9 @@
  * set the policy new loads must follow, trim prompt caches, cancel a request. Each reaction is
  * published on the monitor's event stream with its reason, the bytes it freed and its time.
  *
- * Contract: it never unloads a model with requests in flight (the policy never asks) and never
- * starts a second unload of a model whose unload is under way. Listeners return at once; unloads
+ * Contract: it never unloads a model with requests in flight (the policy never asks), never
+ * starts a second unload of a model whose unload is under way, and never acts on a sample read
+ * before its last unload finished (that sample still counts the memory the unload returned). Listeners return at once; unloads
  * run in the background and their failures are published, never thrown.
  */
 import os from 'node:os';
@@ -71,6 +72,9 @@ export function attachReactions(
   let trimmedAt: MonitorSample['pressure']['level'] | undefined;
   const unloading = new Set<string>();
   const cancelling = new Set<string>();
+  // When the last unload finished: a sample read before then still counts the memory that
+  // unload returned, so it may not ask for more unloads (or cancellations) — the next one decides.
+  let settledAt = Number.NEGATIVE_INFINITY;
   let disposed = false;
 
   const publish = (r: ReactionRecord): void =>
@@ -120,8 +124,10 @@ export function attachReactions(
     }
     if (level === 'low') trimmedAt = undefined;
 
+    const stale = sample.at <= settledAt;
     for (const a of plan.actions) {
       const t0 = performance.now();
+      if (stale && a.type !== 'trim-prompt-caches') continue;
       if (a.type === 'unload') {
         if (unloading.has(a.model)) continue;
         unloading.add(a.model);
@@ -150,7 +156,10 @@ export function attachReactions(
                 error: err instanceof Error ? err.message : String(err),
               }),
           )
-          .finally(() => unloading.delete(a.model));
+          .finally(() => {
+            unloading.delete(a.model);
+            settledAt = Date.now();
+          });
       } else if (a.type === 'trim-prompt-caches') {
         // Once per rise in level: trimming again at the same level frees nothing new.
         if (trimmedAt !== undefined && rank(trimmedAt) >= rank(level)) continue;
