@@ -53,6 +53,18 @@ describe('scheduler config', () => {
       'scheduler:\n  budget: { cap: 2GiB, reserve: 100MiB }\n  ttl: never\n  maxLoadedModels: 2\n  pin: [a]\nmodels:\n  a: { ttl: 10m, pin: true }\n',
     );
     expect(d.scheduler.budget.capBytes).toBe(2 * 1024 ** 3);
+    // The GPU budget: defaults, and a partial override keeping the rest of its defaults.
+    expect(c.scheduler.budget.gpu).toEqual({ fraction: 0.9, reserveBytes: 512 * 1024 ** 2 });
+    expect(
+      loadConfig('scheduler:\n  budget: { gpu: { cap: 6GiB } }\n').scheduler.budget,
+    ).toMatchObject({
+      fraction: 0.8,
+      reserveBytes: 1024 ** 3,
+      gpu: { fraction: 0.9, capBytes: 6 * 1024 ** 3, reserveBytes: 512 * 1024 ** 2 },
+    });
+    expect(() => loadConfig('scheduler:\n  budget: { gpu: { fraction: 0 } }\n')).toThrow(
+      /scheduler\.budget\.gpu\.fraction/,
+    );
     expect(d.scheduler.ttlMs).toBe(Infinity);
     expect(d.models.a).toMatchObject({ ttl: '10m', pin: true });
   });

@@ -7,7 +7,13 @@ import { parseByteSize, parseDuration } from './units.js';
 /** The normalised configuration: units resolved to numbers (bytes, milliseconds). */
 /** The scheduler's settings with units resolved (bytes, milliseconds; Infinity = never / no limit). */
 export interface SchedulerConfig {
-  budget: { fraction: number; capBytes?: number; reserveBytes: number };
+  budget: {
+    fraction: number;
+    capBytes?: number;
+    reserveBytes: number;
+    /** The same budget for each GPU. */
+    gpu: { fraction: number; capBytes?: number; reserveBytes: number };
+  };
   ttlMs: number;
   maxLoadedModels: number;
   queue: { maxLength: number; maxWaitMs: number };
@@ -95,6 +101,11 @@ function normaliseScheduler(s: ParsedConfig['scheduler']): SchedulerConfig {
       fraction: s.budget.fraction,
       ...(s.budget.cap !== undefined ? { capBytes: parseByteSize(s.budget.cap) } : {}),
       reserveBytes: parseByteSize(s.budget.reserve),
+      gpu: {
+        fraction: s.budget.gpu.fraction,
+        ...(s.budget.gpu.cap !== undefined ? { capBytes: parseByteSize(s.budget.gpu.cap) } : {}),
+        reserveBytes: parseByteSize(s.budget.gpu.reserve),
+      },
     },
     ttlMs: parseDuration(s.ttl),
     maxLoadedModels: s.maxLoadedModels ?? Number.POSITIVE_INFINITY,

@@ -119,8 +119,10 @@ const modelNameSchema = z
 
 export const optimisationLevelSchema = z.enum(['basic', 'aggressive', 'maximum']);
 
+const GPU_BUDGET_DEFAULTS = { fraction: 0.9, reserve: '512MiB' } as const;
+
 const SCHEDULER_DEFAULTS = {
-  budget: { fraction: 0.8, reserve: '1GiB' },
+  budget: { fraction: 0.8, reserve: '1GiB', gpu: GPU_BUDGET_DEFAULTS },
   ttl: '5m',
   queue: { maxLength: 32, maxWait: '5m' },
   drainDeadline: '30s',
@@ -149,6 +151,26 @@ const schedulerSchema = z
           .describe(
             'Bytes kept free for the daemon and the rest of the machine, taken off the smallest of RAM × fraction, the cgroup limit and the cap. Defaults to 1GiB.',
           ),
+        gpu: z
+          .object({
+            fraction: z
+              .number()
+              .gt(0)
+              .max(1)
+              .default(GPU_BUDGET_DEFAULTS.fraction)
+              .describe("Share of each GPU's memory models may use. Defaults to 0.9."),
+            cap: byteSizeSchema
+              .optional()
+              .describe('Most bytes models may use on each GPU. Defaults to no cap.'),
+            reserve: byteSizeSchema
+              .default(GPU_BUDGET_DEFAULTS.reserve)
+              .describe(
+                'Bytes kept free on each GPU, taken off the smallest of its memory × fraction, its free memory when the daemon starts and the cap. Defaults to 512MiB.',
+              ),
+          })
+          .strict()
+          .default(GPU_BUDGET_DEFAULTS)
+          .describe('The same budget for each GPU (a machine without GPUs ignores it).'),
       })
       .strict()
       .default(SCHEDULER_DEFAULTS.budget),

@@ -20,7 +20,12 @@ import {
   type LoadPlan,
   type LoadRequest,
 } from '../planner/index.js';
-import { computeBudget, type Needs, type PlanOutcome } from '../scheduler/core.js';
+import {
+  computeBudget,
+  computeGpuBudget,
+  type Needs,
+  type PlanOutcome,
+} from '../scheduler/core.js';
 import { ModelManager, type MeasureInput, type MeasureResult } from '../scheduler/model-manager.js';
 import type { ModelEntry, RunnerHandle, StartRunner } from '../scheduler/types.js';
 import type { ProcessMemory } from '../server/core.js';
@@ -45,8 +50,15 @@ export interface HeadroomOptions {
    * embedding application (or a test) may launch another program that speaks the runner protocol.
    */
   runnerSpawn?: (config: RunnerConfig, entry: ModelEntry) => SpawnSpec;
-  /** Overrides the machine's RAM and cgroup limit when computing the budget (tests, benchmarks). */
-  budgetInputs?: { totalRam?: number; cgroupLimit?: number | null };
+  /**
+   * Overrides the machine's RAM, cgroup limit and GPUs (`[]`: none) when computing the budgets
+   * (tests, benchmarks).
+   */
+  budgetInputs?: {
+    totalRam?: number;
+    cgroupLimit?: number | null;
+    gpus?: Array<{ total: number; free?: number; unified?: boolean }>;
+  };
 }
 
 /** What the daemon knows of a model file before it plans a load (read once per file version). */
@@ -138,7 +150,7 @@ export class Headroom {
         };
       },
       prepare: (entry, signal) => this.#prepare(entry, signal),
-      plan: (entry, needs, room, base) => this.#plan(entry, needs, room, base),
+      plan: (entry, needs, room, base, gpuRoom) => this.#plan(entry, needs, room, base, gpuRoom),
       measure: (input) => this.#measure(input),
       measureIntervalMs: sc.measureIntervalMs,
       buffers: (name) => {
@@ -182,10 +194,14 @@ export class Headroom {
     });
   }
 
-  /** Reads the machine and sets the scheduler's budget: min(RAM × fraction, cgroup, cap) − reserve. */
+  /**
+   * Reads the machine and sets the scheduler's budgets: min(RAM × fraction, cgroup, cap) − reserve,
+   * and per GPU min(VRAM × fraction, free VRAM + what our runners hold, cap) − reserve (a GPU
+   * sharing RAM is not limited apart: RAM's budget covers it). No GPU: no GPU budgets.
+   */
   async refreshBudget(inputs: HeadroomOptions['budgetInputs'] = {}): Promise<number> {
     const b = this.config.scheduler.budget;
-    const hw = await hardwareSnapshot({ gpus: false });
+    const hw = await hardwareSnapshot({ gpus: inputs.gpus === undefined });
     const cgroupLimit =
       inputs.cgroupLimit === null ? undefined : (inputs.cgroupLimit ?? hw.cgroup?.limit);
     const budget = computeBudget({
@@ -196,6 +212,20 @@ export class Headroom {
       reserve: b.reserveBytes,
     });
     this.manager.setBudget(budget);
+    const held = this.manager.gpuLedger();
+    const gpuBudgets = (inputs.gpus ?? hw.gpus).map((g, i) =>
+      g.unified
+        ? Number.POSITIVE_INFINITY
+        : computeGpuBudget({
+            total: g.total,
+            ...(g.free !== undefined ? { free: g.free } : {}),
+            held: (held[i]?.reserved ?? 0) + (held[i]?.measured ?? 0),
+            fraction: b.gpu.fraction,
+            ...(b.gpu.capBytes !== undefined ? { cap: b.gpu.capBytes } : {}),
+            reserve: b.gpu.reserveBytes,
+          }),
+    );
+    this.manager.setGpuBudgets(gpuBudgets);
     this.log.info(
       {
         budget,
@@ -204,6 +234,7 @@ export class Headroom {
         cgroupLimit: cgroupLimit ?? null,
         cap: b.capBytes ?? null,
         reserve: b.reserveBytes,
+        ...(gpuBudgets.length > 0 ? { gpuBudgets } : {}),
       },
       'memory budget',
     );
@@ -218,7 +249,13 @@ export class Headroom {
     this.#prepared.set(entry.path, { spec, file });
   }
 
-  #plan(entry: ModelEntry, needs: Needs, room: number, base: RunnerConfig): PlanOutcome {
+  #plan(
+    entry: ModelEntry,
+    needs: Needs,
+    room: number,
+    base: RunnerConfig,
+    gpuRoom: readonly number[],
+  ): PlanOutcome {
     const prepared = this.#prepared.get(entry.path);
     if (!prepared)
       return { fits: false, message: `"${entry.name}" was not read before planning`, guidance: [] };
@@ -238,7 +275,13 @@ export class Headroom {
     const plan = planLoad({
       spec: prepared.spec,
       request,
-      available: { bytes: Number.isFinite(room) ? room : Number.MAX_SAFE_INTEGER },
+      available: {
+        bytes: Number.isFinite(room) ? room : Number.MAX_SAFE_INTEGER,
+        // Room on each GPU with a budget (none without GPUs): the preflight names a short GPU.
+        ...(gpuRoom.length > 0
+          ? { gpus: gpuRoom.map((r) => (Number.isFinite(r) ? r : Number.MAX_SAFE_INTEGER)) }
+          : {}),
+      },
       level: this.config.scheduler.optimisation,
       modelName: entry.name,
       minContext: Math.min(2048, request.contextSize ?? 2048),
@@ -263,6 +306,8 @@ export class Headroom {
     return {
       fits: true,
       bytes: plan.predicted.total,
+      // What is offloaded to each GPU: the ledger charges it against that GPU's budget.
+      gpuBytes: plan.predicted.byDevice.gpus,
       degraded: plan.causes.includes('reduced'),
       config: {
         ...base,

@@ -6,6 +6,7 @@ import {
   chooseVictims,
   compatible,
   computeBudget,
+  computeGpuBudget,
   type CoreSettings,
   type ModelPolicy,
   type Needs,
@@ -31,15 +32,26 @@ function config(contextSize: number, parallel = 1): RunnerConfig {
   };
 }
 
-/** Plan by size: full context when it fits, half the context at 60 % when only that fits. */
-function sizePlan(sizes: Record<string, number>, parallel = 1) {
+/**
+ * Plan by size: full context when it fits, half the context at 60 % when only that fits. GPU
+ * bytes (`gpu[model]`, by device) are planned as given, whatever the GPU room: the core must
+ * check every device itself.
+ */
+function sizePlan(sizes: Record<string, number>, parallel = 1, gpu: Record<string, number[]> = {}) {
   return (model: string, needs: Needs, room: number): PlanOutcome => {
     const ctx = needs.contextSize ?? 2048;
     const full = Math.round((sizes[model] ?? 100 * MiB) * (1 + ctx / 8192));
-    if (full <= room) return { fits: true, config: config(ctx, parallel), bytes: full };
+    const g = gpu[model] ? { gpuBytes: [...gpu[model]] } : {};
+    if (full <= room) return { fits: true, config: config(ctx, parallel), bytes: full, ...g };
     const degraded = Math.round(full * 0.6);
     if (degraded <= room)
-      return { fits: true, config: config(ctx / 2, parallel), bytes: degraded, degraded: true };
+      return {
+        fits: true,
+        config: config(ctx / 2, parallel),
+        bytes: degraded,
+        degraded: true,
+        ...g,
+      };
     return { fits: false, message: `${model} does not fit`, guidance: ['free memory'] };
   };
 }
@@ -57,6 +69,8 @@ const baseSettings: CoreSettings = {
 /** A recording world around the core: effects are logged and the test plays the runners. */
 function recorder(opts: {
   sizes: Record<string, number>;
+  /** Bytes each model plans on each GPU. */
+  gpu?: Record<string, number[]>;
   settings?: Partial<CoreSettings>;
   policy?: (m: string) => ModelPolicy;
   parallel?: number;
@@ -65,11 +79,17 @@ function recorder(opts: {
   const events: string[] = [];
   const grants = new Map<number, number>();
   const rejects = new Map<number, Rejection>();
-  const loads: Array<{ instance: number; model: string; bytes: number; contextSize: number }> = [];
+  const loads: Array<{
+    instance: number;
+    model: string;
+    bytes: number;
+    gpuBytes: number[];
+    contextSize: number;
+  }> = [];
   const stops: StopOrder[] = [];
   const core = new SchedulerCore({
     settings: { ...baseSettings, ...opts.settings },
-    plan: sizePlan(opts.sizes, opts.parallel),
+    plan: sizePlan(opts.sizes, opts.parallel, opts.gpu),
     policy: opts.policy ?? (() => ({ pinned: false, ttlMs: 60_000 })),
     now: () => now,
     effects: {
@@ -78,6 +98,7 @@ function recorder(opts: {
           instance: o.instance,
           model: o.model,
           bytes: o.bytes,
+          gpuBytes: o.gpuBytes,
           contextSize: o.config.contextSize,
         });
         events.push(`load ${o.model}#${o.instance}`);
@@ -124,7 +145,35 @@ describe('computeBudget', () => {
   });
 });
 
+describe('computeGpuBudget', () => {
+  it('takes the smallest of VRAM × fraction, free + held and the cap, minus the reserve', () => {
+    expect(computeGpuBudget({ total: 1000, fraction: 0.9, reserve: 100 })).toBe(800);
+    // Another process holds 400 of 1000: only the free 600 (plus what our runners hold) is ours.
+    expect(computeGpuBudget({ total: 1000, free: 600, fraction: 0.9, reserve: 100 })).toBe(500);
+    expect(
+      computeGpuBudget({ total: 1000, free: 600, held: 200, fraction: 0.9, reserve: 100 }),
+    ).toBe(700);
+    expect(computeGpuBudget({ total: 1000, fraction: 1, cap: 300, reserve: 0 })).toBe(300);
+    expect(computeGpuBudget({ total: 1000, fraction: 1, cap: 50, reserve: 100 })).toBe(0);
+  });
+});
+
 describe('chooseVictims', () => {
+  it('while only a GPU is short, counts only candidates that hold memory on it', () => {
+    const c = [
+      { instance: 1, charge: 500, lastUsedAt: 0, reloadCostMs: 100 }, // most idle, RAM only
+      { instance: 2, charge: 100, gpus: [0, 300], lastUsedAt: 100, reloadCostMs: 100 },
+      { instance: 3, charge: 100, gpus: [300], lastUsedAt: 200, reloadCostMs: 100 },
+    ];
+    expect(chooseVictims(c, 0, 0, 1000, [200])).toEqual([3]);
+    expect(chooseVictims(c, 0, 0, 1000, [200, 200])).toEqual([2, 3]);
+    expect(chooseVictims(c, 0, 0, 1000, [400])).toBe(undefined);
+    // RAM short too: the RAM-only model counts again.
+    expect(chooseVictims(c, 400, 0, 1000, [200])).toEqual([1, 3]);
+    // No GPU deficit: the RAM-only rule, unchanged.
+    expect(chooseVictims(c, 50, 0, 1000, [0])).toEqual([1]);
+  });
+
   it('evicts the least recently used first', () => {
     const c = [
       { instance: 1, charge: 100, lastUsedAt: 500, reloadCostMs: 100 },
@@ -326,6 +375,131 @@ describe('SchedulerCore', () => {
   });
 });
 
+describe('SchedulerCore per-GPU ledger', () => {
+  /** b holds RAM only; a, c and g hold 600 MiB on GPU 0; GPU 0 has a 1000 MiB budget. */
+  const gpuWorld = (opts: { pinned?: string; gpuBudgets?: number[] } = {}) =>
+    recorder({
+      sizes: { a: 100 * MiB, b: 200 * MiB, c: 100 * MiB, g: 100 * MiB },
+      gpu: { a: [600 * MiB], c: [600 * MiB], g: [1200 * MiB] },
+      settings: { gpuBudgetBytes: opts.gpuBudgets ?? [1000 * MiB] },
+      policy: (m) => ({ pinned: m === opts.pinned, ttlMs: 60_000 }),
+    });
+  /** Loads b (RAM only) first, then a (on GPU 0): b is the least recently used. */
+  const loadBThenA = (w: ReturnType<typeof recorder>, opts: { keepABusy?: boolean } = {}) => {
+    w.core.request(1, 'b');
+    w.core.loadSucceeded(w.loads.at(-1)!.instance, { loadMs: 10 });
+    w.advance(100);
+    w.core.release(1);
+    w.advance(100);
+    w.core.request(2, 'a');
+    w.core.loadSucceeded(w.loads.at(-1)!.instance, { loadMs: 10 });
+    w.advance(100);
+    if (!opts.keepABusy) w.core.release(2);
+    w.advance(100);
+  };
+
+  it('a load that fits RAM but not the GPU evicts the idle model holding GPU memory, not the RAM-only one', () => {
+    const w = gpuWorld();
+    loadBThenA(w);
+    expect(w.core.gpuLedger()).toEqual([
+      { index: 0, budget: 1000 * MiB, reserved: 0, measured: 600 * MiB, free: 400 * MiB },
+    ]);
+    w.core.request(3, 'c'); // RAM: 125 + 250 + 125 of 1000 MiB; GPU 0: 600 + 600 of 1000 MiB
+    expect(w.stops.map((s) => [s.model, s.reason])).toEqual([['a', 'evicted']]);
+    expect(w.stops[0]!.detail).toContain('GPU 0: needs 600 MiB, 400 MiB free of 1000 MiB');
+    expect(w.stops[0]!.detail).not.toContain('needs 125 MiB'); // RAM was not short
+    expect(w.loads).toHaveLength(2); // waits for a's exit: its GPU memory is not free before
+    w.core.exited(w.stops[0]!.instance);
+    expect(w.loads.at(-1)).toMatchObject({ model: 'c', gpuBytes: [600 * MiB] });
+    expect(w.core.gpuLedger()[0]).toMatchObject({ reserved: 600 * MiB, measured: 0 });
+    expect(w.core.view('c')?.instance).toMatchObject({
+      gpuPredicted: [600 * MiB],
+      gpuCharge: [600 * MiB],
+    });
+  });
+
+  it('refuses with 503 naming the GPU when only pinned models hold it', () => {
+    const w = gpuWorld({ pinned: 'a' });
+    loadBThenA(w);
+    w.core.request(3, 'c');
+    expect(w.stops).toHaveLength(0); // neither the pinned a nor the RAM-only b
+    const r = w.rejects.get(3)!;
+    expect(r.kind).toBe('no_fit');
+    expect(r.message).toContain('GPU 0: needs 600 MiB, 400 MiB free of 1000 MiB');
+    expect(r.guidance).toContain(
+      'GPU 0: needs 600 MiB, 400 MiB free of 1000 MiB: offload fewer layers (gpuLayers)',
+    );
+  });
+
+  it('waits while only a busy model holds the GPU (never evicting it, nor the RAM-only one), then evicts it once idle', () => {
+    const w = gpuWorld();
+    loadBThenA(w, { keepABusy: true });
+    w.core.request(3, 'c');
+    expect(w.stops).toHaveLength(0);
+    expect(w.rejects.size).toBe(0);
+    w.core.release(2);
+    expect(w.stops.map((s) => [s.model, s.reason])).toEqual([['a', 'evicted']]);
+    w.core.exited(w.stops[0]!.instance);
+    expect(w.loads.at(-1)!.model).toBe('c');
+  });
+
+  it('a request that waited for a busy GPU past the queue bound is refused naming the GPU', () => {
+    const w = gpuWorld();
+    loadBThenA(w, { keepABusy: true });
+    w.core.request(3, 'c');
+    w.advance(10_000);
+    const r = w.rejects.get(3)!;
+    expect(r.kind).toBe('queue_timeout');
+    expect(r.message).toContain('waiting for GPU memory: GPU 0: needs 600 MiB, 400 MiB free');
+    expect(w.stops).toHaveLength(0);
+  });
+
+  it('refuses at once, naming the GPU, a plan larger than the GPU budget', () => {
+    const w = gpuWorld();
+    loadBThenA(w, { keepABusy: true }); // busy a could free 600 MiB, still not enough
+    w.core.request(3, 'g');
+    expect(w.rejects.get(3)).toMatchObject({ kind: 'no_fit' });
+    expect(w.rejects.get(3)!.message).toContain('GPU 0: needs 1200 MiB, 400 MiB free of 1000 MiB');
+    expect(w.stops).toHaveLength(0);
+  });
+
+  it('a lowered GPU budget evicts the idle models holding that GPU only', () => {
+    const w = gpuWorld();
+    loadBThenA(w);
+    w.core.setGpuBudgets([500 * MiB]);
+    expect(w.stops.map((s) => [s.model, s.reason])).toEqual([['a', 'over-budget']]);
+    expect(w.stops[0]!.detail).toBe('GPU 0 is 100 MiB over its budget');
+  });
+
+  it('keeps the planned GPU share until a measurement names the GPU', () => {
+    const w = gpuWorld();
+    loadBThenA(w);
+    const a = w.loads.at(-1)!.instance;
+    w.core.measured(a, { charge: 90 * MiB, rss: 90 * MiB, peak: 90 * MiB });
+    expect(w.core.view('a')?.instance).toMatchObject({ charge: 90 * MiB, gpuCharge: [600 * MiB] });
+    w.core.measured(a, { charge: 90 * MiB, gpus: [700 * MiB] });
+    expect(w.core.gpuLedger()[0]).toMatchObject({ measured: 700 * MiB, free: 300 * MiB });
+  });
+
+  it('without GPU budgets, GPU bytes do not limit (a machine without GPUs behaves as RAM-only)', () => {
+    const w = gpuWorld({ gpuBudgets: [] });
+    loadBThenA(w);
+    w.core.request(3, 'c');
+    w.core.request(4, 'g');
+    expect(w.stops).toHaveLength(0);
+    expect(w.loads.map((l) => l.model)).toEqual(['b', 'a', 'c', 'g']);
+    expect(w.core.gpuLedger()).toEqual([
+      {
+        index: 0,
+        budget: Number.POSITIVE_INFINITY,
+        reserved: 1800 * MiB,
+        measured: 600 * MiB,
+        free: Number.POSITIVE_INFINITY,
+      },
+    ]);
+  });
+});
+
 // ---- properties over random sequences ---------------------------------------------------------
 
 type Op =
@@ -338,7 +512,7 @@ type Op =
   | { t: 'crash'; k: number }
   | { t: 'tick'; ms: number }
   | { t: 'wake'; early: boolean }
-  | { t: 'measure'; k: number; frac: number }
+  | { t: 'measure'; k: number; frac: number; gpu: boolean }
   | { t: 'unload'; m: number; force: boolean };
 
 const opArb: fc.Arbitrary<Op> = fc.oneof(
@@ -374,6 +548,8 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
       t: fc.constant('measure' as const),
       k: fc.nat(),
       frac: fc.double({ min: 0.3, max: 1, noNaN: true }),
+      // Whether the measurement names the GPUs too (no runner reports VRAM today; one may).
+      gpu: fc.boolean(),
     }),
   },
   {
@@ -390,6 +566,7 @@ interface SimInstance {
   /** Stopped while loading: the shell reports that as the load failing (aborted). */
   abortedLoad: boolean;
   bytes: number;
+  gpuBytes: number[];
   inFlight: Set<number>;
   lastActivity: number;
   keep: number | null | undefined;
@@ -402,8 +579,18 @@ interface SimInstance {
  */
 function simulate(
   ops: Op[],
-  params: { budget: number; sizes: number[]; pinned: number; ttl: number; maxLoaded: number },
+  params: {
+    budget: number;
+    sizes: number[];
+    pinned: number;
+    ttl: number;
+    maxLoaded: number;
+    /** Budget per GPU (empty: no GPU limits) and, per model, the bytes it plans on each GPU. */
+    gpuBudgets?: number[];
+    gpuSizes?: number[][];
+  },
 ) {
+  const gpuBudgets = params.gpuBudgets ?? [];
   let now = 0;
   const ttlPolicy = params.ttl;
   const policy = (m: string): ModelPolicy => ({
@@ -427,6 +614,7 @@ function simulate(
     queued.delete(id);
   };
   let loadCount = 0;
+  let gpuLoadCount = 0; // loads that reserved bytes on a GPU with a budget
   let stopCount = 0;
   const everHeld = new Set<number>();
   const keepOf = new Map<number, number | null | undefined>();
@@ -434,11 +622,16 @@ function simulate(
     settings: {
       ...baseSettings,
       budgetBytes: params.budget,
+      gpuBudgetBytes: gpuBudgets,
       maxLoadedModels: params.maxLoaded,
       maxWaitMs: 8000,
       drainDeadlineMs: 3000,
     },
-    plan: sizePlan(sizes, 2),
+    plan: sizePlan(
+      sizes,
+      2,
+      Object.fromEntries(MODELS.map((m, i) => [m, params.gpuSizes?.[i] ?? []])),
+    ),
     policy,
     now: () => now,
     effects: {
@@ -449,11 +642,13 @@ function simulate(
         );
         if (!live) fail(`load of ${o.model} started with no live queued request`);
         loadCount++;
+        if (o.gpuBytes.some((b, g) => b > 0 && g < gpuBudgets.length)) gpuLoadCount++;
         inst.set(o.instance, {
           model: o.model,
           state: 'loading',
           abortedLoad: false,
           bytes: o.bytes,
+          gpuBytes: [...o.gpuBytes],
           inFlight: new Set(),
           lastActivity: now,
           keep: undefined,
@@ -504,6 +699,20 @@ function simulate(
     const l = core.ledger();
     if (l.reserved + l.measured !== total)
       fail(`core ledger ${l.reserved + l.measured} ≠ ${total}`);
+    // Per GPU: the same invariant against each GPU's own budget, and the same books.
+    const gpuLedger = core.gpuLedger();
+    let devices = gpuBudgets.length;
+    for (const s of inst.values()) devices = Math.max(devices, s.gpuBytes.length);
+    for (let g = 0; g < devices; g++) {
+      let onGpu = 0;
+      for (const s of inst.values()) onGpu += s.gpuBytes[g] ?? 0;
+      const budget = gpuBudgets[g];
+      if (budget !== undefined && onGpu > budget)
+        fail(`GPU ${g} ledger ${onGpu} over its budget ${budget}`);
+      const c = gpuLedger[g];
+      if ((c?.reserved ?? 0) + (c?.measured ?? 0) !== onGpu)
+        fail(`core GPU ${g} ledger ${(c?.reserved ?? 0) + (c?.measured ?? 0)} ≠ ${onGpu}`);
+    }
   };
   const pick = <T>(xs: T[], k: number): T | undefined =>
     xs.length === 0 ? undefined : xs[k % xs.length];
@@ -599,7 +808,13 @@ function simulate(
         if (id !== undefined) {
           const s = inst.get(id)!;
           s.bytes = Math.round(s.bytes * op.frac);
-          core.measured(id, { charge: s.bytes, rss: s.bytes, peak: s.bytes });
+          if (op.gpu) s.gpuBytes = s.gpuBytes.map((b) => Math.round(b * op.frac));
+          core.measured(id, {
+            charge: s.bytes,
+            rss: s.bytes,
+            peak: s.bytes,
+            ...(op.gpu ? { gpus: s.gpuBytes } : {}),
+          });
         }
         break;
       }
@@ -628,15 +843,18 @@ function simulate(
   }
   if (inst.size > 0) fail(`${inst.size} instance(s) left after shutdown`);
   stats.loads += loadCount;
+  stats.gpuLoads += gpuLoadCount;
   stats.grants += [...answers.keys()].filter((r) => everHeld.has(r)).length;
   stats.stops += stopCount;
   return failures;
 }
 
-const stats = { loads: 0, grants: 0, stops: 0 };
+const stats = { loads: 0, grants: 0, stops: 0, gpuLoads: 0 };
 
 describe('SchedulerCore properties', () => {
-  it('over random sequences: ledger within budget, no early stop of busy models, every request answered once, no load for cancelled requests, no early TTL unload', () => {
+  it('over random sequences: ledger within the RAM budget and every GPU budget, no early stop of busy models, every request answered once, no load for cancelled requests, no early TTL unload', () => {
+    // GPU bytes per model and device: often none (a RAM-only model), else 10–800 MiB.
+    const gpuBytesArb = fc.oneof(fc.constant(0), fc.integer({ min: 10, max: 800 }));
     fc.assert(
       fc.property(
         fc.array(opArb, { minLength: 1, maxLength: 150, size: 'max' }),
@@ -645,13 +863,17 @@ describe('SchedulerCore properties', () => {
         fc.integer({ min: -1, max: 3 }),
         fc.constantFrom(0, 2000, 5000, Number.POSITIVE_INFINITY),
         fc.constantFrom(1, 2, Number.POSITIVE_INFINITY),
-        (ops, budgetMiB, sizesMiB, pinned, ttl, maxLoaded) => {
+        fc.array(fc.integer({ min: 100, max: 1500 }), { maxLength: 2 }),
+        fc.array(fc.array(gpuBytesArb, { maxLength: 2 }), { minLength: 4, maxLength: 4 }),
+        (ops, budgetMiB, sizesMiB, pinned, ttl, maxLoaded, gpuBudgetsMiB, gpuSizesMiB) => {
           const failures = simulate(ops, {
             budget: budgetMiB * MiB,
             sizes: sizesMiB.map((s) => s * MiB),
             pinned,
             ttl,
             maxLoaded,
+            gpuBudgets: gpuBudgetsMiB.map((b) => b * MiB),
+            gpuSizes: gpuSizesMiB.map((m) => m.map((b) => b * MiB)),
           });
           expect(failures).toEqual([]);
         },
@@ -662,6 +884,7 @@ describe('SchedulerCore properties', () => {
     expect(stats.loads).toBeGreaterThan(1000);
     expect(stats.grants).toBeGreaterThan(600);
     expect(stats.stops).toBeGreaterThan(600);
+    expect(stats.gpuLoads).toBeGreaterThan(200);
     if (process.env.SCHED_STATS) console.log(stats);
   });
 });

@@ -31,6 +31,12 @@ export interface PlanFits {
   bytes: number;
   /** True when the plan had to give up part of the request (smaller context, quantised KV). */
   degraded?: boolean;
+  /**
+   * Bytes the load takes on each GPU, by device index (the footprint's `byDevice.gpus`: index 0 is
+   * what is offloaded to GPU 0). Missing or empty: nothing on a GPU. `bytes` stays the planner's
+   * RAM figure (today its total, offloaded weights included); each device is charged on its own.
+   */
+  gpuBytes?: number[];
 }
 
 export interface PlanRefused {
@@ -44,10 +50,18 @@ export interface PlanRefused {
 export type PlanOutcome = PlanFits | PlanRefused;
 
 /**
- * Plans a load of `model` for `needs` within `roomBytes`. Pure and synchronous (the shell reads
- * the GGUF header before it submits a request). May degrade within the optimisation level.
+ * Plans a load of `model` for `needs` within `roomBytes` of RAM and `roomGpuBytes[g]` on each GPU
+ * that has a budget (empty when none has: a GPU without a budget does not limit). Pure and
+ * synchronous (the shell reads the GGUF header before it submits a request). May degrade within
+ * the optimisation level. A plan whose GPU bytes exceed the GPU room is not loaded: the core
+ * checks every device itself.
  */
-export type PlanFn = (model: string, needs: Needs, roomBytes: number) => PlanOutcome;
+export type PlanFn = (
+  model: string,
+  needs: Needs,
+  roomBytes: number,
+  roomGpuBytes: readonly number[],
+) => PlanOutcome;
 
 export interface ModelPolicy {
   /** Never evicted for room, never unloaded by TTL (an explicit unload still works). */
@@ -59,6 +73,11 @@ export interface ModelPolicy {
 export interface CoreSettings {
   /** Bytes the ledger may hold (see `computeBudget`). */
   budgetBytes: number;
+  /**
+   * Bytes the ledger may hold on each GPU, by device index (see `computeGpuBudget`). Defaults to
+   * none: a GPU without a budget does not limit (a machine without GPUs behaves as RAM-only).
+   */
+  gpuBudgetBytes?: readonly number[];
   /** Models loaded (loading, ready or draining) at once. Infinity = no limit. */
   maxLoadedModels: number;
   /** Requests queued per model; one more is refused with 429. */
@@ -117,6 +136,8 @@ export interface LoadOrder {
   model: string;
   config: RunnerConfig;
   bytes: number;
+  /** Bytes reserved on each GPU, by device index (empty: none). */
+  gpuBytes: number[];
   degraded: boolean;
 }
 
@@ -166,6 +187,10 @@ export interface InstanceView {
   charge: number;
   measured?: number;
   peak?: number;
+  /** Bytes the plan predicted on each GPU, by device index (empty: none). */
+  gpuPredicted: number[];
+  /** Bytes the ledger holds for it on each GPU (the plan's until a VRAM measurement replaces it). */
+  gpuCharge: number[];
   inFlight: number;
   loadStartedAt: number;
   readyAt?: number;
@@ -186,6 +211,11 @@ export interface LedgerView {
   free: number;
 }
 
+/** The ledger of one GPU. `budget` and `free` are Infinity for a GPU without a budget. */
+export interface GpuLedgerView extends LedgerView {
+  index: number;
+}
+
 interface Instance {
   id: number;
   model: string;
@@ -195,6 +225,9 @@ interface Instance {
   charge: number;
   measured?: number;
   peak?: number;
+  gpuPredicted: number[];
+  /** Bytes held on each GPU: the plan's, replaced only by a measurement that names the GPU. */
+  gpuCharge: number[];
   /** Largest context a request planned onto this instance asked for (a degraded plan serves it). */
   plannedContext: number;
   inFlight: Set<number>;
@@ -228,6 +261,8 @@ interface ModelRec {
   lastError?: string;
   lastLoadMs?: number;
   lastBytes?: number;
+  /** Why its queue head waits for room on a GPU (for a queue timeout's message); undefined otherwise. */
+  gpuWait?: string;
 }
 
 export interface CoreOptions {
@@ -255,25 +290,55 @@ export function computeBudget(input: {
   return Math.max(0, Math.floor(Math.min(...limits) - input.reserve));
 }
 
+/**
+ * A GPU's budget, shaped like `computeBudget`: min(VRAM × fraction, free VRAM + bytes headroom's
+ * runners hold there, configured cap) − reserve, never below zero. Free VRAM is a limit because
+ * what other processes (a desktop, another app) hold on the device is not ours to plan with;
+ * `held` adds back what our own runners hold, so a refresh while models are loaded does not count
+ * them against us. Undefined inputs do not limit.
+ */
+export function computeGpuBudget(input: {
+  total: number;
+  free?: number;
+  held?: number;
+  fraction: number;
+  cap?: number;
+  reserve: number;
+}): number {
+  return computeBudget({
+    totalRam: input.total,
+    fraction: input.fraction,
+    ...(input.free !== undefined ? { cgroupLimit: input.free + (input.held ?? 0) } : {}),
+    ...(input.cap !== undefined ? { cap: input.cap } : {}),
+    reserve: input.reserve,
+  });
+}
+
 export interface VictimCandidate {
   instance: number;
   charge: number;
+  /** Bytes it holds on each GPU, by device index; missing = none. */
+  gpus?: readonly number[];
   lastUsedAt: number;
   /** What a reload would cost: the measured load time, else an estimate from the size. */
   reloadCostMs: number;
 }
 
 /**
- * Eviction as a pure function: the idle candidates to stop so that `deficitBytes` bytes and
- * `slots` model slots come free, most evictable first. Score = idle time / (reload cost + 1 s):
- * least recently used first, but a model that takes long to reload is kept over a cheap one that
- * has been idle a little longer. Returns undefined when all candidates together are not enough.
+ * Eviction as a pure function: the idle candidates to stop so that `deficitBytes` bytes of RAM,
+ * `gpuDeficits[g]` bytes on each GPU and `slots` model slots come free, most evictable first.
+ * Score = idle time / (reload cost + 1 s): least recently used first, but a model that takes long
+ * to reload is kept over a cheap one that has been idle a little longer. While only GPUs are
+ * short, a candidate counts only if it frees bytes on a GPU that is short (evicting a model that
+ * holds RAM alone would not help the load); with no GPU deficit this is the RAM-only rule.
+ * Returns undefined when all candidates together are not enough.
  */
 export function chooseVictims(
   candidates: readonly VictimCandidate[],
   deficitBytes: number,
   slots: number,
   now: number,
+  gpuDeficits: readonly number[] = [],
 ): number[] | undefined {
   const scored = [...candidates].sort(
     (a, b) =>
@@ -281,12 +346,22 @@ export function chooseVictims(
   );
   const out: number[] = [];
   let freed = 0;
+  const gpuFreed = gpuDeficits.map(() => 0);
+  const gpuShort = (g: number): boolean => gpuFreed[g]! < gpuDeficits[g]!;
+  const done = (): boolean =>
+    freed >= deficitBytes && out.length >= slots && gpuDeficits.every((_, g) => !gpuShort(g));
   for (const c of scored) {
-    if (freed >= deficitBytes && out.length >= slots) break;
+    if (done()) break;
+    const helps =
+      freed < deficitBytes ||
+      out.length < slots ||
+      gpuDeficits.some((_, g) => gpuShort(g) && (c.gpus?.[g] ?? 0) > 0);
+    if (!helps) continue;
     out.push(c.instance);
     freed += c.charge;
+    for (let g = 0; g < gpuFreed.length; g++) gpuFreed[g] = gpuFreed[g]! + (c.gpus?.[g] ?? 0);
   }
-  return freed >= deficitBytes && out.length >= slots ? out : undefined;
+  return done() ? out : undefined;
 }
 
 function score(c: VictimCandidate, now: number): number {
@@ -311,6 +386,8 @@ const ESTIMATE_START_MS = 500;
 
 export class SchedulerCore {
   readonly #s: CoreSettings;
+  /** Budget per GPU, by device index; a GPU past the end has none (does not limit). */
+  #gpuBudgets: number[];
   readonly #fx: CoreEffects;
   readonly #plan: PlanFn;
   readonly #policy: (model: string) => ModelPolicy;
@@ -327,6 +404,8 @@ export class SchedulerCore {
 
   constructor(opts: CoreOptions) {
     this.#s = { ...opts.settings };
+    this.#gpuBudgets = cleanGpuBytes(opts.settings.gpuBudgetBytes ?? []);
+    this.#s.gpuBudgetBytes = this.#gpuBudgets;
     this.#fx = opts.effects;
     this.#plan = opts.plan;
     this.#policy = opts.policy;
@@ -451,13 +530,19 @@ export class SchedulerCore {
   /**
    * What a ready runner measures. `charge` is the ledger's figure for it from now on (the shell
    * applies the planner's rule: the measured peak replaces the plan once the context was full,
-   * else it can only raise it). If that pushes the ledger past the budget, idle models go.
+   * else it can only raise it). `gpus`, when given, is the same figure per GPU; without it the
+   * GPU charge stays as planned (the runner does not report VRAM today, so in practice the GPU
+   * share is always the plan's). If that pushes the ledger past a budget, idle models go.
    */
-  measured(instance: number, m: { charge: number; rss?: number; peak?: number }): void {
+  measured(
+    instance: number,
+    m: { charge: number; rss?: number; peak?: number; gpus?: readonly number[] },
+  ): void {
     this.#run(() => {
       const inst = this.#instances.get(instance);
       if (!inst || inst.state === 'loading') return;
       inst.charge = Math.max(0, m.charge);
+      if (m.gpus !== undefined) inst.gpuCharge = cleanGpuBytes(m.gpus);
       if (m.rss !== undefined) inst.measured = m.rss;
       if (m.peak !== undefined) inst.peak = Math.max(inst.peak ?? 0, m.peak);
       this.#relieveOverBudget();
@@ -471,11 +556,12 @@ export class SchedulerCore {
       for (const rec of this.#models.values()) {
         for (const req of [...rec.queue]) {
           if (now - req.enqueuedAt >= this.#s.maxWaitMs) {
+            const gpuWait = rec.gpuWait; // read before the dequeue that may clear it
             this.#dequeue(req);
             this.#fx.reject(req.id, {
               kind: 'queue_timeout',
               model: rec.name,
-              message: `The request waited ${Math.round(this.#s.maxWaitMs / 1000)} s for "${rec.name}" without being served; retry later.`,
+              message: `The request waited ${Math.round(this.#s.maxWaitMs / 1000)} s for "${rec.name}" without being served${gpuWait !== undefined ? ` (waiting for GPU memory: ${gpuWait})` : ''}; retry later.`,
               retryAfterSeconds: this.#retryAfter(rec),
             });
           }
@@ -553,6 +639,18 @@ export class SchedulerCore {
     });
   }
 
+  /**
+   * Sets the budget of each GPU, by device index (`computeGpuBudget`); a GPU past the end of the
+   * list has none. Idle models holding memory on a GPU now over its budget are evicted.
+   */
+  setGpuBudgets(bytes: readonly number[]): void {
+    this.#run(() => {
+      this.#gpuBudgets = cleanGpuBytes(bytes);
+      this.#s.gpuBudgetBytes = this.#gpuBudgets;
+      this.#relieveOverBudget();
+    });
+  }
+
   // ---- reads --------------------------------------------------------------------------------
 
   get settings(): Readonly<CoreSettings> {
@@ -578,6 +676,27 @@ export class SchedulerCore {
     };
   }
 
+  /**
+   * The ledger of each GPU that has a budget or holds a charge, by device index. `measured` is
+   * what ready runners hold there: the plan's figure, since runners do not report VRAM today.
+   */
+  gpuLedger(): GpuLedgerView[] {
+    let n = this.#gpuBudgets.length;
+    for (const i of this.#instances.values()) n = Math.max(n, i.gpuCharge.length);
+    const out: GpuLedgerView[] = [];
+    for (let g = 0; g < n; g++) {
+      let reserved = 0;
+      let measured = 0;
+      for (const i of this.#instances.values()) {
+        if (i.state === 'loading') reserved += i.gpuCharge[g] ?? 0;
+        else measured += i.gpuCharge[g] ?? 0;
+      }
+      const budget = this.#gpuBudget(g);
+      out.push({ index: g, budget, reserved, measured, free: budget - reserved - measured });
+    }
+    return out;
+  }
+
   view(model: string): ModelView | undefined {
     const rec = this.#models.get(model);
     if (!rec) return undefined;
@@ -598,6 +717,8 @@ export class SchedulerCore {
         config: i.config,
         predicted: i.predicted,
         charge: i.charge,
+        gpuPredicted: [...i.gpuPredicted],
+        gpuCharge: [...i.gpuCharge],
         inFlight: i.inFlight.size,
         loadStartedAt: i.loadStartedAt,
         lastUsedAt: i.lastUsedAt,
@@ -663,6 +784,7 @@ export class SchedulerCore {
     if (i >= 0) rec.queue.splice(i, 1);
     this.#requests.delete(req.id);
     if (rec.queue.length === 0 && this.#awaitingRoom === rec.name) this.#awaitingRoom = undefined;
+    if (rec.queue.length === 0) rec.gpuWait = undefined;
   }
 
   /** Models with waiters, oldest head first (fairness across models). */
@@ -728,19 +850,28 @@ export class SchedulerCore {
     return this.#admit(rec, head);
   }
 
-  /** No instance of the model: plan, evict idle models if needed, load; or wait; or refuse. */
+  /**
+   * No instance of the model: plan, evict idle models if needed, load; or wait; or refuse. Every
+   * device is checked alike: RAM against the budget, each GPU that has a budget against its own.
+   */
   #admit(rec: ModelRec, head: Req): boolean {
     if (this.#awaitingRoom !== undefined && this.#awaitingRoom !== rec.name) return false;
+    rec.gpuWait = undefined;
     const now = this.#now();
     const ledger = this.#ledgerTotal();
     const free = this.#s.budgetBytes - ledger;
+    const nGpus = this.#gpuBudgets.length;
+    const gpuFree = this.#gpuBudgets.map((b, g) => b - this.#gpuLedgerTotal(g));
     let coming = 0; // bytes of runners already told to stop: free once they exit
+    const gpuComing = zeros(nGpus);
     let live = 0; // instances counted against maxLoadedModels
     const candidates: VictimCandidate[] = [];
     let pinned = 0;
+    const gpuPinned = zeros(nGpus);
     for (const i of this.#instances.values()) {
       if (i.state === 'stopping') {
         coming += i.charge;
+        addGpus(gpuComing, i.gpuCharge);
         continue;
       }
       live++;
@@ -751,26 +882,43 @@ export class SchedulerCore {
           charge: i.charge,
           lastUsedAt: i.lastUsedAt,
           reloadCostMs: r.lastLoadMs ?? ESTIMATE_START_MS + i.predicted / ESTIMATE_BYTES_PER_MS,
+          ...(i.gpuCharge.length > 0 ? { gpus: i.gpuCharge } : {}),
         });
       } else if (this.#policy(i.model).pinned) {
         pinned += i.charge;
+        addGpus(gpuPinned, i.gpuCharge);
       }
     }
     const evictable = candidates.reduce((a, c) => a + c.charge, 0);
-    const plan = this.#plan(rec.name, head.needs, Math.max(0, free + coming + evictable));
+    const gpuEvictable = zeros(nGpus);
+    for (const c of candidates) addGpus(gpuEvictable, c.gpus ?? []);
+    const gpuRoom = gpuFree.map((f, g) => Math.max(0, f + gpuComing[g]! + gpuEvictable[g]!));
+    const plan = this.#plan(rec.name, head.needs, Math.max(0, free + coming + evictable), gpuRoom);
     if (plan.fits) {
+      const need = this.#gpuNeed(plan);
       const slotsNeeded = Math.max(0, live + 1 - this.#s.maxLoadedModels);
-      if (plan.bytes <= free && slotsNeeded === 0) {
+      if (plan.bytes <= free && need.every((n, g) => n <= gpuFree[g]!) && slotsNeeded === 0) {
         this.#startLoad(rec, head, plan);
         return true;
       }
       const deficit = Math.max(0, plan.bytes - free - coming);
-      if (deficit === 0 && slotsNeeded === 0) {
+      const gpuDeficit = need.map((n, g) => Math.max(0, n - gpuFree[g]! - gpuComing[g]!));
+      const gpuShort = gpuDeficit.some((d) => d > 0);
+      if (deficit === 0 && !gpuShort && slotsNeeded === 0) {
         // Victims are on their way out: wait for their exits.
         this.#awaitingRoom = rec.name;
         return false;
       }
-      const victims = chooseVictims(candidates, deficit, slotsNeeded, now);
+      const shortage = (): string =>
+        [
+          ...(deficit > 0
+            ? [
+                `needs ${mib(plan.bytes)}, ${mib(Math.max(0, free))} free of ${mib(this.#s.budgetBytes)}`,
+              ]
+            : []),
+          ...gpuShortages(need, gpuFree, this.#gpuBudgets, gpuDeficit),
+        ].join('; ');
+      const victims = chooseVictims(candidates, deficit, slotsNeeded, now, gpuDeficit);
       if (victims) {
         this.#awaitingRoom = rec.name;
         this.#fx.note?.({
@@ -779,22 +927,40 @@ export class SchedulerCore {
           needBytes: plan.bytes,
           freeBytes: free,
         });
+        const short = deficit > 0 || gpuShort;
         for (const id of victims) {
           const v = this.#instances.get(id)!;
-          const reason: StopReason = deficit > 0 ? 'evicted' : 'max-models';
+          const reason: StopReason = short ? 'evicted' : 'max-models';
           this.#stop(
             v,
             reason,
-            deficit > 0
-              ? `to make room for "${rec.name}" (needs ${mib(plan.bytes)}, ${mib(Math.max(0, free))} free of ${mib(this.#s.budgetBytes)}); idle ${now - v.lastUsedAt} ms`
+            short
+              ? `to make room for "${rec.name}" (${shortage()}); idle ${now - v.lastUsedAt} ms`
               : `to load "${rec.name}" within maxLoadedModels=${this.#s.maxLoadedModels}; idle ${now - v.lastUsedAt} ms`,
           );
         }
         return true;
       }
       // Not enough idle models now: wait while busy or loading ones may become idle (the queue's
-      // wait bound applies); refuse when nothing can change (pinned models hold the room).
-      if (this.#progressPossible(rec.name, coming)) return false;
+      // wait bound applies); refuse when nothing can change (pinned models hold the room), or
+      // when a GPU could not hold the plan even with every unpinned model gone.
+      const gpuNever = need.some((n, g) => n > this.#gpuBudgets[g]! - gpuPinned[g]!);
+      if (!gpuNever && this.#progressPossible(rec.name, coming, gpuComing)) {
+        if (gpuShort) rec.gpuWait = shortage();
+        return false;
+      }
+      if (gpuShort) {
+        const devices = gpuShortages(need, gpuFree, this.#gpuBudgets, gpuDeficit);
+        return this.#refuse(rec, head, {
+          fits: false,
+          message: `"${rec.name}" needs more GPU memory than headroom can free (${devices.join('; ')}): ${gpuNever ? 'the GPU budget minus pinned models is too small' : 'pinned models hold the room'}.`,
+          guidance: [
+            ...devices.map((d) => `${d}: offload fewer layers (gpuLayers)`),
+            'unpin a model',
+            'raise the GPU memory budget (scheduler.budget.gpu)',
+          ],
+        });
+      }
       return this.#refuse(rec, head, {
         fits: false,
         message: `"${rec.name}" needs ${mib(plan.bytes)} but pinned models hold the room (${mib(Math.max(0, free))} free of ${mib(this.#s.budgetBytes)}, maxLoadedModels=${this.#s.maxLoadedModels}).`,
@@ -807,9 +973,17 @@ export class SchedulerCore {
     }
     // Nothing fits even with every idle model gone. Would it fit once busy models finish?
     const roomMax = Math.max(0, this.#s.budgetBytes - pinned);
+    const gpuRoomMax = this.#gpuBudgets.map((b, g) => Math.max(0, b - gpuPinned[g]!));
     const later =
-      roomMax > free + coming + evictable ? this.#plan(rec.name, head.needs, roomMax) : plan;
-    if (later.fits && this.#progressPossible(rec.name, coming)) return false;
+      roomMax > free + coming + evictable || gpuRoomMax.some((r, g) => r > gpuRoom[g]!)
+        ? this.#plan(rec.name, head.needs, roomMax, gpuRoomMax)
+        : plan;
+    if (
+      later.fits &&
+      this.#gpuNeed(later).every((n, g) => n <= gpuRoomMax[g]!) &&
+      this.#progressPossible(rec.name, coming, gpuComing)
+    )
+      return false;
     return this.#refuse(rec, head, plan);
   }
 
@@ -826,8 +1000,8 @@ export class SchedulerCore {
   }
 
   /** Whether some other model's state can still change without a new request (so waiting helps). */
-  #progressPossible(model: string, coming: number): boolean {
-    if (coming > 0) return true;
+  #progressPossible(model: string, coming: number, gpuComing: readonly number[]): boolean {
+    if (coming > 0 || gpuComing.some((b) => b > 0)) return true;
     for (const i of this.#instances.values()) {
       if (i.model === model || this.#policy(i.model).pinned) continue;
       if (i.state === 'loading' || i.state === 'draining' || i.inFlight.size > 0) return true;
@@ -836,6 +1010,8 @@ export class SchedulerCore {
   }
 
   #startLoad(rec: ModelRec, head: Req, plan: PlanFits): void {
+    const gpuBytes = cleanGpuBytes(plan.gpuBytes ?? []);
+    rec.gpuWait = undefined;
     const inst: Instance = {
       id: this.#nextInstance++,
       model: rec.name,
@@ -843,6 +1019,8 @@ export class SchedulerCore {
       state: 'loading',
       predicted: plan.bytes,
       charge: plan.bytes,
+      gpuPredicted: gpuBytes,
+      gpuCharge: [...gpuBytes],
       plannedContext: Math.max(plan.config.contextSize, head.needs.contextSize ?? 0),
       inFlight: new Set(),
       loadStartedAt: this.#now(),
@@ -865,6 +1043,7 @@ export class SchedulerCore {
       model: rec.name,
       config: plan.config,
       bytes: plan.bytes,
+      gpuBytes: [...gpuBytes],
       degraded: plan.degraded === true,
     });
   }
@@ -929,10 +1108,16 @@ export class SchedulerCore {
 
   #relieveOverBudget(): void {
     let over = this.#ledgerTotal() - this.#s.budgetBytes;
-    if (over <= 0) return;
+    const gpuOver = this.#gpuBudgets.map((b, g) => this.#gpuLedgerTotal(g) - b);
+    if (over <= 0 && gpuOver.every((o) => o <= 0)) return;
     const now = this.#now();
-    for (const i of this.#instances.values()) if (i.state === 'stopping') over -= i.charge;
-    if (over <= 0) return;
+    for (const i of this.#instances.values())
+      if (i.state === 'stopping') {
+        over -= i.charge;
+        for (let g = 0; g < gpuOver.length; g++) gpuOver[g] = gpuOver[g]! - (i.gpuCharge[g] ?? 0);
+      }
+    if (over <= 0 && gpuOver.every((o) => o <= 0)) return;
+    const gpuDeficit = gpuOver.map((o) => Math.max(0, o));
     const candidates: VictimCandidate[] = [];
     for (const i of this.#instances.values()) {
       if (i.state === 'ready' && i.inFlight.size === 0 && !this.#policy(i.model).pinned)
@@ -941,12 +1126,22 @@ export class SchedulerCore {
           charge: i.charge,
           lastUsedAt: i.lastUsedAt,
           reloadCostMs: this.#models.get(i.model)!.lastLoadMs ?? ESTIMATE_START_MS,
+          ...(i.gpuCharge.length > 0 ? { gpus: i.gpuCharge } : {}),
         });
     }
-    const all = chooseVictims(candidates, over, 0, now) ?? candidates.map((c) => c.instance);
+    // Not enough: stop every candidate that frees bytes where the ledger is over.
+    const all =
+      chooseVictims(candidates, Math.max(0, over), 0, now, gpuDeficit) ??
+      candidates
+        .filter((c) => over > 0 || gpuDeficit.some((d, g) => d > 0 && (c.gpus?.[g] ?? 0) > 0))
+        .map((c) => c.instance);
+    const why = [
+      ...(over > 0 ? [`measured memory is ${mib(over)} over the budget`] : []),
+      ...gpuDeficit.flatMap((d, g) => (d > 0 ? [`GPU ${g} is ${mib(d)} over its budget`] : [])),
+    ].join('; ');
     for (const id of all) {
       const v = this.#instances.get(id)!;
-      this.#stop(v, 'over-budget', `measured memory is ${mib(over)} over the budget`);
+      this.#stop(v, 'over-budget', why);
     }
   }
 
@@ -954,6 +1149,23 @@ export class SchedulerCore {
     let t = 0;
     for (const i of this.#instances.values()) t += i.charge;
     return t;
+  }
+
+  #gpuLedgerTotal(g: number): number {
+    let t = 0;
+    for (const i of this.#instances.values()) t += i.gpuCharge[g] ?? 0;
+    return t;
+  }
+
+  /** A GPU's budget; Infinity for one without (it does not limit). */
+  #gpuBudget(g: number): number {
+    return this.#gpuBudgets[g] ?? Number.POSITIVE_INFINITY;
+  }
+
+  /** What a plan takes on each GPU that has a budget (GPUs without one do not limit). */
+  #gpuNeed(plan: PlanOutcome): number[] {
+    const bytes = plan.fits ? cleanGpuBytes(plan.gpuBytes ?? []) : [];
+    return this.#gpuBudgets.map((_, g) => bytes[g] ?? 0);
   }
 
   #ttl(inst: Instance): number {
@@ -980,6 +1192,36 @@ function describeNeeds(n: Needs): string {
   if (n.kv !== undefined) parts.push(`a ${n.kv} KV cache`);
   if (n.parallel !== undefined) parts.push(`${n.parallel} slots`);
   return parts.join(', ') || 'another config';
+}
+
+/** Non-negative finite byte counts (NaN and negatives become 0; Infinity stays: no limit). */
+function cleanGpuBytes(bytes: readonly number[]): number[] {
+  return bytes.map((b) => (b > 0 ? b : 0));
+}
+
+function zeros(n: number): number[] {
+  return new Array<number>(n).fill(0);
+}
+
+function addGpus(into: number[], bytes: readonly number[]): void {
+  for (let g = 0; g < into.length; g++) into[g] = into[g]! + (bytes[g] ?? 0);
+}
+
+/** "GPU g: needs X, Y free of Z" for each GPU that is short. */
+function gpuShortages(
+  need: readonly number[],
+  free: readonly number[],
+  budgets: readonly number[],
+  deficit: readonly number[],
+): string[] {
+  const out: string[] = [];
+  deficit.forEach((d, g) => {
+    if (d > 0)
+      out.push(
+        `GPU ${g}: needs ${mib(need[g]!)}, ${mib(Math.max(0, free[g]!))} free of ${mib(budgets[g]!)}`,
+      );
+  });
+  return out;
 }
 
 function mib(bytes: number): string {

@@ -5,6 +5,7 @@ import { HeadroomError, describeError } from '../lib/errors.js';
 import {
   SchedulerCore,
   type CoreSettings,
+  type GpuLedgerView,
   type LedgerView,
   type ModelPolicy,
   type Needs,
@@ -167,6 +168,8 @@ export interface ModelStatus {
   peak?: number;
   /** Bytes the ledger holds for it. */
   allocated?: number;
+  /** Bytes the ledger holds for it on each GPU, by device index; absent when it holds none. */
+  gpuAllocated?: number[];
   drainDeadline?: number;
   backoffUntil?: number;
   lastError?: string;
@@ -175,11 +178,15 @@ export interface ModelStatus {
 
 export interface ResourcesView {
   ledger: LedgerView;
+  /** The ledger of each GPU (empty on a machine without GPUs and with no GPU bytes planned). */
+  gpus: GpuLedgerView[];
   models: Array<{
     name: string;
     state: ModelState;
     allocated: number;
     predicted: number;
+    /** Bytes the ledger holds for it on each GPU, by device index (empty: none). */
+    gpus: number[];
     used?: number;
     peak?: number;
     /** Predicted split of the plan (weights, KV cache + compute, runtime). */
@@ -223,6 +230,11 @@ export interface MeasureResult {
   charge: number;
   rss: number;
   peak: number;
+  /**
+   * Bytes the ledger should hold on each GPU from now on. Leave it out when VRAM is not measured
+   * (the embedded runner does not report it today): the plan's GPU share is kept.
+   */
+  gpus?: number[];
 }
 
 export interface MeasureInput {
@@ -249,10 +261,17 @@ export interface ModelManagerOptions {
   /** Pins and TTLs per model. Defaults to unpinned, TTL never. */
   policy?: (name: string) => ModelPolicy;
   /**
-   * Plans a load within `roomBytes` (synchronous: read what it needs in `prepare`). Defaults to the
-   * model's configured config at 0 bytes (no planning).
+   * Plans a load within `roomBytes` of RAM and `roomGpuBytes[g]` on each GPU with a budget
+   * (synchronous: read what it needs in `prepare`). Defaults to the model's configured config at
+   * 0 bytes (no planning).
    */
-  plan?: (entry: ModelEntry, needs: Needs, roomBytes: number, base: RunnerConfig) => PlanOutcome;
+  plan?: (
+    entry: ModelEntry,
+    needs: Needs,
+    roomBytes: number,
+    base: RunnerConfig,
+    roomGpuBytes: readonly number[],
+  ) => PlanOutcome;
   /** Async work before a request is queued (read the GGUF header for `plan`). Errors reject acquire. */
   prepare?: (entry: ModelEntry, signal: AbortSignal | undefined) => Promise<void>;
   /** Measures a ready runner (after ready, then every `measureIntervalMs`); undefined = unknown. */
@@ -333,7 +352,7 @@ export class ModelManager extends EventEmitter<{ event: [ManagerEvent] }> {
       settings: { ...DEFAULT_SETTINGS, ...opts.settings },
       now: this.#now,
       policy: (name) => opts.policy?.(name) ?? { pinned: false, ttlMs: Number.POSITIVE_INFINITY },
-      plan: (name, needs, room) => this.#plan(name, needs, room),
+      plan: (name, needs, room, gpuRoom) => this.#plan(name, needs, room, gpuRoom),
       effects: {
         startLoad: (o) => this.#startLoad(o.instance, o.model, o.config, o.bytes, o.degraded),
         grant: (r, i) => this.#grant(r, i),
@@ -372,6 +391,19 @@ export class ModelManager extends EventEmitter<{ event: [ManagerEvent] }> {
   /** Sets the memory budget (bytes); idle models are evicted if the ledger is now over it. */
   setBudget(bytes: number): void {
     this.#call(() => this.#core.setBudget(bytes));
+  }
+
+  /** The ledger of each GPU: budget, reserved, measured (the plan's figure: VRAM is not measured), free. */
+  gpuLedger(): GpuLedgerView[] {
+    return this.#core.gpuLedger();
+  }
+
+  /**
+   * Sets each GPU's budget (bytes, by device index; an empty list: no GPU limits); idle models
+   * holding memory on a GPU now over its budget are evicted.
+   */
+  setGpuBudgets(bytes: readonly number[]): void {
+    this.#call(() => this.#core.setGpuBudgets(bytes));
   }
 
   /**
@@ -460,6 +492,7 @@ export class ModelManager extends EventEmitter<{ event: [ManagerEvent] }> {
       s.config = inst.config;
       s.predicted = inst.predicted;
       s.allocated = inst.charge;
+      if (inst.gpuCharge.some((b) => b > 0)) s.gpuAllocated = [...inst.gpuCharge];
       s.lastUsedAt = inst.lastUsedAt;
       s.ttlMs = Number.isFinite(inst.ttlMs) ? inst.ttlMs : null;
       if (inst.measured !== undefined) s.measured = inst.measured;
@@ -493,6 +526,7 @@ export class ModelManager extends EventEmitter<{ event: [ManagerEvent] }> {
         state: m.state,
         allocated: m.allocated,
         predicted: m.predicted ?? 0,
+        gpus: m.gpuAllocated ?? [],
       };
       if (m.measured !== undefined) row.used = m.measured;
       if (m.peak !== undefined) row.peak = m.peak;
@@ -500,7 +534,7 @@ export class ModelManager extends EventEmitter<{ event: [ManagerEvent] }> {
       if (b) row.buffers = b;
       models.push(row);
     }
-    return { ledger: this.ledger(), models };
+    return { ledger: this.ledger(), gpus: this.gpuLedger(), models };
   }
 
   /**
@@ -606,7 +640,7 @@ export class ModelManager extends EventEmitter<{ event: [ManagerEvent] }> {
 
   // ---- effects of the core (synchronous: start async work, never call the core back) --------
 
-  #plan(name: string, needs: Needs, room: number): PlanOutcome {
+  #plan(name: string, needs: Needs, room: number, gpuRoom: readonly number[]): PlanOutcome {
     const entry = this.#opts.catalog().get(name);
     if (!entry)
       return {
@@ -629,7 +663,7 @@ export class ModelManager extends EventEmitter<{ event: [ManagerEvent] }> {
       return { fits: true, config, bytes: 0 };
     }
     try {
-      return this.#opts.plan(entry, needs, room, base);
+      return this.#opts.plan(entry, needs, room, base, gpuRoom);
     } catch (err) {
       return { fits: false, message: describeError(err), guidance: [] };
     }

@@ -95,7 +95,10 @@ export function adminRoutes(app: FastifyInstance, core: ServerCore): void {
   /**
    * The ledger (budget, reserved by loads in progress, measured of running runners, free) and per
    * model: allocated (ledger), used (RSS now), peak, and the plan's buffers (model weights,
-   * context = KV cache, working = compute buffers + runtime).
+   * context = KV cache, working = compute buffers + runtime). `gpus` is the same ledger for each
+   * GPU by device index (budget and free are null for a GPU without a budget; `measured` is the
+   * plan's figure, as runners do not report VRAM), and each model's `gpus` the bytes it holds on
+   * each GPU (empty when none).
    */
   app.get('/admin/resources', async () => {
     const r = core.manager.resources();
@@ -112,6 +115,7 @@ export function adminRoutes(app: FastifyInstance, core: ServerCore): void {
           used: mem?.rss ?? m.used ?? null,
           peak: mem?.peak ?? m.peak ?? null,
           buffers: m.buffers ?? null,
+          gpus: m.gpus,
         };
       }),
     );
@@ -121,6 +125,13 @@ export function adminRoutes(app: FastifyInstance, core: ServerCore): void {
       reserved: r.ledger.reserved,
       measured: r.ledger.measured,
       free: finite(r.ledger.free),
+      gpus: r.gpus.map((g) => ({
+        index: g.index,
+        budget: finite(g.budget),
+        reserved: g.reserved,
+        measured: g.measured,
+        free: finite(g.free),
+      })),
       models,
     };
   });
