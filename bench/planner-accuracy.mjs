@@ -24,6 +24,7 @@
 // - default: the sampled matrix: quick plus the rest of 20M at 2048/8192, 150M at 2048/8192 and
 //   1B at 2048; 32768 only for 20M (flash attention on and off).
 // - full: the whole cross product of issue 3 (hours on two cores).
+// - heldout (12 cases): shapes and settings the constants were never fitted on (HELDOUT_SIZES).
 /* global setInterval, clearInterval, AbortSignal */
 import { spawn } from 'node:child_process';
 import http from 'node:http';
@@ -84,6 +85,29 @@ const SIZES = {
     gqa: { 1: [16, 16], 4: [16, 4], 8: [16, 2] },
   },
 };
+/**
+ * Held-out shapes (`--matrix heldout`): never used to fit FOOTPRINT_CONSTANTS, so their errors
+ * say how the model does on files it was not tuned on — a large vocabulary on a small model,
+ * tied embeddings, a wide feed-forward, a deep narrow stack, and the daemon's demo model (the
+ * forge's default shape for 25M parameters).
+ */
+const HELDOUT_SIZES = {
+  demo25M: { params: 25_000_000, gqa: { 4: undefined } },
+  v128k: { layers: 4, embd: 256, heads: 8, ff: 768, vocab: 128000, gqa: { 4: [8, 2] } },
+  tied32k: {
+    layers: 12,
+    embd: 768,
+    heads: 12,
+    ff: 2048,
+    vocab: 32000,
+    tied: true,
+    gqa: { 1: [12, 12], 4: [12, 3] },
+  },
+  ff8: { layers: 6, embd: 512, heads: 8, ff: 4096, vocab: 16384, gqa: { 4: [8, 2] } },
+  deep: { layers: 32, embd: 256, heads: 4, ff: 704, vocab: 8192, gqa: { 4: [4, 1] } },
+};
+Object.assign(SIZES, HELDOUT_SIZES);
+
 /** Trained context of every forged bench model. */
 const TRAINED = 32768;
 /** The embedded runner's prompt chunk (engines/embedded PROMPT_CHUNK_TOKENS). */
@@ -127,6 +151,22 @@ function matrix(kind) {
     c('20M', 8, 'f16', 32768, true),
   ];
   if (kind === 'quick') return quick;
+  if (kind === 'heldout')
+    return [
+      // The daemon's demo model as the daemon runs it on this machine.
+      c('demo25M', 4, 'f16', 1024, true, 'q8_0'),
+      c('demo25M', 4, 'f16', 512, false),
+      c('demo25M', 4, 'q8_0', 4096, true, 'f16', { parallel: 4 }),
+      c('v128k', 4, 'f16', 1024, true),
+      c('v128k', 4, 'q8_0', 4096, false, 'f16', { parallel: 2 }),
+      c('tied32k', 4, 'f16', 1024, true, 'q8_0'),
+      c('tied32k', 1, 'q8_0', 4096, false),
+      c('tied32k', 4, 'f16', 2048, true, 'f16', { batchSize: 256, mmap: false }),
+      c('ff8', 4, 'f16', 1024, false),
+      c('ff8', 4, 'q8_0', 4096, true, 'q4_0'),
+      c('deep', 4, 'f16', 1024, true),
+      c('deep', 4, 'f16', 4096, false, 'f16', { parallel: 2 }),
+    ];
   const out = [];
   if (kind === 'full') {
     for (const size of Object.keys(SIZES))
@@ -167,19 +207,17 @@ const modelsDir = path.join(root, '.cache', 'bench');
 const specs = new Map();
 async function modelFor(size, gqa, type) {
   const s = SIZES[size];
-  const [heads, kvHeads] = s.gqa[gqa];
+  const [heads, kvHeads] = s.gqa[gqa] ?? [];
   const file = path.join(modelsDir, `planner-bench-${size}-gqa${gqa}-${type}.gguf`);
   if (!(await stat(file).catch(() => null))) {
     process.stderr.write(`forging ${path.basename(file)}…\n`);
     await mkdir(modelsDir, { recursive: true });
     await forgeModel({
       out: file,
-      layers: s.layers,
-      embd: s.embd,
-      heads,
-      kvHeads,
-      ff: s.ff,
-      vocab: s.vocab,
+      ...(s.params !== undefined
+        ? { params: s.params }
+        : { layers: s.layers, embd: s.embd, heads, kvHeads, ff: s.ff, vocab: s.vocab }),
+      ...(s.tied ? { tied: true } : {}),
       type,
       ctx: TRAINED,
       seed: 7,
@@ -294,7 +332,10 @@ async function measure(modelPath, x) {
     gpuLayers: 0,
   };
   const spec = embeddedSpawnSpec(runnerConfig);
-  const child = spawn(spec.command, spec.args, { stdio: ['ignore', 'ignore', 'pipe', 'ipc'] });
+  const child = spawn(spec.command, spec.args, {
+    env: spec.env,
+    stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
+  });
   let stderr = '';
   child.stderr.on('data', (d) => (stderr = (stderr + d).slice(-2000)));
   let maxAnon = 0;

@@ -106,6 +106,28 @@ describe('attachReactions', () => {
     r.dispose();
   });
 
+  it('trims prompt caches once per rise to medium and publishes done with the bytes freed', async () => {
+    const { models, deps } = setup();
+    const reasons: string[] = [];
+    deps.trimPromptCaches = (reason) => {
+      reasons.push(reason);
+      return Promise.resolve(45 * MiB);
+    };
+    const sampler = fakeSampler();
+    const r = attachReactions(deps, sampler);
+    sampler.emitSample(sample(Date.now(), 'medium', 0, models));
+    sampler.emitSample(sample(Date.now(), 'medium', 0, models));
+    expect(reasons).toHaveLength(1);
+    expect(reasons[0]).toMatch(/pressure medium/);
+    await new Promise((res) => setImmediate(res));
+    const trims = sampler.events.flatMap((e) =>
+      e.type === 'reaction' && e.reaction.action === 'trim-prompt-caches' ? [e.reaction] : [],
+    );
+    expect(trims).toHaveLength(1);
+    expect(trims[0]).toMatchObject({ level: 'medium', outcome: 'done', bytesFreed: 45 * MiB });
+    r.dispose();
+  });
+
   it('stops reacting once disposed', () => {
     const { models, unloads, deps } = setup();
     const sampler = fakeSampler();

@@ -11,6 +11,7 @@
  */
 import os from 'node:os';
 import type { Config } from '../config/load.js';
+import { trimReportSchema } from '../engines/embedded/index.js';
 import { HeadroomError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import type { MonitorConfig } from '../monitor/config.js';
@@ -298,6 +299,47 @@ export interface PressureMonitor {
   dispose(): Promise<void>;
 }
 
+/** How long one runner's POST /trim may take before it counts as failed. */
+export const TRIM_TIMEOUT_MS = 5000;
+
+/**
+ * POSTs /trim to every ready runner, idle or busy (a trim never disturbs a request), at once;
+ * resolves with the bytes they freed, summed as each measured them. A runner that fails, answers
+ * something else or takes longer than `timeoutMs` is logged and counts 0; this never rejects.
+ */
+export async function trimRunners(
+  models: ReadonlyArray<Pick<ModelStatus, 'name' | 'state' | 'url'>>,
+  reason: string,
+  log: Pick<Logger, 'warn' | 'debug'>,
+  timeoutMs = TRIM_TIMEOUT_MS,
+): Promise<number> {
+  const freed = await Promise.all(
+    models
+      .filter((m) => m.state === 'ready' && m.url !== undefined)
+      .map(async (m): Promise<number> => {
+        try {
+          const res = await fetch(new URL('/trim', m.url), {
+            method: 'POST',
+            headers: { 'content-type': 'application/json' },
+            body: JSON.stringify({ reason }),
+            signal: AbortSignal.timeout(timeoutMs),
+          });
+          if (!res.ok) throw new Error(`HTTP ${res.status}: ${(await res.text()).slice(0, 200)}`);
+          const report = trimReportSchema.parse(await res.json());
+          log.debug({ model: m.name, ...report }, 'runner trimmed');
+          return report.freedBytes;
+        } catch (err) {
+          log.warn(
+            { model: m.name, err: err instanceof Error ? err.message : String(err) },
+            'trimming a runner failed',
+          );
+          return 0;
+        }
+      }),
+  );
+  return freed.reduce((a, b) => a + b, 0);
+}
+
 /**
  * Starts the sampler over the manager's runners, attaches reactions (unless
  * `monitor.reactions` is false) and forwards the manager's load/unload events to the stream.
@@ -338,6 +380,7 @@ export async function startPressureMonitor(
         {
           list: () => manager.list(),
           unload: (name, o) => manager.unload(name, { reason: o.reason }),
+          trimPromptCaches: (reason) => trimRunners(manager.list(), reason, log),
           cancelRequest: async (model, reason) => {
             await manager.cancelRequest(model, reason);
           },

@@ -43,6 +43,8 @@ export interface RunnerStats {
   generated: number;
   /** Requests started since start. */
   requests: number;
+  /** Young-generation collections run to free node-llama-cpp's sampler garbage (native-garbage.ts). */
+  gcCollections?: number;
 }
 
 /** Messages a runner sends its parent over the IPC channel. */

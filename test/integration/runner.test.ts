@@ -1,41 +1,11 @@
-import { fork, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { embeddedSpawnSpec } from '../../src/engines/embedded/index.js';
-import type { RunnerConfig, RunnerMessage, RunnerStats } from '../../src/engines/types.js';
+import type { RunnerConfig, RunnerStats } from '../../src/engines/types.js';
 import { sleep } from '../../src/lib/abort.js';
 import { tinyChatModel } from '../helpers/models.js';
+import { startRunner, type StartedRunner as Started } from '../helpers/runner.js';
 
 /** The embedded runner as a real child process on a real socket (no supervisor, no daemon). */
-
-interface Started {
-  proc: ChildProcess;
-  url: string;
-  messages: RunnerMessage[];
-  output: () => string;
-}
-
-async function startRunner(config: RunnerConfig): Promise<Started> {
-  const spec = embeddedSpawnSpec(config);
-  const proc = fork(spec.args[0]!, spec.args.slice(1), {
-    stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
-  });
-  let out = '';
-  proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-  proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-  const messages: RunnerMessage[] = [];
-  let port = 0;
-  await new Promise<void>((resolve, reject) => {
-    proc.on('message', (m: RunnerMessage) => {
-      messages.push(m);
-      if (m.type === 'listening') port = m.port;
-      if (m.type === 'ready') resolve();
-      if (m.type === 'error') reject(new Error(m.message));
-    });
-    proc.once('exit', (code) => reject(new Error(`runner exited with ${code}: ${out}`)));
-  });
-  return { proc, url: `http://127.0.0.1:${port}`, messages, output: () => out };
-}
 
 function configFor(modelPath: string, over: Partial<RunnerConfig> = {}): RunnerConfig {
   return {

@@ -21,6 +21,7 @@ import { throwIfAborted } from '../../lib/abort.js';
 import { HeadroomError } from '../../lib/errors.js';
 import { messageText, type ChatMessage } from '../openai.js';
 import type { RunnerConfig } from '../types.js';
+import { NativeGarbage } from './native-garbage.js';
 import { StopMatcher } from './stop.js';
 
 /** Prompt tokens evaluated between two abort checks (ENGINE-NOTES.md: 32–64 costs no speed). */
@@ -100,12 +101,24 @@ interface Waiter {
   onAbort: () => void;
 }
 
+/** What Engine.trim() released. */
+export interface TrimResult {
+  /** What was freed: 'prompt-cache' (idle slots' cached tokens), 'embedding-context'. */
+  released: string[];
+  /** Cached prompt tokens forgotten over all idle slots. */
+  forgottenTokens: number;
+  /** Slots serving a request when the trim began, left alone. */
+  busySlots: number;
+}
+
 export interface EngineCounters {
   busy: number;
   queued: number;
   /** Tokens generated since start, over all requests: lets a test see that decoding stopped. */
   generated: number;
   requests: number;
+  /** Collections run to free node-llama-cpp's sampler garbage (native-garbage.ts). */
+  gcCollections: number;
 }
 
 export class Engine {
@@ -119,7 +132,13 @@ export class Engine {
   readonly #waiters: Waiter[] = [];
   #generated = 0;
   readonly #chunk = new ChunkSizer();
+  /** Samplers node-llama-cpp leaves for the garbage collector (native-garbage.ts). */
+  readonly #garbage: NativeGarbage;
   #embedding: Promise<LlamaEmbeddingContext> | undefined;
+  /** Embedding calls under way: trim() never disposes the embedding context under one. */
+  #embeddingUsers = 0;
+  /** An embedding context trim() is disposing; dispose() waits for it. */
+  #embeddingDisposal: Promise<void> | undefined;
   readonly #embeddingContextSize: number;
   readonly #threads: number;
   #requests = 0;
@@ -135,6 +154,7 @@ export class Engine {
     this.config = config;
     this.#llama = llama;
     this.#model = model;
+    this.#garbage = new NativeGarbage(vocabularySize(model));
     this.#embeddingContextSize = Math.min(config.contextSize, 2048);
     this.#threads = config.threads;
     this.#context = context;
@@ -191,6 +211,7 @@ export class Engine {
       queued: this.#waiters.length,
       generated: this.#generated,
       requests: this.#requests,
+      gcCollections: this.#garbage.collections,
     };
   }
 
@@ -228,22 +249,73 @@ export class Engine {
     signal: AbortSignal,
   ): Promise<{ vectors: number[][]; tokens: number }> {
     const size = Math.min(this.#embeddingContextSize, this.#model.trainContextSize);
-    this.#embedding ??= this.#model.createEmbeddingContext({
-      contextSize: size,
-      threads: this.#threads,
-    });
-    const ctx = await this.#embedding;
-    const vectors: number[][] = [];
-    let tokens = 0;
-    for (const text of inputs) {
-      throwIfAborted(signal);
-      const t = this.#model.tokenize(text, false);
-      if (t.length >= size) throw new ContextOverflowError(t.length, size);
-      tokens += t.length;
-      const e = await ctx.getEmbeddingFor(t);
-      vectors.push([...e.vector]);
+    // Counted before the first await, so that trim() sees this call as soon as it starts.
+    this.#embeddingUsers++;
+    try {
+      this.#embedding ??= this.#model.createEmbeddingContext({
+        contextSize: size,
+        threads: this.#threads,
+      });
+      const ctx = await this.#embedding;
+      const vectors: number[][] = [];
+      let tokens = 0;
+      for (const text of inputs) {
+        throwIfAborted(signal);
+        const t = this.#model.tokenize(text, false);
+        if (t.length >= size) throw new ContextOverflowError(t.length, size);
+        tokens += t.length;
+        const e = await ctx.getEmbeddingFor(t);
+        vectors.push([...e.vector]);
+      }
+      return { vectors, tokens };
+    } finally {
+      this.#embeddingUsers--;
     }
-    return { vectors, tokens };
+  }
+
+  /**
+   * Frees what the engine holds beyond serving the next request (the runner's POST /trim):
+   *  - the embedding context, when no embedding call is using it (the next one makes it again);
+   *  - the cached prompt tokens of idle slots (prefix reuse starts over on them).
+   * Never disturbs a request: a busy slot and an embedding call under way are left alone, and an
+   * idle slot is taken like a request while it is cleared (a request arriving meanwhile takes
+   * another slot or waits the few milliseconds the clearing takes).
+   *
+   * Clearing a slot frees no memory by itself (llama.cpp allocates the whole KV cache with the
+   * context); disposing the embedding context does, given a malloc that returns large blocks to
+   * the system (index.ts sets glibc's mmap threshold for that). Disposing the main context and
+   * making it again at the same size was measured and returns nothing: the new KV cache is
+   * written (zeroed) when it is created.
+   */
+  async trim(): Promise<TrimResult> {
+    const released: string[] = [];
+    let forgottenTokens = 0;
+    const busySlots = this.#slots.filter((s) => s.busy).length;
+    if (this.#disposed) return { released, forgottenTokens, busySlots };
+    const idle = this.#slots.filter((s) => !s.busy && s.sequence.nextTokenIndex > 0);
+    for (const s of idle) s.busy = true;
+    try {
+      for (const s of idle) {
+        forgottenTokens += s.sequence.nextTokenIndex;
+        await s.sequence.clearHistory();
+      }
+    } finally {
+      for (const s of idle) this.#release(s);
+    }
+    if (idle.length > 0) released.push('prompt-cache');
+    const embedding = this.#embedding;
+    if (embedding && this.#embeddingUsers === 0) {
+      this.#embedding = undefined;
+      const disposal = embedding.then(
+        (ctx) => ctx.dispose(),
+        () => undefined, // its creation failed: nothing to free
+      );
+      this.#embeddingDisposal = disposal;
+      await disposal;
+      if (this.#embeddingDisposal === disposal) this.#embeddingDisposal = undefined;
+      released.push('embedding-context');
+    }
+    return { released, forgottenTokens, busySlots };
   }
 
   tokenize(text: string, opts: { special?: boolean; bos?: boolean } = {}): Token[] {
@@ -315,6 +387,7 @@ export class Engine {
         const t0 = performance.now();
         await seq.evaluateWithoutGeneratingNewTokens(prompt.slice(i, i + n) as Token[]);
         this.#chunk.observe(n, performance.now() - t0);
+        this.#garbage.evaluated();
         i += n;
       }
       throwIfAborted(signal);
@@ -452,6 +525,7 @@ export class Engine {
           new HeadroomError('runner_stopping', 'the runner is shutting down', { status: 503 }),
         );
       }
+      await this.#embeddingDisposal;
       await (await this.#embedding?.catch(() => undefined))?.dispose();
       await this.#context.dispose();
       await this.#model.dispose();
@@ -497,4 +571,14 @@ class TokenTextDecoder {
     this.#pending = [];
     return text;
   }
+}
+
+/** The model's vocabulary size from its GGUF metadata (0 when the file does not say). */
+function vocabularySize(model: LlamaModel): number {
+  const info = model.fileInfo as {
+    architectureMetadata?: { vocab_size?: unknown };
+    metadata?: { tokenizer?: { ggml?: { tokens?: { length?: unknown } } } };
+  };
+  const n = info.architectureMetadata?.vocab_size ?? info.metadata?.tokenizer?.ggml?.tokens?.length;
+  return typeof n === 'number' && Number.isFinite(n) ? n : 0;
 }

@@ -7,8 +7,12 @@
  * model and report `ready` (or `error`, then exit 1). SIGTERM, SIGINT or the parent's IPC channel
  * closing (the parent died) → stop accepting, abort requests, free the model, exit 0.
  *
- * node:http rather than fastify: five routes, and every byte of overhead here is paid per token.
+ * POST /trim (the daemon's reaction to medium memory pressure) frees caches an idle part of the
+ * runner holds (Engine.trim) and answers with the RSS before and after; it never disturbs a request.
+ *
+ * node:http rather than fastify: a handful of routes, and every byte of overhead here is paid per token.
  */
+import { readFile } from 'node:fs/promises';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import { z } from 'zod';
 import { envelopeOf } from '../../lib/envelope.js';
@@ -24,7 +28,7 @@ import {
 } from '../openai.js';
 import type { RunnerConfig, RunnerMessage, RunnerStats } from '../types.js';
 import { Engine, type GenerateResult, type SamplingParams } from './engine.js';
-import { runnerConfigSchema } from './index.js';
+import { runnerConfigSchema, type TrimReport } from './index.js';
 
 const MAX_BODY_BYTES = 16 * 1024 * 1024;
 
@@ -38,7 +42,8 @@ class BodyError extends HeadroomError {
   }
 }
 
-async function readJson(req: IncomingMessage): Promise<unknown> {
+/** The body as JSON; an empty body is `{}` when `optional`, else a 400. */
+async function readJson(req: IncomingMessage, optional = false): Promise<unknown> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of req as AsyncIterable<Buffer>) {
@@ -51,6 +56,7 @@ async function readJson(req: IncomingMessage): Promise<unknown> {
       );
     chunks.push(chunk);
   }
+  if (size === 0 && optional) return {};
   if (size === 0)
     throw new BodyError('invalid_json', 'the request body is empty; send a JSON object');
   try {
@@ -62,6 +68,20 @@ async function readJson(req: IncomingMessage): Promise<unknown> {
     );
   }
 }
+
+/** This process's resident set (VmRSS of /proc/self/status), bytes; Node's figure elsewhere. */
+async function residentBytes(): Promise<number> {
+  try {
+    const status = await readFile('/proc/self/status', 'utf8');
+    const kib = /^VmRSS:\s+(\d+)\s+kB/m.exec(status)?.[1];
+    if (kib !== undefined) return Number(kib) * 1024;
+  } catch {
+    // not Linux
+  }
+  return process.memoryUsage.rss();
+}
+
+const trimBody = z.object({ reason: z.string().max(1000).optional() });
 
 function sendJson(res: ServerResponse, status: number, body: unknown): void {
   const payload = JSON.stringify(body);
@@ -119,6 +139,8 @@ class Runner {
   readonly #server: http.Server;
   #engine: Engine | undefined;
   #stopping = false;
+  /** The trim under way: a second POST /trim meanwhile gets its report. */
+  #trimming: Promise<TrimReport> | undefined;
   readonly #config: RunnerConfig;
   readonly #modelName: string;
 
@@ -174,6 +196,10 @@ class Runner {
         return sendJson(res, 200, await this.#stats(engine));
       if (req.method !== 'POST')
         throw new HeadroomError('unknown_route', `no route ${req.method} ${path}`, { status: 404 });
+      if (path === '/trim') {
+        const { reason } = trimBody.parse(await readJson(req, true));
+        return sendJson(res, 200, await this.#trim(engine, reason));
+      }
       const body = await readJson(req);
       if (path === '/v1/chat/completions') return await this.#complete(engine, res, 'chat', body);
       if (path === '/v1/completions') return await this.#complete(engine, res, 'text', body);
@@ -235,6 +261,29 @@ class Runner {
     } finally {
       req.socket.off('close', onClose);
     }
+  }
+
+  /**
+   * POST /trim: frees what the engine holds beyond serving the next request (Engine.trim) and
+   * reports the resident set around it. Requests in flight are not disturbed. freedBytes is what
+   * RSS dropped by, as measured (0 when it did not drop, e.g. when a request grew it meanwhile).
+   */
+  #trim(engine: Engine, reason: string | undefined): Promise<TrimReport> {
+    this.#trimming ??= (async () => {
+      const rssBefore = await residentBytes();
+      const { released, forgottenTokens, busySlots } = await engine.trim();
+      const rssAfter = await residentBytes();
+      const freedBytes = Math.max(0, rssBefore - rssAfter);
+      const mib = (b: number): string => (b / 1048576).toFixed(1);
+      console.log(
+        `trimmed${reason ? ` (${reason})` : ''}: ${released.join(', ') || 'nothing'}; ` +
+          `RSS ${mib(rssBefore)} -> ${mib(rssAfter)} MiB`,
+      );
+      return { rssBefore, rssAfter, freedBytes, released, forgottenTokens, busySlots };
+    })().finally(() => {
+      this.#trimming = undefined;
+    });
+    return this.#trimming;
   }
 
   async #stats(engine: Engine): Promise<RunnerStats> {
