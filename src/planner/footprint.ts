@@ -159,7 +159,10 @@ export const FOOTPRINT_CONSTANTS = {
    */
   growthPerCell: 1024,
   growthFrom: 2048,
-  growthMax: 16 * MiB,
+  // 0 since the runner collects that garbage as it reads (engines/embedded/native-garbage.ts):
+  // the growth was node-llama-cpp's per-call sampler arrays (n_vocab × 12 bytes each) waiting
+  // for V8, not the KV fill. Re-measured: 20M at 8192 cells, +5 % over with it, +1.6 % without.
+  growthMax: 0,
   /**
    * Allocator slack with flash attention off. The CPU backend's work buffer (the f16 copy of the
    * attention matrix) is reallocated each time it grows with the filled context; glibc's dynamic
@@ -169,7 +172,9 @@ export const FOOTPRINT_CONSTANTS = {
    */
   slackFrom: 12 * MiB,
   slackPerByte: 41 / 36,
-  slackMax: 64 * MiB,
+  // 0 since the runner starts with a fixed glibc mmap threshold of 1 MiB (engines/embedded
+  // runnerEnv): buffers that large are unmapped when freed, so no freed heap stays resident.
+  slackMax: 0,
   /**
    * Runners of the 150M and 1B models (n_embd 1024, 2048) held ~10 MiB more anonymous memory than
    * the terms above explain, runners of the 20M model (n_embd 384) none (least squares over the
@@ -177,7 +182,10 @@ export const FOOTPRINT_CONSTANTS = {
    * llama.cpp or glibc is not identified. Modelled as a ramp on n_embd: 0 up to `modelExtraFrom`,
    * `modelExtraMax` from `modelExtraTo` on. Bounded, so it cannot mislead on large models.
    */
-  modelExtraMax: 10.5 * MiB,
+  // 0 since the runner collects sampler garbage (see growthMax): the ~10 MiB scaled with the
+  // vocabulary (16k, 32k) of those models, not with n_embd. Re-measured: 150M, 2048 cells,
+  // flash attention off: +3.5 % with it, +1.2 % without.
+  modelExtraMax: 0,
   modelExtraFrom: 512,
   modelExtraTo: 1024,
 } as const;
@@ -347,7 +355,11 @@ export function predictFootprint(
   const vdb = vecDotBytes(dominantWeightType(spec));
   const workFfn = F * T * vdb;
   const workKq = kqBytes / 2; // kq (f32) → f16 for the product with the f16 V cache
-  const work = Math.max(workFfn, workKq);
+  // The f16 copy of the attention matrix is not resident at the peak since the runner unmaps
+  // freed buffers of 1 MiB and more (runnerEnv): re-measured with flash attention off, counting
+  // it over-predicted every case (20M/150M at 2048: +0.5…+5 MiB; 20M at 8192: +22 MiB), leaving
+  // it out puts them at −2…+10 MiB.
+  const work = workFfn;
   const slack =
     fa || workKq <= C.slackFrom ? 0 : Math.min(C.slackMax, C.slackPerByte * (workKq - C.slackFrom));
   const modelExtra =

@@ -26,7 +26,7 @@ describe('planLoad', () => {
     const plan = planLoad({
       spec: small,
       request: { contextSize: 32768, flashAttention: false },
-      available: { bytes: 400 * MiB },
+      available: { bytes: 300 * MiB },
     });
     expect(plan.verdict).toBe('warn');
     expect(plan.causes).toContain('reduced');

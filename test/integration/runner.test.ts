@@ -3,24 +3,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunnerConfig, RunnerStats } from '../../src/engines/types.js';
 import { sleep } from '../../src/lib/abort.js';
 import { tinyChatModel } from '../helpers/models.js';
-import { startRunner, type StartedRunner as Started } from '../helpers/runner.js';
+import { runnerConfig, startRunner, type StartedRunner as Started } from '../helpers/runner.js';
 
 /** The embedded runner as a real child process on a real socket (no supervisor, no daemon). */
 
 function configFor(modelPath: string, over: Partial<RunnerConfig> = {}): RunnerConfig {
-  return {
-    modelPath,
-    contextSize: 2048,
-    parallel: 2,
-    threads: 2,
-    batchSize: 512,
-    flashAttention: true,
-    kvCacheKeyType: 'f16',
-    kvCacheValueType: 'f16',
-    mmap: true,
-    gpuLayers: 0,
-    ...over,
-  };
+  return runnerConfig(modelPath, { parallel: 2, ...over });
 }
 
 async function stats(url: string): Promise<RunnerStats> {

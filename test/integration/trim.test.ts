@@ -12,7 +12,7 @@ import { type TrimReport } from '../../src/engines/embedded/index.js';
 import type { RunnerStats } from '../../src/engines/types.js';
 import { sleep } from '../../src/lib/abort.js';
 import { tinyChatModel } from '../helpers/models.js';
-import { startRunner, type StartedRunner as Started } from '../helpers/runner.js';
+import { runnerConfig, startRunner, type StartedRunner as Started } from '../helpers/runner.js';
 
 const post = (url: string, path: string, body: unknown): Promise<Response> =>
   fetch(`${url}${path}`, {
@@ -60,20 +60,11 @@ describe('runner POST /trim', () => {
   let runner: Started;
 
   beforeAll(async () => {
-    runner = await startRunner({
-      modelPath: await tinyChatModel(),
-      contextSize: 2048,
-      parallel: 2,
-      // One thread: with two, llama.cpp's spinning thread barrier makes decoding crawl (1–2 tok/s
-      // measured) whenever another process wants the cores, as the test's own client does.
-      threads: 1,
-      batchSize: 512,
-      flashAttention: true,
-      kvCacheKeyType: 'f16',
-      kvCacheValueType: 'f16',
-      mmap: true,
-      gpuLayers: 0,
-    });
+    // One thread: with two, llama.cpp's spinning thread barrier makes decoding crawl (1–2 tok/s
+    // measured) whenever another process wants the cores, as the test's own client does.
+    runner = await startRunner(
+      runnerConfig(await tinyChatModel(), { contextSize: 2048, parallel: 2, threads: 1 }),
+    );
   });
 
   afterAll(async () => {
