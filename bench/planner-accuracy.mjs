@@ -24,6 +24,7 @@
 // - default: the sampled matrix: quick plus the rest of 20M at 2048/8192, 150M at 2048/8192 and
 //   1B at 2048; 32768 only for 20M (flash attention on and off).
 // - full: the whole cross product of issue 3 (hours on two cores).
+// - slots (4 cases): 1, 2 and 4 slots at 4096 cells, and 4 slots at 8192, on the demo shape.
 // - heldout (12 cases): shapes and settings the constants were never fitted on (HELDOUT_SIZES).
 /* global setInterval, clearInterval, AbortSignal */
 import { spawn } from 'node:child_process';
@@ -151,6 +152,14 @@ function matrix(kind) {
     c('20M', 8, 'f16', 32768, true),
   ];
   if (kind === 'quick') return quick;
+  // Slots × cells on one held-out shape (the 4-slot under-prediction in docs/benchmarks/planner.md).
+  if (kind === 'slots')
+    return [
+      c('demo25M', 4, 'q8_0', 4096, true),
+      c('demo25M', 4, 'q8_0', 2048, true, 'f16', { parallel: 2 }),
+      c('demo25M', 4, 'q8_0', 1024, true, 'f16', { parallel: 4 }),
+      c('demo25M', 4, 'q8_0', 2048, true, 'f16', { parallel: 4 }),
+    ];
   if (kind === 'heldout')
     return [
       // The daemon's demo model as the daemon runs it on this machine.
