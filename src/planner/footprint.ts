@@ -188,6 +188,14 @@ export const FOOTPRINT_CONSTANTS = {
   modelExtraMax: 0,
   modelExtraFrom: 512,
   modelExtraTo: 1024,
+  /**
+   * Runners with more than two slots held more anonymous memory than the terms explain, with
+   * every slot filled at once: demo shape (25M), 4 slots: 15 MiB at 4096 and 8192 cells, 33 MiB
+   * at 16384; 1 and 2 slots: none (bench --matrix slots / heldout). Origin not identified
+   * (node-llama-cpp's per-call samplers explain at most part: docs/benchmarks/planner.md).
+   * Charged per slot beyond two, as runtime growth, so plans for many slots err high, not low.
+   */
+  slotExtra: 7.5 * MiB,
 } as const;
 
 const KV_BYTES: Record<KvCacheType, number> = { f16: 2, q8_0: 34 / 32, q4_0: 18 / 32 };
@@ -372,7 +380,9 @@ export function predictFootprint(
 
   // ---- overhead
   const modelHost = C.modelHostBase + C.modelHostPerToken * spec.vocabSize;
-  const runtimeGrowth = Math.min(C.growthMax, C.growthPerCell * Math.max(0, cells - C.growthFrom));
+  const runtimeGrowth =
+    Math.min(C.growthMax, C.growthPerCell * Math.max(0, cells - C.growthFrom)) +
+    C.slotExtra * Math.max(0, config.parallel - 2);
   const overhead = C.runtimeAnon + C.runtimeFile + modelHost + runtimeGrowth;
 
   const fileBacked = C.runtimeFile + weightsFile;
