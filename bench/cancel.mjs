@@ -9,7 +9,7 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { forgeModel } from '../dist/gguf/forge.js';
+import { forgeModel, parseParamCount } from '../dist/gguf/forge.js';
 import { startBenchDaemon } from './lib/daemon.mjs';
 
 const root = path.resolve(import.meta.dirname, '..');
@@ -22,10 +22,7 @@ const { values } = parseArgs({
   },
 });
 const ROUNDS = Number(values.rounds);
-const PARAMS = Math.round(
-  Number.parseFloat(values.params) *
-    (/m$/i.test(values.params) ? 1e6 : /b$/i.test(values.params) ? 1e9 : 1),
-);
+const PARAMS = parseParamCount(values.params);
 const modelsDir = path.join(root, '.cache', 'bench-models', 'cancel');
 await mkdir(modelsDir, { recursive: true });
 const MODEL = `cancel-${values.params.toLowerCase()}-8k`;

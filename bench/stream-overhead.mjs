@@ -8,7 +8,7 @@ import { mkdir, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { forgeModel, shapeForParams } from '../dist/gguf/forge.js';
+import { forgeModel, parseParamCount, shapeForParams } from '../dist/gguf/forge.js';
 import { startBenchDaemon } from './lib/daemon.mjs';
 
 const root = path.resolve(import.meta.dirname, '..');
@@ -28,10 +28,7 @@ const TOKENS = Number(values.tokens);
 
 const modelsDir = path.join(root, '.cache', 'bench-models');
 await mkdir(modelsDir, { recursive: true });
-const PARAMS = Math.round(
-  Number.parseFloat(values.params) *
-    (/m$/i.test(values.params) ? 1e6 : /b$/i.test(values.params) ? 1e9 : 1),
-);
+const PARAMS = parseParamCount(values.params);
 const MODEL = `bench-${values.params.toLowerCase()}-f16`;
 const modelFile = path.join(modelsDir, `${MODEL}.gguf`);
 if (!(await stat(modelFile).catch(() => null))) {

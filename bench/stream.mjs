@@ -12,7 +12,7 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { forgeModel } from '../dist/gguf/forge.js';
+import { forgeModel, parseParamCount } from '../dist/gguf/forge.js';
 import { startBenchDaemon } from './lib/daemon.mjs';
 
 const root = path.resolve(import.meta.dirname, '..');
@@ -29,10 +29,7 @@ const { values } = parseArgs({
 });
 const TOKENS = Number(values.tokens);
 const CONC = values.conc.split(',').map(Number);
-const PARAMS = Math.round(
-  Number.parseFloat(values.params) *
-    (/m$/i.test(values.params) ? 1e6 : /b$/i.test(values.params) ? 1e9 : 1),
-);
+const PARAMS = parseParamCount(values.params);
 const modelsDir = path.join(root, '.cache', 'bench-models', 'stream');
 await mkdir(modelsDir, { recursive: true });
 const names = [1, 2].map((i) => `stream-${values.params.toLowerCase()}-${i}`);

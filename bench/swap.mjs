@@ -11,7 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { Daemon } from '../dist/daemon/daemon.js';
-import { forgeModel } from '../dist/gguf/forge.js';
+import { forgeModel, parseParamCount } from '../dist/gguf/forge.js';
 import { readModelSpec } from '../dist/gguf/index.js';
 import { silentLogger } from '../dist/lib/logger.js';
 import { planLoad } from '../dist/planner/index.js';
@@ -24,7 +24,7 @@ const { values } = parseArgs({
   },
 });
 const ROUNDS = Number(values.rounds);
-const PARAMS = Math.round(Number.parseFloat(values.params) * (/m$/i.test(values.params) ? 1e6 : 1));
+const PARAMS = parseParamCount(values.params);
 const CONTEXT = 1024;
 
 const dir = path.join(root, '.cache', 'bench-models');

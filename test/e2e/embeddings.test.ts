@@ -1,9 +1,7 @@
 import { Ollama } from 'ollama';
 import OpenAI from 'openai';
-import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startDaemon, type DaemonProcess } from '../helpers/daemon.js';
-import { tinyChatModel } from '../helpers/models.js';
+import { startTinyChatDaemon, type DaemonProcess } from '../helpers/daemon.js';
 
 /** Embeddings through the daemon, with both official clients, on a forged model. */
 describe('embeddings', () => {
@@ -11,12 +9,7 @@ describe('embeddings', () => {
   const MODEL = 'tiny-chat';
 
   beforeAll(async () => {
-    const file = await tinyChatModel();
-    daemon = await startDaemon({
-      modelDirs: [path.dirname(file)],
-      demoModel: false,
-      runner: { contextSize: 1024, threads: 2 },
-    });
+    daemon = await startTinyChatDaemon();
   });
 
   afterAll(async () => {

@@ -5,8 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startDaemon, type DaemonProcess } from '../helpers/daemon.js';
-import { tinyChatModel } from '../helpers/models.js';
+import { startTinyChatDaemon, type DaemonProcess } from '../helpers/daemon.js';
 
 const run = promisify(execFile);
 const promtool = await run('promtool', ['--version']).then(
@@ -52,12 +51,7 @@ describe('request metrics, /metrics, context policy and prompt reuse through the
   const MODEL = 'tiny-chat';
 
   beforeAll(async () => {
-    const file = await tinyChatModel();
-    daemon = await startDaemon({
-      modelDirs: [path.dirname(file)],
-      demoModel: false,
-      runner: { contextSize: 1024, threads: 2 },
-    });
+    daemon = await startTinyChatDaemon();
     client = new OpenAI({ baseURL: `${daemon.url}/v1`, apiKey: 'unused', maxRetries: 0 });
   });
 

@@ -1,8 +1,6 @@
 import { Ollama } from 'ollama';
-import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startDaemon, type DaemonProcess } from '../helpers/daemon.js';
-import { tinyChatModel } from '../helpers/models.js';
+import { startTinyChatDaemon, type DaemonProcess } from '../helpers/daemon.js';
 
 /** The daemon's Ollama-compatible API, driven by the official `ollama` npm client. */
 describe('daemon with the official ollama client', () => {
@@ -11,12 +9,7 @@ describe('daemon with the official ollama client', () => {
   const MODEL = 'tiny-chat';
 
   beforeAll(async () => {
-    const file = await tinyChatModel();
-    daemon = await startDaemon({
-      modelDirs: [path.dirname(file)],
-      demoModel: false,
-      runner: { contextSize: 1024, threads: 2 },
-    });
+    daemon = await startTinyChatDaemon();
     client = new Ollama({ host: daemon.url });
   });
 

@@ -1,9 +1,7 @@
 import OpenAI from 'openai';
 import http from 'node:http';
-import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { childPids, isAlive, startDaemon, type DaemonProcess } from '../helpers/daemon.js';
-import { tinyChatModel } from '../helpers/models.js';
+import { childPids, isAlive, startTinyChatDaemon, type DaemonProcess } from '../helpers/daemon.js';
 
 interface AdminModel {
   name: string;
@@ -52,12 +50,7 @@ describe('daemon with the official openai client', () => {
   const MODEL = 'tiny-chat';
 
   beforeAll(async () => {
-    const file = await tinyChatModel();
-    daemon = await startDaemon({
-      modelDirs: [path.dirname(file)],
-      demoModel: false,
-      runner: { contextSize: 1024, threads: 2 },
-    });
+    daemon = await startTinyChatDaemon();
     client = new OpenAI({ baseURL: `${daemon.url}/v1`, apiKey: 'unused', maxRetries: 0 });
   });
 

@@ -4,6 +4,7 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { stringify } from 'yaml';
+import { tinyChatModel } from './models.js';
 
 const BIN = path.resolve(import.meta.dirname, '../../bin/headroom.js');
 
@@ -113,4 +114,14 @@ export function isAlive(pid: number): boolean {
   } catch {
     return false;
   }
+}
+
+/** The daemon the e2e client tests share: the cached tiny chat model (`tiny-chat`), context 1024. */
+export async function startTinyChatDaemon(): Promise<DaemonProcess> {
+  const file = await tinyChatModel();
+  return startDaemon({
+    modelDirs: [path.dirname(file)],
+    demoModel: false,
+    runner: { contextSize: 1024, threads: 2 },
+  });
 }
