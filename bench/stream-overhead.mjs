@@ -1,9 +1,12 @@
 #!/usr/bin/env node
 // bench/stream-overhead: tokens/s and time to first token streaming through the daemon vs
 // straight to the runner, on one forged ~150M-parameter F16 model, alternating in one run.
+// A third path goes through the smallest Node proxy (bench/lib/bare-proxy.mjs, its own process):
+// the floor an extra process hop costs on this machine, so the daemon's own share can be read off.
 // Prints a table and the ratios, writes JSON to bench/results/stream-overhead.json.
 //
-//   npm run build && node bench/stream-overhead.mjs [--rounds 12] [--tokens 128]
+//   npm run build && node bench/stream-overhead.mjs [--rounds 40] [--tokens 128]
+import { spawn } from 'node:child_process';
 import { mkdir, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -14,7 +17,7 @@ import { startBenchDaemon } from './lib/daemon.mjs';
 const root = path.resolve(import.meta.dirname, '..');
 const { values } = parseArgs({
   options: {
-    rounds: { type: 'string', default: '12' },
+    rounds: { type: 'string', default: '40' },
     tokens: { type: 'string', default: '128' },
     // Runner threads; defaults to the runner's default (all cores). On a 2-core machine a runner
     // using both cores competes with the daemon for CPU, which shows up as added TTFT.
@@ -49,6 +52,8 @@ const { daemon, url: daemonUrl } = await startBenchDaemon(
   `port: 0\ndemoModel: false\nmodelDirs: [${JSON.stringify(modelsDir)}]\nrunner:\n  contextSize: 2048\n${values.threads ? `  threads: ${Number(values.threads)}\n` : ''}`,
 );
 
+/** @type {import('node:child_process').ChildProcess | undefined} */
+let bareProxy;
 try {
   const load = await fetch(`${daemonUrl}/admin/models/${MODEL}/load`, {
     method: 'POST',
@@ -58,6 +63,18 @@ try {
   const loaded = await load.json();
   if (!load.ok) throw new Error(JSON.stringify(loaded));
   const runnerUrl = loaded.url;
+  const bare = spawn(process.execPath, [path.join(root, 'bench/lib/bare-proxy.mjs'), runnerUrl], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  bareProxy = bare;
+  const bareUrl = await new Promise((resolve, reject) => {
+    bare.stdout.on('data', (d) => {
+      const m = /listening on (http:\/\/\S+)/.exec(String(d));
+      if (m) resolve(m[1]);
+    });
+    bare.once('exit', (code) => reject(new Error(`bare proxy exited ${code}`)));
+  });
+  const urls = { direct: runnerUrl, bare: bareUrl, daemon: daemonUrl };
 
   /** One streaming request; returns TTFT and decode rate measured at the client. */
   async function once(base) {
@@ -112,15 +129,14 @@ try {
     };
   }
 
-  // Warm up both paths once.
-  await once(runnerUrl);
-  await once(daemonUrl);
-  const runs = { direct: [], daemon: [] };
+  // Warm up every path once.
+  for (const u of Object.values(urls)) await once(u);
+  const runs = { direct: [], bare: [], daemon: [] };
+  const arms = Object.keys(runs);
   for (let r = 0; r < ROUNDS; r++) {
-    // Alternate the order each round so drift in machine load hits both paths alike.
-    const order = r % 2 === 0 ? ['direct', 'daemon'] : ['daemon', 'direct'];
-    for (const which of order)
-      runs[which].push(await once(which === 'direct' ? runnerUrl : daemonUrl));
+    // Rotate the order each round so drift in machine load hits every path alike.
+    const order = arms.map((_, i) => arms[(i + r) % arms.length]);
+    for (const which of order) runs[which].push(await once(urls[which]));
   }
 
   const median = (xs) => {
@@ -137,6 +153,8 @@ try {
   const viaDaemon = summary(runs.daemon);
   // Paired per-round differences cancel slow drift in machine load.
   const addedTtft = median(runs.daemon.map((x, i) => x.ttftMs - runs.direct[i].ttftMs));
+  const bareAddedTtft = median(runs.bare.map((x, i) => x.ttftMs - runs.direct[i].ttftMs));
+  const bareSummary = summary(runs.bare);
   const throughputRatio = median(
     runs.daemon.map((x, i) => x.tokensPerS / runs.direct[i].tokensPerS),
   );
@@ -145,6 +163,11 @@ try {
     ['path', 'TTFT median ms', 'tokens/s median'],
     ['direct to runner', direct.ttftMedianMs.toFixed(2), direct.tokensPerSMedian.toFixed(1)],
     ['through daemon', viaDaemon.ttftMedianMs.toFixed(2), viaDaemon.tokensPerSMedian.toFixed(1)],
+    [
+      'through a bare proxy (floor)',
+      bareSummary.ttftMedianMs.toFixed(2),
+      bareSummary.tokensPerSMedian.toFixed(1),
+    ],
   ];
   const w = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
   console.log(rows.map((r) => r.map((c, i) => c.padEnd(w[i])).join('  ')).join('\n'));
@@ -153,6 +176,9 @@ try {
   );
   console.log(
     `added TTFT (daemon - direct, median of paired rounds): ${addedTtft.toFixed(2)} ms  (target <= 2 ms)`,
+  );
+  console.log(
+    `added TTFT of a bare Node proxy (the extra hop alone): ${bareAddedTtft.toFixed(2)} ms; the daemon's own share: ${(addedTtft - bareAddedTtft).toFixed(2)} ms`,
   );
 
   const result = {
@@ -172,6 +198,8 @@ try {
     daemon: viaDaemon,
     throughputRatio,
     addedTtftMs: addedTtft,
+    bare: bareSummary,
+    bareAddedTtftMs: bareAddedTtft,
     runs,
   };
   await mkdir(path.join(root, 'bench/results'), { recursive: true });
@@ -181,6 +209,7 @@ try {
   );
   console.log('\nwrote bench/results/stream-overhead.json');
 } finally {
+  bareProxy?.kill();
   daemon.kill('SIGTERM');
   await new Promise((r) => daemon.once('exit', r));
 }

@@ -50,7 +50,11 @@ const defaults: Omit<RunnerConfig, 'modelPath'> = {
   gpuLayers: 0,
 };
 
-function setup(settings: Partial<CoreSettings> = {}, bytesPerLoad = 0) {
+function setup(
+  settings: Partial<CoreSettings> = {},
+  bytesPerLoad = 0,
+  prepare?: (entry: ModelEntry) => Promise<void>,
+) {
   const catalog = new Map<string, ModelEntry>([
     ['a', { name: 'a', path: '/m/a.gguf', overrides: {} }],
     ['b', { name: 'b', path: '/m/b.gguf', overrides: { contextSize: 2048 } }],
@@ -67,6 +71,7 @@ function setup(settings: Partial<CoreSettings> = {}, bytesPerLoad = 0) {
     stopGraceMs: 10,
     settings,
     plan: (_e, _n, _room, base) => ({ fits: true, config: base, bytes: bytesPerLoad }),
+    ...(prepare ? { prepare } : {}),
     startRunner: (entry, config) => {
       const done = deferred<RunnerHandle>();
       starts.push({ name: entry.name, config, done });
@@ -104,6 +109,25 @@ describe('ModelManager', () => {
     (await leases[2]!).release();
     expect(manager.status('a').inFlight).toBe(0);
     expect(starts).toHaveLength(1);
+  });
+
+  it('prepares (reads the file) before a load, not for requests a ready runner serves', async () => {
+    const prepared: string[] = [];
+    const { manager, finishLoad } = setup({}, 0, async (e) => void prepared.push(e.name));
+    const first = manager.acquire('a');
+    await tick();
+    finishLoad(0);
+    (await first).release();
+    expect(prepared).toEqual(['a']);
+    (await manager.acquire('a')).release();
+    (await manager.acquire('a')).release();
+    expect(prepared).toEqual(['a']);
+    await manager.unload('a');
+    const again = manager.acquire('a');
+    await tick();
+    finishLoad(1);
+    (await again).release();
+    expect(prepared).toEqual(['a', 'a']);
   });
 
   it('cancels a request in flight on the model named, with a 503 reason, once', async () => {

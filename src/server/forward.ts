@@ -151,7 +151,12 @@ export function forwardToRunner(opts: ForwardOptions): void {
     res.writeHead(status, headers);
     // Real sockets only: fastify's inject() gives a socket-like object without setNoDelay.
     if (typeof res.socket?.setNoDelay === 'function') res.socket.setNoDelay(true);
-    res.flushHeaders();
+    // The headers leave with the first chunk (one segment, one wake-up of the client on the
+    // path to the first token); only a runner that sends its headers well before any body
+    // gets them flushed on their own, once this turn of the event loop has read what came.
+    setImmediate(() => {
+      if (!res.headersSent && !res.destroyed) res.flushHeaders();
+    });
     const obs = new StreamObserver({ sse: isStream, stripUsage: strip });
     observer = obs;
 

@@ -360,8 +360,14 @@ class Runner {
           prompt,
           params,
           (text) => {
+            if (started) return write(res, chunk(text, null));
+            // The headers, the role chunk and the first token leave in one segment: a reader
+            // (the daemon, a client) wakes once for the first token, not three times.
+            res.cork();
             begin();
-            return write(res, chunk(text, null));
+            const wrote = write(res, chunk(text, null));
+            process.nextTick(() => res.uncork());
+            return wrote;
           },
           signal,
           { chat: kind === 'chat' },
