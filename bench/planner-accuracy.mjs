@@ -14,7 +14,8 @@
 //   node bench/planner-accuracy.mjs --rescore   # re-predict the saved measurements (after a change
 //                                               # of the footprint terms), without running anything
 //   node bench/planner-accuracy.mjs --md        # the saved results as a markdown table
-// Other flags: --skip TEXT (leave out cases whose JSON contains TEXT), --resume (keep the saved
+// Other flags: --skip TEXT (repeatable; leave out cases whose JSON contains TEXT), --short-first
+// (cheapest cases first: cells × model size), --resume (keep the saved
 // rows, run only the missing cases), --threads N (runner threads; default 2, the runner's default
 // on two cores), --out FILE.
 //
@@ -40,7 +41,8 @@ const { values } = parseArgs({
     quick: { type: 'boolean' },
     matrix: { type: 'string' },
     only: { type: 'string' },
-    skip: { type: 'string' },
+    skip: { type: 'string', multiple: true },
+    'short-first': { type: 'boolean' },
     rescore: { type: 'boolean' },
     out: { type: 'string' },
     threads: { type: 'string', default: '2' },
@@ -206,6 +208,9 @@ function matrix(kind) {
     c('1B', 4, 'f16', 2048, true),
     c('1B', 8, 'q8_0', 2048, true, 'q8_0'),
     c('20M', 4, 'f16', 32768, false),
+    // The long tail (session 5): the 1B model at 8192 and 150M at its trained 32768.
+    c('1B', 8, 'q8_0', 8192, true),
+    c('150M', 8, 'q8_0', 32768, true),
   );
   const seen = new Set();
   return out.filter((x) => (seen.has(key(x)) ? false : (seen.add(key(x)), true)));
@@ -526,8 +531,12 @@ if (values.rescore) {
 const cases = matrix(matrixName).filter(
   (x) =>
     (!values.only || key(x).includes(values.only)) &&
-    (!values.skip || !key(x).includes(values.skip)),
+    !(values.skip ?? []).some((t) => key(x).includes(t)),
 );
+// Cheapest first (cells to fill × model size), so a run cut short has measured the most cases.
+const SIZE_COST = { '150M': 5, '1B': 30 };
+const cost = (x) => x.contextSize * x.parallel * (SIZE_COST[x.size] ?? 1);
+if (values['short-first']) cases.sort((a, b) => cost(a) - cost(b));
 const rows = [];
 if (values.resume) {
   // Keep what an interrupted run of this file measured; run only the cases it lacks.
