@@ -134,6 +134,7 @@ export function fitConfig(spec: ModelSpec, req: FitRequest): Fit | undefined {
     mmap: lowMemory ? true : (requested.mmap ?? true),
     ubatchSize: requested.ubatchSize,
     promptChunk: requested.promptChunk,
+    ...(requested.attentionCap !== undefined ? { attentionCap: requested.attentionCap } : {}),
     gpuLayers: requested.gpuLayers ?? 0,
   };
   const fp = (c: PlanConfig): Footprint => predictFootprint(spec, c, req.footprintOptions);

@@ -242,6 +242,26 @@ describe('predictFootprint', () => {
     );
   });
 
+  it('attentionCap: the scores a step touches stop growing with the context (CPU graph, flash attention off)', () => {
+    const spec = llamaSpec(SMALL);
+    const cfg = { ...base, flashAttention: false, promptChunk: 64, attentionCap: 8 * MiB };
+    const graph = (contextSize: number, extra = {}) =>
+      predictFootprint(spec, { ...cfg, contextSize, ...extra }).terms.computeGraph;
+    // 2048 cells × 64 tokens × 12 heads × 4 bytes = 6 MiB: under the cap, unchanged.
+    const uncapped = predictFootprint(spec, { ...cfg, contextSize: 2048, attentionCap: undefined });
+    expect(graph(2048)).toBe(uncapped.terms.computeGraph);
+    // Above the cap the graph is the same at 8192 and 32768 cells (the runner shrinks its steps).
+    expect(graph(8192)).toBe(graph(32768));
+    expect(graph(32768)).toBeLessThan(graph(32768, { attentionCap: undefined }) - 80 * MiB);
+    // Flash attention on, or the graph on a GPU: no cap applies.
+    expect(graph(32768, { flashAttention: true })).toBe(
+      graph(32768, { flashAttention: true, attentionCap: undefined }),
+    );
+    expect(graph(32768, { gpuLayers: 4 })).toBe(
+      graph(32768, { gpuLayers: 4, attentionCap: undefined }),
+    );
+  });
+
   it('rejects configs and specs out of range with PlanError', () => {
     const spec = llamaSpec(SMALL);
     for (const bad of [

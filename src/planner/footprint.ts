@@ -62,6 +62,12 @@ export interface PlanConfig {
    * batches: the upper bound).
    */
   promptChunk?: number;
+  /**
+   * Bytes of attention scores (KQ, f32) one prompt step may touch with flash attention off and the
+   * graph on the CPU: the embedded runner shrinks its chunks to keep under it (ATTENTION_SCRATCH_CAP,
+   * engines/embedded). Leave it out for an engine without that cap (no limit).
+   */
+  attentionCap?: number;
   /** Flash attention. A quantised V cache forces it on (as the runner does). */
   flashAttention: boolean;
   kvCacheKeyType: KvCacheType;
@@ -134,6 +140,16 @@ export class PlanError extends HeadroomError {
 }
 
 const MiB = 1024 * 1024;
+
+/**
+ * The most attention-score bytes (n_kv × tokens × heads × 4) one prompt step of the embedded
+ * runner touches with flash attention off and the graph on the CPU. Without it the peak depended
+ * on the machine's speed: the runner sizes chunks by time, so a slow CPU evaluated 6–9-token
+ * chunks at 8192 cells where a fast one takes 64 (20M model, 8192 cells: 190 MiB against 205 with
+ * fixed 64-token chunks). With the cap the chunk at full context is at most
+ * cap / (cells × heads × 4) tokens on every machine, and the planner predicts the cap.
+ */
+export const ATTENTION_SCRATCH_CAP = 8 * MiB;
 
 /** Calibrated constants (bytes); see the module comment. */
 export const FOOTPRINT_CONSTANTS = {
@@ -244,6 +260,7 @@ export function validatePlanInput(spec: ModelSpec, config: PlanConfig): void {
   checkInt('batchSize', config.batchSize, 1);
   if (config.ubatchSize !== undefined) checkInt('ubatchSize', config.ubatchSize, 1);
   if (config.promptChunk !== undefined) checkInt('promptChunk', config.promptChunk, 1);
+  if (config.attentionCap !== undefined) checkInt('attentionCap', config.attentionCap, 1);
   checkInt('gpuLayers', config.gpuLayers, 0);
   checkKv('kvCacheKeyType', config.kvCacheKeyType);
   checkKv('kvCacheValueType', config.kvCacheValueType);
@@ -354,8 +371,14 @@ export function predictFootprint(
 
   // ---- compute: the graph buffer touched by a full-context batch of T tokens.
   const attention = H > 0 && spec.headCountKv > 0;
-  const maskBytes = attention ? cellsPerSeq * T * (fa ? 2 : 4) : 0;
-  const kqBytes = attention && !fa ? cellsPerSeq * T * H * 4 : 0;
+  // With flash attention off the scores (and the f32 mask) of a step span n_kv × tokens; a runner
+  // with an attention cap shrinks its steps so the scores stay under it (CPU graph only).
+  const kqFull = attention && !fa ? cellsPerSeq * T * H * 4 : 0;
+  const kqBytes =
+    config.attentionCap !== undefined && config.gpuLayers === 0
+      ? Math.min(kqFull, config.attentionCap)
+      : kqFull;
+  const maskBytes = !attention ? 0 : fa ? cellsPerSeq * T * 2 : kqBytes / H;
   const ffnBytes = 2 * F * T * 4;
   const embdPhase = C.embdTensors * E * T * 4;
   const graph = maskBytes + Math.max(kqBytes, ffnBytes) + embdPhase;

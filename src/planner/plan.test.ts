@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { fitConfig } from './fit.js';
-import { PlanError, predictFootprint } from './footprint.js';
+import { ATTENTION_SCRATCH_CAP, PlanError, predictFootprint } from './footprint.js';
 import { applyMeasurement, planLoad, requestedConfig } from './plan.js';
 import { MEDIUM, SMALL, llamaSpec } from './test-specs.js';
 
@@ -26,7 +26,7 @@ describe('planLoad', () => {
     const plan = planLoad({
       spec: small,
       request: { contextSize: 32768, flashAttention: false },
-      available: { bytes: 300 * MiB },
+      available: { bytes: 200 * MiB },
     });
     expect(plan.verdict).toBe('warn');
     expect(plan.causes).toContain('reduced');
@@ -183,6 +183,7 @@ describe('planLoad', () => {
               mmap: true,
               gpuLayers: 0,
               promptChunk: 64,
+              attentionCap: ATTENTION_SCRATCH_CAP,
             },
             level,
           });

@@ -27,6 +27,7 @@ import {
   type Variant,
 } from './fit.js';
 import {
+  ATTENTION_SCRATCH_CAP,
   PlanError,
   predictFootprint,
   validatePlanInput,
@@ -66,6 +67,11 @@ export interface LoadRequest {
    * for an engine that evaluates whole batches.
    */
   promptChunk?: number;
+  /**
+   * PlanConfig.attentionCap. Defaults to the embedded runner's ATTENTION_SCRATCH_CAP when
+   * `promptChunk` is left to its default too (planning for the embedded runner); no cap otherwise.
+   */
+  attentionCap?: number;
 }
 
 export interface PlanLoadInput {
@@ -160,6 +166,9 @@ export function requestedConfig(
     mmap: request.mmap ?? true,
     promptChunk: request.promptChunk ?? DEFAULT_PROMPT_CHUNK,
   };
+  const cap =
+    request.attentionCap ?? (request.promptChunk === undefined ? ATTENTION_SCRATCH_CAP : undefined);
+  if (cap !== undefined) config.attentionCap = cap;
   validatePlanInput(spec, config);
   return config;
 }
@@ -225,6 +234,7 @@ export function planLoad(input: PlanLoadInput): LoadPlan {
           ? { gpuLayers: requested.gpuLayers }
           : {}),
         promptChunk: requested.promptChunk,
+        ...(requested.attentionCap !== undefined ? { attentionCap: requested.attentionCap } : {}),
       },
       minContext: input.minContext,
       level: input.level ?? 'basic',

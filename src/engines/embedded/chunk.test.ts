@@ -1,5 +1,12 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { ChunkSizer, PROMPT_CHUNK_TARGET_MS, PROMPT_CHUNK_TOKENS } from './engine.js';
+import { ATTENTION_SCRATCH_CAP } from '../../planner/footprint.js';
+import {
+  ChunkSizer,
+  PROMPT_CHUNK_TARGET_MS,
+  PROMPT_CHUNK_TOKENS,
+  attentionChunkLimit,
+} from './engine.js';
 
 describe('ChunkSizer', () => {
   it('starts small, then sizes chunks to the target time', () => {
@@ -29,5 +36,39 @@ describe('ChunkSizer', () => {
     expect(c.size()).toBe(
       Math.max(4, Math.min(PROMPT_CHUNK_TOKENS, Math.floor(PROMPT_CHUNK_TARGET_MS / 10))),
     );
+  });
+});
+
+describe('attentionChunkLimit', () => {
+  it('keeps the attention scores of a step under the cap the planner predicts, at every position', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 256, max: 131072 }),
+        fc.integer({ min: 1, max: 8 }),
+        fc.integer({ min: 1, max: 128 }),
+        fc.double({ min: 0, max: 1, noNaN: true }),
+        (cells, parallel, heads, at) => {
+          const pos = Math.floor(at * (cells - 1));
+          const n = attentionChunkLimit(pos, cells, parallel, heads);
+          expect(n).toBeGreaterThanOrEqual(1);
+          expect(n).toBeLessThanOrEqual(PROMPT_CHUNK_TOKENS);
+          // The cells in use after the step, padded as llama.cpp pads them (every slot's cells
+          // when a batch may span several slots).
+          const nKv = parallel === 1 ? Math.min(cells, Math.ceil((pos + n) / 256) * 256) : cells;
+          if (n > 1)
+            expect(parallel * nKv * n * heads * 4).toBeLessThanOrEqual(ATTENTION_SCRATCH_CAP);
+        },
+      ),
+      { numRuns: 500 },
+    );
+  });
+
+  it('takes whole chunks early in a long context and small ones late; no limit without scores', () => {
+    // 20M bench model (12 heads) at 8192 cells: 64 tokens at the start, 21 at the end.
+    expect(attentionChunkLimit(0, 8192, 1, 12)).toBe(PROMPT_CHUNK_TOKENS);
+    expect(attentionChunkLimit(8000, 8192, 1, 12)).toBe(21);
+    expect(attentionChunkLimit(8000, 8192, 1, 0)).toBe(PROMPT_CHUNK_TOKENS);
+    // Four slots: every step is sized for all four slots' cells.
+    expect(attentionChunkLimit(0, 8192, 4, 12)).toBe(5);
   });
 });

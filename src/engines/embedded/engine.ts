@@ -19,6 +19,7 @@ import {
 } from 'node-llama-cpp';
 import { throwIfAborted } from '../../lib/abort.js';
 import { HeadroomError } from '../../lib/errors.js';
+import { ATTENTION_SCRATCH_CAP } from '../../planner/footprint.js';
 import { messageText, type ChatMessage } from '../openai.js';
 import type { RunnerConfig } from '../types.js';
 import { NativeGarbage } from './native-garbage.js';
@@ -132,6 +133,8 @@ export class Engine {
   readonly #waiters: Waiter[] = [];
   #generated = 0;
   readonly #chunk = new ChunkSizer();
+  /** Attention heads when the CPU computes full attention scores (flash attention off); else 0. */
+  readonly #scoreHeads: number;
   /** Samplers node-llama-cpp leaves for the garbage collector (native-garbage.ts). */
   readonly #garbage: NativeGarbage;
   #embedding: Promise<LlamaEmbeddingContext> | undefined;
@@ -158,6 +161,9 @@ export class Engine {
     this.#embeddingContextSize = Math.min(config.contextSize, 2048);
     this.#threads = config.threads;
     this.#context = context;
+    const fullScores =
+      !config.flashAttention && config.kvCacheValueType === 'f16' && config.gpuLayers === 0;
+    this.#scoreHeads = fullScores ? headCount(model) : 0;
     this.loadMs = loadMs;
     this.#chatWrapper = resolveChatWrapper(model);
     this.#slots = Array.from({ length: config.parallel }, () => ({
@@ -213,6 +219,16 @@ export class Engine {
       requests: this.#requests,
       gcCollections: this.#garbage.collections,
     };
+  }
+
+  /** The most tokens one prompt step may take at position `pos` (attentionChunkLimit). */
+  #scoreChunk(pos: number): number {
+    return attentionChunkLimit(
+      pos,
+      this.config.contextSize,
+      this.config.parallel,
+      this.#scoreHeads,
+    );
   }
 
   get contextSize(): number {
@@ -383,7 +399,7 @@ export class Engine {
       const cached = await this.#reusePrefix(seq, prompt);
       for (let i = cached; i < prompt.length - 1;) {
         throwIfAborted(signal);
-        const n = Math.min(this.#chunk.size(), prompt.length - 1 - i);
+        const n = Math.min(this.#chunk.size(), this.#scoreChunk(i), prompt.length - 1 - i);
         const t0 = performance.now();
         await seq.evaluateWithoutGeneratingNewTokens(prompt.slice(i, i + n) as Token[]);
         this.#chunk.observe(n, performance.now() - t0);
@@ -574,6 +590,37 @@ class TokenTextDecoder {
 }
 
 /** The model's vocabulary size from its GGUF metadata (0 when the file does not say). */
+/**
+ * The most tokens one prompt step at position `pos` may take so that its attention scores
+ * (n_kv × tokens × heads × 4 bytes, flash attention off, graph on the CPU) stay under
+ * ATTENTION_SCRATCH_CAP, the figure the planner predicts. n_kv is the cells in use after the
+ * step, padded to 256 as llama.cpp does; with several slots one batch may span every slot's
+ * cells, so it is all of them. `heads` 0 (flash attention on, or a GPU graph): no limit but the
+ * chunk's own.
+ */
+export function attentionChunkLimit(
+  pos: number,
+  cells: number,
+  parallel: number,
+  heads: number,
+): number {
+  if (heads <= 0) return PROMPT_CHUNK_TOKENS;
+  const nKv =
+    parallel === 1 ? Math.min(cells, Math.ceil((pos + PROMPT_CHUNK_TOKENS) / 256) * 256) : cells;
+  const n = Math.floor(ATTENTION_SCRATCH_CAP / (parallel * nKv * heads * 4));
+  return Math.max(1, Math.min(PROMPT_CHUNK_TOKENS, n));
+}
+
+/** The model's attention heads (the largest per-layer count where it varies); 0 when unknown. */
+function headCount(model: LlamaModel): number {
+  const info = model.fileInfo as {
+    architectureMetadata?: { attention?: { head_count?: unknown } };
+  };
+  const h = info.architectureMetadata?.attention?.head_count;
+  const n = Array.isArray(h) ? Math.max(0, ...h.filter((x) => typeof x === 'number')) : h;
+  return typeof n === 'number' && Number.isFinite(n) && n > 0 ? n : 0;
+}
+
 function vocabularySize(model: LlamaModel): number {
   const info = model.fileInfo as {
     architectureMetadata?: { vocab_size?: unknown };
