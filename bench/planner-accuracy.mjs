@@ -27,6 +27,7 @@
 // - full: the whole cross product of issue 3 (hours on two cores).
 // - slots (4 cases): 1, 2 and 4 slots at 4096 cells, and 4 slots at 8192, on the demo shape.
 // - heldout (12 cases): shapes and settings the constants were never fitted on (HELDOUT_SIZES).
+// - long (4 cases): 16384 and 32768 cells on a tiny held-out shape (flash attention on and off).
 /* global setInterval, clearInterval, AbortSignal */
 import { spawn } from 'node:child_process';
 import http from 'node:http';
@@ -108,6 +109,9 @@ const HELDOUT_SIZES = {
   },
   ff8: { layers: 6, embd: 512, heads: 8, ff: 4096, vocab: 16384, gqa: { 4: [8, 2] } },
   deep: { layers: 32, embd: 256, heads: 4, ff: 704, vocab: 8192, gqa: { 4: [4, 1] } },
+  // Small enough that one thread fills 32768 cells in minutes (the 20M model takes over an hour
+  // with flash attention on, longer with it off): the long-context check of `--matrix long`.
+  tiny: { layers: 2, embd: 128, heads: 4, ff: 384, vocab: 8192, gqa: { 4: [4, 1] } },
 };
 Object.assign(SIZES, HELDOUT_SIZES);
 
@@ -161,6 +165,14 @@ function matrix(kind) {
       c('demo25M', 4, 'q8_0', 2048, true, 'f16', { parallel: 2 }),
       c('demo25M', 4, 'q8_0', 1024, true, 'f16', { parallel: 4 }),
       c('demo25M', 4, 'q8_0', 2048, true, 'f16', { parallel: 4 }),
+    ];
+  // Long contexts on the tiny shape: the attention cap and the KV cache at 16384 and 32768 cells.
+  if (kind === 'long')
+    return [
+      c('tiny', 4, 'f16', 16384, false),
+      c('tiny', 4, 'f16', 32768, false),
+      c('tiny', 4, 'f16', 32768, true),
+      c('tiny', 4, 'f16', 32768, true, 'q8_0'),
     ];
   if (kind === 'heldout')
     return [

@@ -155,9 +155,12 @@ export const ATTENTION_SCRATCH_CAP = 8 * MiB;
 export const FOOTPRINT_CONSTANTS = {
   /**
    * Anonymous memory of the embedded runner besides its model: Node.js, its modules, the HTTP
-   * server and the V8 heap it grows to while reading prompts (±10 MiB between runs).
+   * server and the V8 heap. 54.5 MiB while V8's young generation could grow (up to 16 MiB
+   * semi-spaces, by a varying amount); 21 MiB less since the runner pins it at 1 MiB
+   * (`--max-semi-space-size=1`, engines/embedded): the median over the re-measured quick matrix
+   * (session 5, 14 cases, 17.5–23.2 MiB).
    */
-  runtimeAnon: 54.5 * MiB,
+  runtimeAnon: 33.5 * MiB,
   /** File-backed pages (node, libllama, ggml) of a runner before it loads a model. */
   runtimeFile: 51.5 * MiB,
   /** Model host structures: fixed part … */
@@ -174,11 +177,15 @@ export const FOOTPRINT_CONSTANTS = {
    * the allocation rate of many prompt steps (its semi-space is capped at 16 MiB).
    */
   growthPerCell: 1024,
-  growthFrom: 2048,
-  // 0 since the runner collects that garbage as it reads (engines/embedded/native-garbage.ts):
-  // the growth was node-llama-cpp's per-call sampler arrays (n_vocab × 12 bytes each) waiting
-  // for V8, not the KV fill. Re-measured: 20M at 8192 cells, +5 % over with it, +1.6 % without.
-  growthMax: 0,
+  // Session 4 set this term to 0 once the runner collected node-llama-cpp's per-call sampler
+  // arrays (engines/embedded/native-garbage.ts), which were most of it. Session 5, with V8's
+  // young generation pinned: runners still hold ~13 MiB more after a 16384- or 32768-cell
+  // prompt than the terms explain (2-layer model: 12.8 MiB at 16384 and at 32768 with flash
+  // attention off, 6–9 MiB with it on), none at 8192 (20M: −2.4 … +1.3 %). Origin not identified
+  // (JavaScript-side state of a long prompt is a suspect). Fitted on those four long cases, so
+  // in-sample there: 1 KiB per cell beyond 4096, at most 12 MiB; long plans err high, not low.
+  growthFrom: 4096,
+  growthMax: 12 * MiB,
   /**
    * Allocator slack with flash attention off. The CPU backend's work buffer (the f16 copy of the
    * attention matrix) is reallocated each time it grows with the filled context; glibc's dynamic
