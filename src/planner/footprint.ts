@@ -170,22 +170,19 @@ export const FOOTPRINT_CONSTANTS = {
   /** Graph tensors of width n_embd alive beside the largest phase (residual, norms, projections). */
   embdTensors: 4,
   /**
-   * Anonymous memory a runner gains while it evaluates a long prompt: ~1 KiB per KV cell filled
-   * beyond `growthFrom` (least squares over the bench, flash attention on and off alike), at most
-   * `growthMax` (32768 cells: +13–16 MiB, not +30). Transient: at 32768 the anonymous peak lay
-   * 18 MiB above the value with the context full, which fits V8's young generation growing under
-   * the allocation rate of many prompt steps (its semi-space is capped at 16 MiB).
+   * Anonymous memory a runner gains while it evaluates a long prompt: `growthPerCell` per KV cell
+   * filled beyond `growthFrom`, at most `growthMax` (session 3 fitted ~1 KiB per cell, at most
+   * 16 MiB, on runners that left sampler garbage to V8 and let its young generation grow).
    */
   growthPerCell: 1024,
-  // Session 4 set this term to 0 once the runner collected node-llama-cpp's per-call sampler
-  // arrays (engines/embedded/native-garbage.ts), which were most of it. Session 5, with V8's
-  // young generation pinned: runners still hold ~13 MiB more after a 16384- or 32768-cell
-  // prompt than the terms explain (2-layer model: 12.8 MiB at 16384 and at 32768 with flash
-  // attention off, 6–9 MiB with it on), none at 8192 (20M: −2.4 … +1.3 %). Origin not identified
-  // (JavaScript-side state of a long prompt is a suspect). Fitted on those four long cases, so
-  // in-sample there: 1 KiB per cell beyond 4096, at most 12 MiB; long plans err high, not low.
-  growthFrom: 4096,
-  growthMax: 12 * MiB,
+  growthFrom: 2048,
+  // 0 since the runner collects node-llama-cpp's per-call sampler arrays as it reads
+  // (engines/embedded/native-garbage.ts): they were most of this growth. Session 5 (V8's young
+  // generation pinned): a 2-layer, n_embd-128 model still held ~13 MiB more after 16384- and
+  // 32768-cell prompts than the terms explain, but other shapes at 16384 cells did not (128k
+  // vocabulary +3.9 %, wide feed-forward −0.3 % without a growth term; +7.9 % / +5.1 % with one
+  // fitted on the small model), so no term: docs/benchmarks/planner.md.
+  growthMax: 0,
   /**
    * Allocator slack with flash attention off. The CPU backend's work buffer (the f16 copy of the
    * attention matrix) is reallocated each time it grows with the filled context; glibc's dynamic
