@@ -158,7 +158,7 @@ export const FOOTPRINT_CONSTANTS = {
    * server and the V8 heap. 54.5 MiB while V8's young generation could grow (up to 16 MiB
    * semi-spaces, by a varying amount); 21 MiB less since the runner pins it at 1 MiB
    * (`--max-semi-space-size=1`, engines/embedded): the median over the re-measured quick matrix
-   * (session 5, 14 cases, 17.5–23.2 MiB).
+   * (session 5, the first 7 cases, 17.5–23.2 MiB; all 14 after: median 0.89 %, max 2.32 %).
    */
   runtimeAnon: 33.5 * MiB,
   /** File-backed pages (node, libllama, ggml) of a runner before it loads a model. */
