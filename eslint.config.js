@@ -40,7 +40,7 @@ const boundaries = {
     'metrics',
   ],
   planner: ['engines', 'supervisor', 'scheduler', 'server', 'cli', 'daemon', 'metrics'],
-  engines: ['supervisor', 'scheduler', 'server', 'cli', 'daemon', 'metrics'],
+  engines: ['planner', 'supervisor', 'scheduler', 'server', 'cli', 'daemon', 'metrics'],
   supervisor: ['scheduler', 'server', 'cli', 'daemon', 'metrics', 'planner'],
   scheduler: ['server', 'cli', 'daemon', 'metrics'],
   server: ['cli', 'daemon'],

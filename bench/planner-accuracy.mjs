@@ -60,7 +60,8 @@ const resultsFile = path.resolve(
 
 const { forgeModel } = await import('../dist/gguf/forge.js');
 const { readModelSpec } = await import('../dist/gguf/spec.js');
-const { predictFootprint, ATTENTION_SCRATCH_CAP } = await import('../dist/planner/footprint.js');
+const { predictFootprint } = await import('../dist/planner/footprint.js');
+const { DEFAULT_ATTENTION_CAP } = await import('../dist/planner/plan.js');
 const { embeddedSpawnSpec } = await import('../dist/engines/embedded/index.js');
 
 /** Shapes: ~20M (vocab 8192), ~150M (vocab 16384), ~1B (vocab 32000); [heads, kvHeads] per GQA ratio. */
@@ -268,7 +269,7 @@ function planConfig(x) {
     gpuLayers: 0,
     mmap: x.mmap,
     promptChunk: RUNNER_CHUNK,
-    attentionCap: ATTENTION_SCRATCH_CAP,
+    attentionCap: DEFAULT_ATTENTION_CAP,
   };
 }
 

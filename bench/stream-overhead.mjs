@@ -12,7 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { forgeModel, parseParamCount, shapeForParams } from '../dist/gguf/forge.js';
-import { startBenchDaemon } from './lib/daemon.mjs';
+import { listeningUrl, startBenchDaemon } from './lib/daemon.mjs';
 
 const root = path.resolve(import.meta.dirname, '..');
 const { values } = parseArgs({
@@ -67,13 +67,7 @@ try {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   bareProxy = bare;
-  const bareUrl = await new Promise((resolve, reject) => {
-    bare.stdout.on('data', (d) => {
-      const m = /listening on (http:\/\/\S+)/.exec(String(d));
-      if (m) resolve(m[1]);
-    });
-    bare.once('exit', (code) => reject(new Error(`bare proxy exited ${code}`)));
-  });
+  const bareUrl = await listeningUrl(bare, 'bare proxy');
   const urls = { direct: runnerUrl, bare: bareUrl, daemon: daemonUrl };
 
   /** One streaming request; returns TTFT and decode rate measured at the client. */

@@ -29,14 +29,25 @@ export async function startBenchDaemon(prefix, configYaml) {
     env: { ...process.env, HEADROOM_HOME: home, HEADROOM_LOG_LEVEL: 'warn' },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
-  const url = await new Promise((resolve, reject) => {
+  const url = await listeningUrl(daemon, 'daemon');
+  return { daemon, url, home };
+}
+
+/**
+ * The URL a child process prints as "listening on http://…" on its stdout (the daemon, the bare
+ * proxy); rejects if it exits first.
+ * @param {import('node:child_process').ChildProcess} child
+ * @param {string} name for the error
+ * @returns {Promise<string>}
+ */
+export function listeningUrl(child, name) {
+  return new Promise((resolve, reject) => {
     let out = '';
-    daemon.stdout.on('data', (d) => {
+    child.stdout.on('data', (d) => {
       out += d;
       const m = /listening on (http:\/\/\S+)/.exec(out);
       if (m) resolve(m[1]);
     });
-    daemon.once('exit', (c) => reject(new Error(`daemon exited ${c}`)));
+    child.once('exit', (c) => reject(new Error(`${name} exited ${c}`)));
   });
-  return { daemon, url, home };
 }

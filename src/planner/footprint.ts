@@ -65,7 +65,7 @@ export interface PlanConfig {
   /**
    * Bytes of attention scores (KQ, f32) one prompt step may touch with flash attention off and the
    * graph on the CPU: the embedded runner shrinks its chunks to keep under it (ATTENTION_SCRATCH_CAP,
-   * engines/embedded). Leave it out for an engine without that cap (no limit).
+   * engines/embedded; DEFAULT_ATTENTION_CAP here). Leave it out for an engine without that cap (no limit).
    */
   attentionCap?: number;
   /** Flash attention. A quantised V cache forces it on (as the runner does). */
@@ -140,16 +140,6 @@ export class PlanError extends HeadroomError {
 }
 
 const MiB = 1024 * 1024;
-
-/**
- * The most attention-score bytes (n_kv × tokens × heads × 4) one prompt step of the embedded
- * runner touches with flash attention off and the graph on the CPU. Without it the peak depended
- * on the machine's speed: the runner sizes chunks by time, so a slow CPU evaluated 6–9-token
- * chunks at 8192 cells where a fast one takes 64 (20M model, 8192 cells: 190 MiB against 205 with
- * fixed 64-token chunks). With the cap the chunk at full context is at most
- * cap / (cells × heads × 4) tokens on every machine, and the planner predicts the cap.
- */
-export const ATTENTION_SCRATCH_CAP = 8 * MiB;
 
 /** Calibrated constants (bytes); see the module comment. */
 export const FOOTPRINT_CONSTANTS = {

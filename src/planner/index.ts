@@ -69,6 +69,7 @@ export {
   type Verdict,
 } from './preflight.js';
 export {
+  DEFAULT_ATTENTION_CAP,
   DEFAULT_PROMPT_CHUNK,
   FULL_CONTEXT_FILL,
   applyMeasurement,

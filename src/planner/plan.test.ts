@@ -1,8 +1,8 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { fitConfig } from './fit.js';
-import { ATTENTION_SCRATCH_CAP, PlanError, predictFootprint } from './footprint.js';
-import { applyMeasurement, planLoad, requestedConfig } from './plan.js';
+import { PlanError, predictFootprint } from './footprint.js';
+import { DEFAULT_ATTENTION_CAP, applyMeasurement, planLoad, requestedConfig } from './plan.js';
 import { MEDIUM, SMALL, llamaSpec } from './test-specs.js';
 
 const MiB = 1024 * 1024;
@@ -183,7 +183,7 @@ describe('planLoad', () => {
               mmap: true,
               gpuLayers: 0,
               promptChunk: 64,
-              attentionCap: ATTENTION_SCRATCH_CAP,
+              attentionCap: DEFAULT_ATTENTION_CAP,
             },
             level,
           });

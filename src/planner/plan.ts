@@ -27,7 +27,6 @@ import {
   type Variant,
 } from './fit.js';
 import {
-  ATTENTION_SCRATCH_CAP,
   PlanError,
   predictFootprint,
   validatePlanInput,
@@ -68,7 +67,7 @@ export interface LoadRequest {
    */
   promptChunk?: number;
   /**
-   * PlanConfig.attentionCap. Defaults to the embedded runner's ATTENTION_SCRATCH_CAP when
+   * PlanConfig.attentionCap. Defaults to the embedded runner's cap (DEFAULT_ATTENTION_CAP) when
    * `promptChunk` is left to its default too (planning for the embedded runner); no cap otherwise.
    */
   attentionCap?: number;
@@ -140,6 +139,12 @@ export interface LoadPlan {
 /** The embedded runner's prompt chunk (engines/embedded PROMPT_CHUNK_TOKENS; not imported: planner is pure). */
 export const DEFAULT_PROMPT_CHUNK = 64;
 
+/**
+ * The embedded runner's cap on the attention scores of one prompt step with flash attention off
+ * (engines/embedded ATTENTION_SCRATCH_CAP; not imported: planner is pure).
+ */
+export const DEFAULT_ATTENTION_CAP = 8 * 1024 * 1024;
+
 /** Fraction of the context in use above which a measured peak is the full-context peak. */
 export const FULL_CONTEXT_FILL = 0.9;
 
@@ -167,7 +172,7 @@ export function requestedConfig(
     promptChunk: request.promptChunk ?? DEFAULT_PROMPT_CHUNK,
   };
   const cap =
-    request.attentionCap ?? (request.promptChunk === undefined ? ATTENTION_SCRATCH_CAP : undefined);
+    request.attentionCap ?? (request.promptChunk === undefined ? DEFAULT_ATTENTION_CAP : undefined);
   if (cap !== undefined) config.attentionCap = cap;
   validatePlanInput(spec, config);
   return config;

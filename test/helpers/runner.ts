@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { embeddedSpawnSpec } from '../../src/engines/embedded/index.js';
-import type { RunnerConfig, RunnerMessage } from '../../src/engines/types.js';
+import type { RunnerConfig, RunnerMessage, RunnerStats } from '../../src/engines/types.js';
 
 export interface StartedRunner {
   proc: ChildProcess;
@@ -48,4 +48,23 @@ export function runnerConfig(modelPath: string, over: Partial<RunnerConfig> = {}
     gpuLayers: 0,
     ...over,
   };
+}
+
+/** POSTs `body` as JSON to a runner (or any URL) at `path`. */
+export const post = (
+  url: string,
+  path: string,
+  body: unknown,
+  signal?: AbortSignal,
+): Promise<Response> =>
+  fetch(`${url}${path}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+    signal: signal ?? null,
+  });
+
+/** A runner's GET /stats. */
+export async function stats(url: string): Promise<RunnerStats> {
+  return (await (await fetch(`${url}/stats`)).json()) as RunnerStats;
 }

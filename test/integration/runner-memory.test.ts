@@ -7,9 +7,8 @@
  * prompt stays within a few MiB of what the runner held after its first short request.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { RunnerStats } from '../../src/engines/types.js';
 import { cachedModel } from '../helpers/models.js';
-import { runnerConfig, startRunner, type StartedRunner } from '../helpers/runner.js';
+import { post, runnerConfig, startRunner, stats, type StartedRunner } from '../helpers/runner.js';
 
 const MiB = 1024 * 1024;
 
@@ -19,11 +18,7 @@ function text(words: number, salt: string): string {
 }
 
 async function complete(url: string, prompt: string): Promise<number> {
-  const res = await fetch(`${url}/v1/completions`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ prompt, max_tokens: 1, temperature: 0 }),
-  });
+  const res = await post(url, '/v1/completions', { prompt, max_tokens: 1, temperature: 0 });
   expect(res.status).toBe(200);
   return ((await res.json()) as { usage: { prompt_tokens: number } }).usage.prompt_tokens;
 }
@@ -53,9 +48,9 @@ describe('runner memory while reading a long prompt', () => {
 
   it('holds no more anonymous memory after a 3k-token prompt than after a short one', async () => {
     await complete(runner.url, text(5, 'a'));
-    const before = (await (await fetch(`${runner.url}/stats`)).json()) as RunnerStats;
+    const before = await stats(runner.url);
     const tokens = await complete(runner.url, text(750, 'b'));
-    const after = (await (await fetch(`${runner.url}/stats`)).json()) as RunnerStats;
+    const after = await stats(runner.url);
     const grew = (after.rssAnon - before.rssAnon) / MiB;
     console.log(
       `runner anon: ${(before.rssAnon / MiB).toFixed(1)} MiB → ${(after.rssAnon / MiB).toFixed(1)} MiB after a ${tokens}-token prompt`,

@@ -1,18 +1,20 @@
 import { once } from 'node:events';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { RunnerConfig, RunnerStats } from '../../src/engines/types.js';
+import type { RunnerConfig } from '../../src/engines/types.js';
 import { sleep } from '../../src/lib/abort.js';
 import { tinyChatModel } from '../helpers/models.js';
-import { runnerConfig, startRunner, type StartedRunner as Started } from '../helpers/runner.js';
+import {
+  post,
+  runnerConfig,
+  startRunner,
+  stats,
+  type StartedRunner as Started,
+} from '../helpers/runner.js';
 
 /** The embedded runner as a real child process on a real socket (no supervisor, no daemon). */
 
 function configFor(modelPath: string, over: Partial<RunnerConfig> = {}): RunnerConfig {
   return runnerConfig(modelPath, { parallel: 2, ...over });
-}
-
-async function stats(url: string): Promise<RunnerStats> {
-  return (await (await fetch(`${url}/stats`)).json()) as RunnerStats;
 }
 
 async function waitFor<T>(fn: () => Promise<T | undefined>, ms = 10_000): Promise<T> {
@@ -24,14 +26,6 @@ async function waitFor<T>(fn: () => Promise<T | undefined>, ms = 10_000): Promis
     await sleep(20);
   }
 }
-
-const post = (url: string, path: string, body: unknown, signal?: AbortSignal): Promise<Response> =>
-  fetch(`${url}${path}`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify(body),
-    signal: signal ?? null,
-  });
 
 describe('embedded runner', () => {
   let runner: Started;

@@ -9,17 +9,15 @@ import { once } from 'node:events';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { trimRunners } from '../../src/daemon/reactions.js';
 import { type TrimReport } from '../../src/engines/embedded/index.js';
-import type { RunnerStats } from '../../src/engines/types.js';
 import { sleep } from '../../src/lib/abort.js';
 import { tinyChatModel } from '../helpers/models.js';
-import { runnerConfig, startRunner, type StartedRunner as Started } from '../helpers/runner.js';
-
-const post = (url: string, path: string, body: unknown): Promise<Response> =>
-  fetch(`${url}${path}`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify(body),
-  });
+import {
+  post,
+  runnerConfig,
+  startRunner,
+  stats,
+  type StartedRunner as Started,
+} from '../helpers/runner.js';
 
 async function trim(url: string): Promise<TrimReport> {
   const res = await post(url, '/trim', { reason: 'test' });
@@ -30,10 +28,6 @@ async function trim(url: string): Promise<TrimReport> {
 /** Waits until the runner's log shows `re`: its stdout may arrive after its HTTP answer. */
 async function outputMatches(r: Started, re: RegExp): Promise<void> {
   while (!re.test(r.output())) await sleep(20);
-}
-
-async function stats(url: string): Promise<RunnerStats> {
-  return (await (await fetch(`${url}/stats`)).json()) as RunnerStats;
 }
 
 async function embed(url: string, input: string): Promise<number[]> {

@@ -1,7 +1,8 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { ATTENTION_SCRATCH_CAP } from '../../planner/footprint.js';
+import { DEFAULT_ATTENTION_CAP, DEFAULT_PROMPT_CHUNK } from '../../planner/plan.js';
 import {
+  ATTENTION_SCRATCH_CAP,
   ChunkSizer,
   PROMPT_CHUNK_TARGET_MS,
   PROMPT_CHUNK_TOKENS,
@@ -70,5 +71,12 @@ describe('attentionChunkLimit', () => {
     expect(attentionChunkLimit(8000, 8192, 1, 0)).toBe(PROMPT_CHUNK_TOKENS);
     // Four slots: every step is sized for all four slots' cells.
     expect(attentionChunkLimit(0, 8192, 4, 12)).toBe(5);
+  });
+});
+
+describe('the planner plans what the runner does', () => {
+  it('mirrors the runner’s prompt chunk and attention cap (the planner may not import engines)', () => {
+    expect(DEFAULT_PROMPT_CHUNK).toBe(PROMPT_CHUNK_TOKENS);
+    expect(DEFAULT_ATTENTION_CAP).toBe(ATTENTION_SCRATCH_CAP);
   });
 });

@@ -19,7 +19,6 @@ import {
 } from 'node-llama-cpp';
 import { throwIfAborted } from '../../lib/abort.js';
 import { HeadroomError } from '../../lib/errors.js';
-import { ATTENTION_SCRATCH_CAP } from '../../planner/footprint.js';
 import { messageText, type ChatMessage } from '../openai.js';
 import type { RunnerConfig } from '../types.js';
 import { NativeGarbage } from './native-garbage.js';
@@ -27,6 +26,16 @@ import { StopMatcher } from './stop.js';
 
 /** Prompt tokens evaluated between two abort checks (ENGINE-NOTES.md: 32–64 costs no speed). */
 export const PROMPT_CHUNK_TOKENS = 64;
+
+/**
+ * The most attention-score bytes (n_kv × tokens × heads × 4) one prompt step touches with flash
+ * attention off and the graph on the CPU (attentionChunkLimit). Without it the peak depended on
+ * the machine's speed: chunks are sized by time, so a slow CPU evaluated 6–9-token chunks at 8192
+ * cells where a fast one takes 64 (20M model, 8192 cells: 190 MiB against 205 with fixed 64-token
+ * chunks). With the cap the chunk at full context is at most cap / (cells × heads × 4) tokens on
+ * every machine, and the planner predicts the cap (planner DEFAULT_ATTENTION_CAP).
+ */
+export const ATTENTION_SCRATCH_CAP = 8 * 1024 * 1024;
 
 /** How long one prompt chunk should take: a disconnect is seen between chunks (ENGINE-NOTES 4). */
 export const PROMPT_CHUNK_TARGET_MS = 50;

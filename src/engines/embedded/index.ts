@@ -50,7 +50,7 @@ export function runnerEntryPath(): string {
 export interface EmbeddedSpawnSpec {
   command: string;
   args: string[];
-  /** The runner's whole environment: the daemon's plus MALLOC_TUNABLES (see runnerEnv). */
+  /** The runner's whole environment: the daemon's plus GLIBC_TUNABLES (see runnerEnv). */
   env: NodeJS.ProcessEnv;
 }
 

@@ -12,7 +12,6 @@
  *
  * node:http rather than fastify: a handful of routes, and every byte of overhead here is paid per token.
  */
-import { readFile } from 'node:fs/promises';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import { z } from 'zod';
 import { envelopeOf } from '../../lib/envelope.js';
@@ -69,16 +68,10 @@ async function readJson(req: IncomingMessage, optional = false): Promise<unknown
   }
 }
 
-/** This process's resident set (VmRSS of /proc/self/status), bytes; Node's figure elsewhere. */
+/** This process's resident set (VmRSS, as /stats reads it), bytes; Node's figure elsewhere. */
 async function residentBytes(): Promise<number> {
-  try {
-    const status = await readFile('/proc/self/status', 'utf8');
-    const kib = /^VmRSS:\s+(\d+)\s+kB/m.exec(status)?.[1];
-    if (kib !== undefined) return Number(kib) * 1024;
-  } catch {
-    // not Linux
-  }
-  return process.memoryUsage.rss();
+  const mem = await readProcessMemory('self').catch(() => undefined);
+  return mem?.rss ?? process.memoryUsage.rss();
 }
 
 const trimBody = z.object({ reason: z.string().max(1000).optional() });
