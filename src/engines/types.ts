@@ -45,6 +45,8 @@ export interface RunnerStats {
   requests: number;
   /** Young-generation collections run to free node-llama-cpp's sampler garbage (native-garbage.ts). */
   gcCollections?: number;
+  /** Of those, full collections (after evaluation calls that overlapped). */
+  gcMajorCollections?: number;
 }
 
 /** Messages a runner sends its parent over the IPC channel. */

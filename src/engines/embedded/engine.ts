@@ -129,6 +129,8 @@ export interface EngineCounters {
   requests: number;
   /** Collections run to free node-llama-cpp's sampler garbage (native-garbage.ts). */
   gcCollections: number;
+  /** Of those, full collections (after evaluation calls that overlapped). */
+  gcMajorCollections: number;
 }
 
 export class Engine {
@@ -142,6 +144,8 @@ export class Engine {
   readonly #waiters: Waiter[] = [];
   #generated = 0;
   readonly #chunk = new ChunkSizer();
+  /** Prompt chunks of different slots take turns (native-garbage.ts: overlapping calls leak). */
+  #promptTurn: Promise<void> = Promise.resolve();
   /** Attention heads when the CPU computes full attention scores (flash attention off); else 0. */
   readonly #scoreHeads: number;
   /** Samplers node-llama-cpp leaves for the garbage collector (native-garbage.ts). */
@@ -227,6 +231,7 @@ export class Engine {
       generated: this.#generated,
       requests: this.#requests,
       gcCollections: this.#garbage.collections,
+      gcMajorCollections: this.#garbage.majorCollections,
     };
   }
 
@@ -409,23 +414,44 @@ export class Engine {
       for (let i = cached; i < prompt.length - 1;) {
         throwIfAborted(signal);
         const n = Math.min(this.#chunk.size(), this.#scoreChunk(i), prompt.length - 1 - i);
-        const t0 = performance.now();
-        await seq.evaluateWithoutGeneratingNewTokens(prompt.slice(i, i + n) as Token[]);
-        this.#chunk.observe(n, performance.now() - t0);
-        this.#garbage.evaluated();
+        const previous = this.#promptTurn;
+        let done!: () => void;
+        this.#promptTurn = new Promise((resolve) => (done = resolve));
+        let ms: number;
+        try {
+          await previous;
+          throwIfAborted(signal);
+          const t0 = performance.now();
+          this.#garbage.started();
+          try {
+            await seq.evaluateWithoutGeneratingNewTokens(prompt.slice(i, i + n) as Token[]);
+          } finally {
+            this.#garbage.evaluated();
+          }
+          ms = performance.now() - t0;
+        } finally {
+          done();
+        }
+        this.#chunk.observe(n, ms);
         i += n;
       }
       throwIfAborted(signal);
-      return await this.#decode(
-        seq,
-        prompt,
-        cached,
-        params,
-        sink,
-        signal,
-        started,
-        opts.chat === true,
-      );
+      // The generation makes one sampler too (node-llama-cpp's evaluate generator).
+      this.#garbage.started();
+      try {
+        return await this.#decode(
+          seq,
+          prompt,
+          cached,
+          params,
+          sink,
+          signal,
+          started,
+          opts.chat === true,
+        );
+      } finally {
+        this.#garbage.evaluated();
+      }
     } finally {
       this.#release(slot);
     }
