@@ -270,6 +270,7 @@ function planConfig(x) {
     mmap: x.mmap,
     promptChunk: RUNNER_CHUNK,
     attentionCap: DEFAULT_ATTENTION_CAP,
+    promptTurns: true, // the runner's prompt chunks of different slots take turns
   };
 }
 

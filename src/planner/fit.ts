@@ -135,6 +135,7 @@ export function fitConfig(spec: ModelSpec, req: FitRequest): Fit | undefined {
     ubatchSize: requested.ubatchSize,
     promptChunk: requested.promptChunk,
     ...(requested.attentionCap !== undefined ? { attentionCap: requested.attentionCap } : {}),
+    ...(requested.promptTurns !== undefined ? { promptTurns: requested.promptTurns } : {}),
     gpuLayers: requested.gpuLayers ?? 0,
   };
   const fp = (c: PlanConfig): Footprint => predictFootprint(spec, c, req.footprintOptions);

@@ -242,6 +242,21 @@ describe('predictFootprint', () => {
     );
   });
 
+  it('promptTurns: slots read their prompts one chunk at a time, so a step is one chunk plus a token per other slot', () => {
+    const spec = llamaSpec(MEDIUM);
+    const cfg = { ...base, contextSize: 2048, parallel: 4, promptChunk: 64 };
+    const batched = predictFootprint(spec, cfg);
+    const turns = predictFootprint(spec, { ...cfg, promptTurns: true });
+    // 64 + 3 tokens per step, not 4 × 64 (nor 4 chunks of 67).
+    const equivalent = predictFootprint(spec, { ...cfg, promptChunk: 67, parallel: 4 });
+    expect(turns.terms.computeGraph).toBeLessThan(batched.terms.computeGraph);
+    expect(turns.terms.computeGraph).toBeLessThan(equivalent.terms.computeGraph);
+    const single = predictFootprint(spec, { ...cfg, parallel: 1, promptTurns: true });
+    const singleBatched = predictFootprint(spec, { ...cfg, parallel: 1 });
+    // One slot: nothing to take turns with.
+    expect(single).toEqual(singleBatched);
+  });
+
   it('attentionCap: the scores a step touches stop growing with the context (CPU graph, flash attention off)', () => {
     const spec = llamaSpec(SMALL);
     const cfg = { ...base, flashAttention: false, promptChunk: 64, attentionCap: 8 * MiB };

@@ -57,11 +57,17 @@ export interface PlanConfig {
   /**
    * Tokens per sequence the runner evaluates in one step while reading a prompt. The graph buffer
    * is reserved for a full ubatch, but only the part a step uses becomes resident, so the peak
-   * follows min(ubatch, parallel × promptChunk) tokens. The embedded runner evaluates prompts in
+   * follows min(ubatch, parallel × promptChunk) tokens (see promptTurns). The embedded runner evaluates prompts in
    * chunks of 64 (engines/embedded PROMPT_CHUNK_TOKENS). Defaults to the batch size (whole
    * batches: the upper bound).
    */
   promptChunk?: number;
+  /**
+   * Prompt chunks of different slots are evaluated one at a time (the embedded runner: overlapping
+   * node-llama-cpp calls leak, engines/embedded/native-garbage.ts), so the largest step is one
+   * chunk plus a decoded token for each other slot, not a chunk per slot. Defaults to false.
+   */
+  promptTurns?: boolean;
   /**
    * Bytes of attention scores (KQ, f32) one prompt step may touch with flash attention off and the
    * graph on the CPU: the embedded runner shrinks its chunks to keep under it (ATTENTION_SCRATCH_CAP,
@@ -200,12 +206,13 @@ export const FOOTPRINT_CONSTANTS = {
   modelExtraTo: 1024,
   /**
    * Runners with more than two slots held more anonymous memory than the terms explain, with
-   * every slot filled at once: demo shape (25M), 4 slots: 15 MiB at 4096 and 8192 cells, 33 MiB
-   * at 16384; 1 and 2 slots: none (bench --matrix slots / heldout). Origin not identified
-   * (node-llama-cpp's per-call samplers explain at most part: docs/benchmarks/planner.md).
-   * Charged per slot beyond two, as runtime growth, so plans for many slots err high, not low.
+   * every slot filled at once (demo shape, 4 slots: 15 MiB at 4096 and 8192 cells, 33 at 16384),
+   * and were charged 7.5 MiB per slot beyond two. Found in session 6: samplers of overlapping
+   * node-llama-cpp calls that were never finalized (engines/embedded/native-garbage.ts). The
+   * runner's prompt chunks now take turns (PlanConfig.promptTurns) and the excess is gone
+   * (4 × 2048: 181.5 MiB filled at once, 179.8 one by one), so 0.
    */
-  slotExtra: 7.5 * MiB,
+  slotExtra: 0,
 } as const;
 
 const KV_BYTES: Record<KvCacheType, number> = { f16: 2, q8_0: 34 / 32, q4_0: 18 / 32 };
@@ -327,7 +334,10 @@ export function predictFootprint(
   const nBatch = Math.min(cells, Math.max(config.batchSize, config.parallel));
   const ubatch = Math.min(nBatch, config.ubatchSize ?? nBatch);
   // Tokens of the largest step actually evaluated: what the touched compute terms scale with.
-  const T = Math.min(ubatch, config.parallel * (config.promptChunk ?? ubatch));
+  const chunk = config.promptChunk ?? ubatch;
+  const stepTokens =
+    config.promptTurns === true ? chunk + config.parallel - 1 : config.parallel * chunk;
+  const T = Math.min(ubatch, stepTokens);
 
   const E = spec.embeddingSize;
   const F = spec.feedForwardSize > 0 ? spec.feedForwardSize : 4 * E;

@@ -184,6 +184,7 @@ describe('planLoad', () => {
               gpuLayers: 0,
               promptChunk: 64,
               attentionCap: DEFAULT_ATTENTION_CAP,
+              promptTurns: true,
             },
             level,
           });

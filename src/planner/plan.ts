@@ -71,6 +71,11 @@ export interface LoadRequest {
    * `promptChunk` is left to its default too (planning for the embedded runner); no cap otherwise.
    */
   attentionCap?: number;
+  /**
+   * PlanConfig.promptTurns. Defaults to true (the embedded runner) when `promptChunk` is left to
+   * its default too; false otherwise.
+   */
+  promptTurns?: boolean;
 }
 
 export interface PlanLoadInput {
@@ -174,6 +179,9 @@ export function requestedConfig(
   const cap =
     request.attentionCap ?? (request.promptChunk === undefined ? DEFAULT_ATTENTION_CAP : undefined);
   if (cap !== undefined) config.attentionCap = cap;
+  // The embedded runner (the defaults) lets prompt chunks of different slots take turns.
+  const turns = request.promptTurns ?? (request.promptChunk === undefined ? true : undefined);
+  if (turns !== undefined) config.promptTurns = turns;
   validatePlanInput(spec, config);
   return config;
 }
@@ -240,6 +248,7 @@ export function planLoad(input: PlanLoadInput): LoadPlan {
           : {}),
         promptChunk: requested.promptChunk,
         ...(requested.attentionCap !== undefined ? { attentionCap: requested.attentionCap } : {}),
+        ...(requested.promptTurns !== undefined ? { promptTurns: requested.promptTurns } : {}),
       },
       minContext: input.minContext,
       level: input.level ?? 'basic',
