@@ -46,7 +46,7 @@ describe('predictFootprint terms (pinned)', () => {
   it('20M F16, 2048, flash attention on', () => {
     expect(mib()).toMatchInlineSnapshot(`
       {
-        "anonymous": 62.4,
+        "anonymous": 62.6,
         "cells": 2048,
         "compute": 10,
         "fileBacked": 87.1,
@@ -54,9 +54,9 @@ describe('predictFootprint terms (pinned)', () => {
         "growth": 0,
         "kvCache": 6,
         "modelExtra": 0,
-        "overhead": 97.9,
+        "overhead": 98,
         "slack": 0,
-        "total": 149.6,
+        "total": 149.7,
         "weights": 35.6,
         "work": 1,
       }
@@ -66,26 +66,26 @@ describe('predictFootprint terms (pinned)', () => {
     expect(mib(llamaSpec(SMALL), { contextSize: 8192, flashAttention: false }))
       .toMatchInlineSnapshot(`
         {
-          "anonymous": 282.4,
+          "anonymous": 377.9,
           "cells": 8192,
-          "compute": 212,
+          "compute": 307,
           "fileBacked": 87.1,
           "graph": 211,
           "growth": 0,
           "kvCache": 24,
           "modelExtra": 0,
-          "overhead": 97.9,
+          "overhead": 98.4,
           "slack": 0,
-          "total": 369.6,
+          "total": 465.1,
           "weights": 35.6,
-          "work": 1,
+          "work": 96,
         }
       `);
   });
   it('155M Q8_0 without mmap: weights are anonymous', () => {
     expect(mib(llamaSpec(MEDIUM, 'Q8_0'), { mmap: false })).toMatchInlineSnapshot(`
       {
-        "anonymous": 252.1,
+        "anonymous": 252.2,
         "cells": 2048,
         "compute": 22.2,
         "fileBacked": 51.5,
@@ -93,9 +93,9 @@ describe('predictFootprint terms (pinned)', () => {
         "growth": 0,
         "kvCache": 22,
         "modelExtra": 0,
-        "overhead": 101.8,
+        "overhead": 101.9,
         "slack": 0,
-        "total": 303.6,
+        "total": 303.7,
         "weights": 157.5,
         "work": 1.4,
       }
@@ -111,7 +111,7 @@ describe('predictFootprint terms (pinned)', () => {
       }),
     ).toMatchInlineSnapshot(`
       {
-        "anonymous": 1492.6,
+        "anonymous": 1496.6,
         "cells": 65536,
         "compute": 74.8,
         "fileBacked": 1976.8,
@@ -119,9 +119,9 @@ describe('predictFootprint terms (pinned)', () => {
         "growth": 0,
         "kvCache": 1360,
         "modelExtra": 0,
-        "overhead": 109.3,
+        "overhead": 113.3,
         "slack": 0,
-        "total": 3469.4,
+        "total": 3473.4,
         "weights": 1925.3,
         "work": 5.3,
       }
@@ -130,7 +130,7 @@ describe('predictFootprint terms (pinned)', () => {
   it('8B Q4_K_M at 8192: Q4_K weights are repacked into anonymous memory', () => {
     expect(mib(LLAMA3_8B_Q4_K_M, { contextSize: 8192 })).toMatchInlineSnapshot(`
       {
-        "anonymous": 4688.1,
+        "anonymous": 4688.6,
         "cells": 8192,
         "compute": 104.5,
         "fileBacked": 1288.3,
@@ -138,9 +138,9 @@ describe('predictFootprint terms (pinned)', () => {
         "growth": 0,
         "kvCache": 1024,
         "modelExtra": 0,
-        "overhead": 155.2,
+        "overhead": 155.7,
         "slack": 0,
-        "total": 5976.4,
+        "total": 5976.9,
         "weights": 4692.8,
         "work": 8,
       }

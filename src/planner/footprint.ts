@@ -127,6 +127,8 @@ export interface FootprintTerms {
   runtimeFile: number;
   /** Vocabulary, metadata and loader heap of the model. */
   modelHost: number;
+  /** The KV cache's per-cell bookkeeping on the host (FOOTPRINT_CONSTANTS.kvCellHost). */
+  kvCellHost: number;
 }
 
 export interface FootprintOptions {
@@ -165,6 +167,12 @@ export const FOOTPRINT_CONSTANTS = {
   modelHostPerToken: 500,
   /** Graph tensors of width n_embd alive beside the largest phase (residual, norms, projections). */
   embdTensors: 4,
+  /**
+   * Host bookkeeping of the KV cache per filled cell (llama_kv_cells: a std::map node per position
+   * and sequence, ~48 bytes with malloc's header, plus the pos/shift/seq vectors, 16 bytes):
+   * heaptrack, 2-layer runner at 16384 cells, 0.92 MiB from llama_kv_cache::apply_ubatch alone.
+   */
+  kvCellHost: 64,
   /**
    * Anonymous memory a runner gains while it evaluates a long prompt: `growthPerCell` per KV cell
    * filled beyond `growthFrom`, at most `growthMax` (session 3 fitted ~1 KiB per cell, at most
@@ -390,11 +398,14 @@ export function predictFootprint(
   const vdb = vecDotBytes(dominantWeightType(spec));
   const workFfn = F * T * vdb;
   const workKq = kqBytes / 2; // kq (f32) → f16 for the product with the f16 V cache
-  // The f16 copy of the attention matrix is not resident at the peak since the runner unmaps
-  // freed buffers of 1 MiB and more (runnerEnv): re-measured with flash attention off, counting
-  // it over-predicted every case (20M/150M at 2048: +0.5…+5 MiB; 20M at 8192: +22 MiB), leaving
-  // it out puts them at −2…+10 MiB.
-  const work = workFfn;
+  // The CPU backend keeps one work buffer, grown to the largest conversion a graph needs: with
+  // flash attention off that is the f16 copy of a step's scores, at most attentionCap / 2 with the
+  // runner's cap. Left out until session 6 because runners on this slow VM read prompts in chunks
+  // shorter than 64 tokens (their steps are sized by time), so the copy was smaller; a fast CPU
+  // reads full chunks up to the cap (the 2-layer long-context runner: a 4 MiB work buffer, fully
+  // resident; heaptrack, /proc/PID/smaps). Counted as the upper bound: short flash-attention-off
+  // cases here err high by 1–3 %, long ones no longer err low by 9 % (docs/benchmarks/planner.md).
+  const work = Math.max(workFfn, workKq);
   const slack =
     fa || workKq <= C.slackFrom ? 0 : Math.min(C.slackMax, C.slackPerByte * (workKq - C.slackFrom));
   const modelExtra =
@@ -410,10 +421,12 @@ export function predictFootprint(
   const runtimeGrowth =
     Math.min(C.growthMax, C.growthPerCell * Math.max(0, cells - C.growthFrom)) +
     C.slotExtra * Math.max(0, config.parallel - 2);
-  const overhead = C.runtimeAnon + C.runtimeFile + modelHost + runtimeGrowth;
+  const kvCellHost = C.kvCellHost * cells;
+  const overhead = C.runtimeAnon + C.runtimeFile + modelHost + kvCellHost + runtimeGrowth;
 
   const fileBacked = C.runtimeFile + weightsFile;
-  const anonymous = C.runtimeAnon + runtimeGrowth + modelHost + weightsAnon + kvRam + computeRam;
+  const anonymous =
+    C.runtimeAnon + runtimeGrowth + modelHost + kvCellHost + weightsAnon + kvRam + computeRam;
   const total = fileBacked + anonymous;
   const gpuTotal = weightsGpu + kvGpu + computeGpu;
   const r = Math.round;
@@ -439,6 +452,7 @@ export function predictFootprint(
       runtimeAnon: C.runtimeAnon,
       runtimeFile: C.runtimeFile,
       modelHost: r(modelHost),
+      kvCellHost: r(kvCellHost),
     },
   };
 }
