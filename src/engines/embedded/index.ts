@@ -84,9 +84,17 @@ export function embeddedSpawnSpec(config: RunnerConfig): EmbeddedSpawnSpec {
     // took ~21 MiB more by the end of a load and up to ~14 MiB more while a long prompt was read
     // (a 2-layer model at 16384 cells: +26.6 MiB anonymous over the fill, +12.5 with the flag),
     // by an amount that varied from run to run: memory the planner could not predict.
+    // --heap-growing-percent=10: the old generation may grow 10 % (at least V8's 8 MB step) past
+    // what the last full collection kept before the next one starts. node-llama-cpp replaces a
+    // sequence's token array with a copy on every evaluation call (8 bytes a token in context,
+    // dead once the next call returns), so a long prompt read in 64-token chunks leaves n²/16
+    // bytes of old-generation garbage: 64 MiB for 32768 tokens. V8's own factor let ~17 MB of it
+    // stay resident over a ~18 MB live heap; with this flag ~8 (2-layer model, 32768 cells:
+    // peak RSS 136–141 MiB in four runs, 130.0 and 130.6 with it; as many full collections).
     args: [
       '--expose-gc',
       '--max-semi-space-size=1',
+      '--heap-growing-percent=10',
       runnerEntryPath(),
       JSON.stringify(runnerConfigSchema.parse(config)),
     ],
