@@ -65,6 +65,17 @@ describe('scheduler config', () => {
     expect(() => loadConfig('scheduler:\n  budget: { gpu: { fraction: 0 } }\n')).toThrow(
       /scheduler\.budget\.gpu\.fraction/,
     );
+    expect(c.scheduler.recycle).toEqual({
+      growthBytes: 256 * 1024 ** 2,
+      fraction: 0.25,
+      minRequests: 100,
+    });
+    expect(loadConfig('scheduler:\n  recycle: { enabled: false }\n').scheduler.recycle).toBe(
+      undefined,
+    );
+    expect(() => loadConfig('scheduler:\n  recycle: { minRequests: 0 }\n')).toThrow(
+      /scheduler\.recycle\.minRequests/,
+    );
     expect(d.scheduler.ttlMs).toBe(Infinity);
     expect(d.models.a).toMatchObject({ ttl: '10m', pin: true });
   });

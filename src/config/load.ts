@@ -23,6 +23,8 @@ export interface SchedulerConfig {
   preload: string[];
   backoff: { baseMs: number; maxMs: number };
   measureIntervalMs: number;
+  /** Restarting runners that grew past their plan; undefined = never. */
+  recycle?: { growthBytes: number; fraction: number; minRequests: number };
 }
 
 export interface Config extends Omit<ParsedConfig, 'limits' | 'logs' | 'scheduler'> {
@@ -116,5 +118,14 @@ function normaliseScheduler(s: ParsedConfig['scheduler']): SchedulerConfig {
     preload: s.preload,
     backoff: { baseMs: parseDuration(s.backoff.base), maxMs: parseDuration(s.backoff.max) },
     measureIntervalMs,
+    ...(s.recycle.enabled
+      ? {
+          recycle: {
+            growthBytes: parseByteSize(s.recycle.growth),
+            fraction: s.recycle.fraction,
+            minRequests: s.recycle.minRequests,
+          },
+        }
+      : {}),
   };
 }

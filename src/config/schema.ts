@@ -131,6 +131,7 @@ const SCHEDULER_DEFAULTS = {
   preload: [],
   backoff: { base: '1s', max: '60s' },
   measureInterval: '2s',
+  recycle: { enabled: true, growth: '256MiB', fraction: 0.25, minRequests: 100 },
 } as const;
 
 const schedulerSchema = z
@@ -227,6 +228,34 @@ const schedulerSchema = z
     measureInterval: durationSchema
       .default('2s')
       .describe('How often loaded runners are measured (RSS, peak). Defaults to 2s.'),
+    recycle: z
+      .object({
+        enabled: z
+          .boolean()
+          .default(true)
+          .describe('Restart runners that grow past their plan. Defaults to true.'),
+        growth: byteSizeSchema
+          .default(SCHEDULER_DEFAULTS.recycle.growth)
+          .describe('Growth past the plan allowed before a restart, at least. Defaults to 256MiB.'),
+        fraction: z
+          .number()
+          .min(0)
+          .default(SCHEDULER_DEFAULTS.recycle.fraction)
+          .describe(
+            'Growth allowed as a share of the plan, when larger than growth. Defaults to 0.25.',
+          ),
+        minRequests: z
+          .number()
+          .int()
+          .min(1)
+          .default(SCHEDULER_DEFAULTS.recycle.minRequests)
+          .describe('Requests a runner serves before it may be restarted. Defaults to 100.'),
+      })
+      .strict()
+      .default(SCHEDULER_DEFAULTS.recycle)
+      .describe(
+        'Restart a runner whose resident set grew past its plan (node-llama-cpp leaks a little per concurrent generation): stopped when idle, drained when busy past twice the allowance; the next request loads it again.',
+      ),
   })
   .strict();
 

@@ -141,6 +141,7 @@ export class Headroom {
         drainDeadlineMs: sc.drainDeadlineMs,
         backoffBaseMs: sc.backoff.baseMs,
         backoffMaxMs: sc.backoff.maxMs,
+        ...(sc.recycle ? { recycle: sc.recycle } : {}),
       },
       policy: (name) => {
         const m = config.models[name];
@@ -337,9 +338,13 @@ export class Headroom {
     const fill = await contextFill(input.runner.url, input.config);
     const charge = fill !== undefined && fill >= 0.9 ? m.peak : Math.max(m.peak, input.predicted);
     const prepared = this.#prepared.get(input.entry.path);
-    const last = this.#recordedPeak.get(pid) ?? 0;
-    if (this.#store && prepared && (input.first || m.peak > last * 1.01)) {
-      this.#recordedPeak.set(pid, m.peak);
+    // A peak that rises while the context fills no further is runtime growth (node-llama-cpp
+    // leaks a little per concurrent generation; scheduler RecycleSettings), not this config's
+    // footprint: recording it would make every later plan of the config too large.
+    const last = this.#recordedPeak.get(pid);
+    const fuller = last === undefined || (fill ?? 0) > last.fill + 0.01;
+    if (this.#store && prepared && (input.first || (fuller && m.peak > (last?.peak ?? 0) * 1.01))) {
+      this.#recordedPeak.set(pid, { peak: m.peak, fill: fill ?? 0 });
       await this.#store
         .record(
           { file: prepared.file, config: input.config },
@@ -358,7 +363,7 @@ export class Headroom {
     return { charge, rss: m.rss, peak: m.peak };
   }
 
-  readonly #recordedPeak = new Map<number, number>();
+  readonly #recordedPeak = new Map<number, { peak: number; fill: number }>();
 
   static async create(opts: HeadroomOptions = {}): Promise<Headroom> {
     const config =

@@ -81,6 +81,7 @@ const REASONS: Record<string, string> = {
   'reload with a larger config': 'reload',
   shutdown: 'shutdown',
   'load cancelled': 'load_cancelled',
+  'recycled: grew past its plan': 'recycle',
 };
 
 /** A stable label value for an unload reason. */

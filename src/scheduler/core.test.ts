@@ -319,6 +319,65 @@ describe('SchedulerCore', () => {
     expect(w.stops).toHaveLength(1);
   });
 
+  it('recycle: an idle runner grown past its plan is stopped after enough requests; the next request loads it again', () => {
+    const recycle = { growthBytes: 50 * MiB, fraction: 0.25, minRequests: 3 };
+    const w = recorder({ sizes: { a: 100 * MiB }, settings: { recycle } });
+    w.core.request(1, 'a');
+    const a = w.loads[0]!.instance;
+    w.core.loadSucceeded(a, { loadMs: 10 });
+    const planned = w.loads[0]!.bytes; // 125 MiB: 100 MiB × (1 + 2048 / 8192)
+    w.core.release(1);
+    // Grown 60 MiB (more than the 50 allowed), but only 1 request served: kept.
+    w.core.measured(a, { charge: planned + 60 * MiB, rss: planned + 60 * MiB });
+    for (const id of [2, 3]) {
+      w.core.request(id, 'a');
+      w.core.release(id);
+    }
+    expect(w.core.view('a')?.instance?.served).toBe(3);
+    // Within the allowance (max(50 MiB, 25 % of 125 MiB) = 50 MiB): kept.
+    w.core.measured(a, { charge: planned + 50 * MiB, rss: planned + 50 * MiB });
+    expect(w.stops).toHaveLength(0);
+    w.core.measured(a, { charge: planned + 51 * MiB, rss: planned + 51 * MiB });
+    expect(w.stops).toEqual([
+      expect.objectContaining({ model: 'a', reason: 'recycle', inFlight: 0 }),
+    ]);
+    expect(w.stops[0]!.detail).toMatch(/grew 51 MiB past its plan \(125 MiB\) over 3 requests/);
+    w.core.exited(a);
+    w.core.request(4, 'a');
+    expect(w.loads).toHaveLength(2);
+    w.core.loadSucceeded(w.loads[1]!.instance, { loadMs: 10 });
+    expect(w.core.view('a')?.instance?.served).toBe(1); // counted afresh
+  });
+
+  it('recycle: a busy runner is drained only past twice the allowance; never without the setting', () => {
+    const recycle = { growthBytes: 10 * MiB, fraction: 0.5, minRequests: 1 };
+    const w = recorder({ sizes: { a: 100 * MiB }, settings: { recycle } });
+    w.core.request(1, 'a');
+    const a = w.loads[0]!.instance;
+    w.core.loadSucceeded(a, { loadMs: 10 });
+    const planned = w.loads[0]!.bytes;
+    const allowed = 0.5 * planned; // larger than 10 MiB
+    w.core.measured(a, { charge: planned, rss: planned + 1.5 * allowed });
+    expect(w.stops).toHaveLength(0); // busy: twice the allowance before a drain
+    w.core.measured(a, { charge: planned, rss: planned + 2.1 * allowed });
+    expect(w.core.view('a')?.instance?.state).toBe('draining');
+    w.core.request(2, 'a'); // waits for the recycled runner
+    expect(w.grants.has(2)).toBe(false);
+    w.core.release(1);
+    expect(w.stops).toEqual([expect.objectContaining({ reason: 'recycle' })]);
+    w.core.exited(a);
+    expect(w.loads).toHaveLength(2);
+    w.core.loadSucceeded(w.loads[1]!.instance, { loadMs: 10 });
+    expect(w.grants.get(2)).toBe(w.loads[1]!.instance);
+
+    const off = recorder({ sizes: { a: 100 * MiB } });
+    off.core.request(1, 'a');
+    off.core.loadSucceeded(off.loads[0]!.instance, { loadMs: 10 });
+    off.core.release(1);
+    off.core.measured(off.loads[0]!.instance, { charge: 10_000 * MiB, rss: 10_000 * MiB });
+    expect(off.stops.map((s) => s.reason)).not.toContain('recycle');
+  });
+
   it('429 beyond the queue length', () => {
     const w = recorder({ sizes: { a: 100 * MiB }, settings: { maxQueue: 2 } });
     w.core.request(1, 'a');

@@ -89,6 +89,22 @@ export interface CoreSettings {
   /** Back-off after repeated failures: base × 2^(failures − 2), capped at max. */
   backoffBaseMs: number;
   backoffMaxMs: number;
+  /** Restarting runners that grew past their plan (see RecycleSettings). Defaults to never. */
+  recycle?: RecycleSettings;
+}
+
+/**
+ * A runner whose resident set grows past its plan while its context cannot grow any more is
+ * leaking: node-llama-cpp 3.22 loses one sampler (n_vocab × 12 bytes) per generation that overlaps
+ * another (engines/embedded/native-garbage.ts), so a busy multi-slot runner grows without bound.
+ * Only a new process returns that memory. A ready runner that has served `minRequests` requests
+ * and measures more than its plan plus `max(growthBytes, fraction × plan)` is stopped when idle
+ * (and drained when busy past twice that); the next request loads it again.
+ */
+export interface RecycleSettings {
+  growthBytes: number;
+  fraction: number;
+  minRequests: number;
 }
 
 export type RejectKind =
@@ -119,7 +135,8 @@ export type StopReason =
   | 'drain-deadline'
   | 'reload'
   | 'shutdown'
-  | 'load-cancelled';
+  | 'load-cancelled'
+  | 'recycle';
 
 export interface StopOrder {
   instance: number;
@@ -192,6 +209,8 @@ export interface InstanceView {
   /** Bytes the ledger holds for it on each GPU (the plan's until a VRAM measurement replaces it). */
   gpuCharge: number[];
   inFlight: number;
+  /** Requests granted to it since it was loaded. */
+  served: number;
   loadStartedAt: number;
   readyAt?: number;
   lastUsedAt: number;
@@ -240,6 +259,8 @@ interface Instance {
   stopReason?: StopReason;
   /** An unload asked for while it was loading: drain as soon as it is ready. */
   unloadWhenReady?: boolean;
+  /** Requests granted to it since it was loaded. */
+  served: number;
 }
 
 interface Req {
@@ -545,8 +566,26 @@ export class SchedulerCore {
       if (m.gpus !== undefined) inst.gpuCharge = cleanGpuBytes(m.gpus);
       if (m.rss !== undefined) inst.measured = m.rss;
       if (m.peak !== undefined) inst.peak = Math.max(inst.peak ?? 0, m.peak);
+      this.#recycleIfGrown(inst);
       this.#relieveOverBudget();
     });
+  }
+
+  /** See RecycleSettings. */
+  #recycleIfGrown(inst: Instance): void {
+    const r = this.#s.recycle;
+    if (!r || inst.state !== 'ready' || inst.measured === undefined) return;
+    if (inst.served < r.minRequests) return;
+    const allowed = Math.max(r.growthBytes, r.fraction * inst.predicted);
+    const growth = inst.measured - inst.predicted;
+    const idle = inst.inFlight.size === 0;
+    if (growth <= (idle ? allowed : 2 * allowed)) return;
+    const mib = (b: number): string => `${Math.round(b / 2 ** 20)} MiB`;
+    this.#drainOrStop(
+      inst,
+      'recycle',
+      `its resident set (${mib(inst.measured)}) grew ${mib(growth)} past its plan (${mib(inst.predicted)}) over ${inst.served} requests; more than the ${mib(allowed)} allowed`,
+    );
   }
 
   /** Time passed: TTLs, queue wait bounds, drain deadlines, back-off ends. */
@@ -720,6 +759,7 @@ export class SchedulerCore {
         gpuPredicted: [...i.gpuPredicted],
         gpuCharge: [...i.gpuCharge],
         inFlight: i.inFlight.size,
+        served: i.served,
         loadStartedAt: i.loadStartedAt,
         lastUsedAt: i.lastUsedAt,
         ttlMs: this.#ttl(i),
@@ -840,6 +880,7 @@ export class SchedulerCore {
         rec.queue.shift();
         next.instance = inst.id;
         inst.inFlight.add(next.id);
+        inst.served++;
         inst.lastUsedAt = now;
         if (next.keepAliveMs !== undefined) inst.keepAliveMs = next.keepAliveMs;
         this.#fx.grant(next.id, inst.id);
@@ -1023,6 +1064,7 @@ export class SchedulerCore {
       gpuCharge: [...gpuBytes],
       plannedContext: Math.max(plan.config.contextSize, head.needs.contextSize ?? 0),
       inFlight: new Set(),
+      served: 0,
       loadStartedAt: this.#now(),
       lastUsedAt: this.#now(),
     };

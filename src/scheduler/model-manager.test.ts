@@ -278,6 +278,40 @@ describe('ModelManager', () => {
     expect(s.state).toBe('unloaded');
   });
 
+  it('restarts a runner whose measured resident set grew past its plan (recycle), when idle', async () => {
+    const MiB = 2 ** 20;
+    let rss = 100 * MiB;
+    const starts: RunnerHandle[] = [];
+    const manager = new ModelManager({
+      catalog: () => new Map([['a', { name: 'a', path: '/m/a.gguf', overrides: {} }]]),
+      defaults,
+      stopGraceMs: 10,
+      settings: { recycle: { growthBytes: 16 * MiB, fraction: 0, minRequests: 2 } },
+      plan: (_e, _n, _room, base) => ({ fits: true, config: base, bytes: 100 * MiB }),
+      startRunner: async () => {
+        const r = new FakeRunner(200 + starts.length);
+        starts.push(r);
+        return r;
+      },
+      measure: async () => ({ charge: rss, rss, peak: rss }),
+      measureIntervalMs: 5,
+    });
+    const unloads: string[] = [];
+    manager.on('event', (e: { type: string; reason?: string }) => {
+      if (e.type === 'unload') unloads.push(e.reason ?? '');
+    });
+    (await manager.acquire('a')).release();
+    (await manager.acquire('a')).release();
+    rss = 130 * MiB; // 30 MiB past the plan: more than the 16 allowed
+    await new Promise((r) => setTimeout(r, 50));
+    expect(unloads).toEqual(['recycled: grew past its plan']);
+    expect(manager.status('a').state).not.toBe('ready');
+    rss = 100 * MiB;
+    (await manager.acquire('a')).release(); // loads it again
+    expect(starts).toHaveLength(2);
+    await manager.dispose();
+  });
+
   it('stops every runner on dispose, and refuses new requests after', async () => {
     const { manager, finishLoad } = setup();
     const pa = manager.acquire('a');

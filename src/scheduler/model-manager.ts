@@ -947,5 +947,7 @@ function reasonText(r: StopReason): string {
       return 'shutdown';
     case 'load-cancelled':
       return 'load cancelled';
+    case 'recycle':
+      return 'recycled: grew past its plan';
   }
 }
