@@ -33,11 +33,15 @@ describe('Sampler on this machine', () => {
     // A stand-in runner: a real process holding ~64 MiB of anonymous memory.
     const child = spawn(
       process.execPath,
-      ['-e', 'globalThis.b = Buffer.alloc(64 * 1024 * 1024, 1); setInterval(() => {}, 1000)'],
-      { stdio: 'ignore' },
+      [
+        '-e',
+        'globalThis.b = Buffer.alloc(64 * 1024 * 1024, 1); console.log("ready"); setInterval(() => {}, 1000)',
+      ],
+      { stdio: ['ignore', 'pipe', 'ignore'] },
     );
     try {
-      await new Promise((r) => setTimeout(r, 300));
+      // Its memory is touched once it says so (a fixed wait failed on a loaded machine).
+      await once(child.stdout!, 'data');
       let idle = true;
       const s = await sampler({
         start: false,

@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
+  FOOTPRINT_CONSTANTS,
   PlanError,
   contextCells,
   kvBytesPerCell,
@@ -38,6 +39,7 @@ function mib(spec = llamaSpec(SMALL), config: Partial<PlanConfig> = {}): Record<
     slack: r(f.terms.allocatorSlack),
     modelExtra: r(f.terms.modelExtra),
     growth: r(f.terms.runtimeGrowth),
+    tokenGarbage: r(f.terms.tokenGarbage),
     cells: f.terms.contextCells,
   };
 }
@@ -46,7 +48,7 @@ describe('predictFootprint terms (pinned)', () => {
   it('20M F16, 2048, flash attention on', () => {
     expect(mib()).toMatchInlineSnapshot(`
       {
-        "anonymous": 62.6,
+        "anonymous": 58.3,
         "cells": 2048,
         "compute": 10,
         "fileBacked": 87.1,
@@ -54,9 +56,10 @@ describe('predictFootprint terms (pinned)', () => {
         "growth": 0,
         "kvCache": 6,
         "modelExtra": 0,
-        "overhead": 98,
+        "overhead": 93.8,
         "slack": 0,
-        "total": 149.7,
+        "tokenGarbage": 0,
+        "total": 145.5,
         "weights": 35.6,
         "work": 1,
       }
@@ -66,7 +69,7 @@ describe('predictFootprint terms (pinned)', () => {
     expect(mib(llamaSpec(SMALL), { contextSize: 8192, flashAttention: false }))
       .toMatchInlineSnapshot(`
         {
-          "anonymous": 377.9,
+          "anonymous": 374.1,
           "cells": 8192,
           "compute": 307,
           "fileBacked": 87.1,
@@ -74,9 +77,10 @@ describe('predictFootprint terms (pinned)', () => {
           "growth": 0,
           "kvCache": 24,
           "modelExtra": 0,
-          "overhead": 98.4,
+          "overhead": 94.5,
           "slack": 0,
-          "total": 465.1,
+          "tokenGarbage": 0.4,
+          "total": 461.2,
           "weights": 35.6,
           "work": 96,
         }
@@ -85,7 +89,7 @@ describe('predictFootprint terms (pinned)', () => {
   it('155M Q8_0 without mmap: weights are anonymous', () => {
     expect(mib(llamaSpec(MEDIUM, 'Q8_0'), { mmap: false })).toMatchInlineSnapshot(`
       {
-        "anonymous": 252.2,
+        "anonymous": 246.7,
         "cells": 2048,
         "compute": 22.2,
         "fileBacked": 51.5,
@@ -93,9 +97,10 @@ describe('predictFootprint terms (pinned)', () => {
         "growth": 0,
         "kvCache": 22,
         "modelExtra": 0,
-        "overhead": 101.9,
+        "overhead": 96.5,
         "slack": 0,
-        "total": 303.7,
+        "tokenGarbage": 0,
+        "total": 298.2,
         "weights": 157.5,
         "work": 1.4,
       }
@@ -111,7 +116,7 @@ describe('predictFootprint terms (pinned)', () => {
       }),
     ).toMatchInlineSnapshot(`
       {
-        "anonymous": 1496.6,
+        "anonymous": 1494.7,
         "cells": 65536,
         "compute": 74.8,
         "fileBacked": 1976.8,
@@ -119,9 +124,10 @@ describe('predictFootprint terms (pinned)', () => {
         "growth": 0,
         "kvCache": 1360,
         "modelExtra": 0,
-        "overhead": 113.3,
+        "overhead": 111.4,
         "slack": 0,
-        "total": 3473.4,
+        "tokenGarbage": 6,
+        "total": 3471.5,
         "weights": 1925.3,
         "work": 5.3,
       }
@@ -130,7 +136,7 @@ describe('predictFootprint terms (pinned)', () => {
   it('8B Q4_K_M at 8192: Q4_K weights are repacked into anonymous memory', () => {
     expect(mib(LLAMA3_8B_Q4_K_M, { contextSize: 8192 })).toMatchInlineSnapshot(`
       {
-        "anonymous": 4688.6,
+        "anonymous": 4666.4,
         "cells": 8192,
         "compute": 104.5,
         "fileBacked": 1288.3,
@@ -138,9 +144,10 @@ describe('predictFootprint terms (pinned)', () => {
         "growth": 0,
         "kvCache": 1024,
         "modelExtra": 0,
-        "overhead": 155.7,
+        "overhead": 133.5,
         "slack": 0,
-        "total": 5976.9,
+        "tokenGarbage": 0.4,
+        "total": 5954.7,
         "weights": 4692.8,
         "work": 8,
       }
@@ -275,6 +282,18 @@ describe('predictFootprint', () => {
     expect(graph(32768, { gpuLayers: 4 })).toBe(
       graph(32768, { gpuLayers: 4, attentionCap: undefined }),
     );
+  });
+
+  it('tokenGarbage: the token-array copies V8 has yet to collect grow with the square of the cells, up to a cap', () => {
+    const C = FOOTPRINT_CONSTANTS;
+    const spec = llamaSpec(SMALL);
+    const garbage = (contextSize: number, parallel = 1) =>
+      predictFootprint(spec, { ...base, contextSize, parallel }).terms.tokenGarbage;
+    expect(garbage(32768)).toBe(Math.round(Math.min(C.tokenGarbageMax, C.tokenGarbageAt32k)));
+    expect(garbage(16384)).toBe(Math.round(C.tokenGarbageAt32k / 4));
+    expect(garbage(2048)).toBeLessThan(0.05 * MiB); // ~nothing at short contexts
+    expect(garbage(8192, 2)).toBe(Math.round((2 * C.tokenGarbageAt32k) / 16)); // per sequence
+    expect(garbage(131072)).toBe(C.tokenGarbageMax); // V8 collects in steps: bounded
   });
 
   it('rejects configs and specs out of range with PlanError', () => {

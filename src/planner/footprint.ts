@@ -129,6 +129,8 @@ export interface FootprintTerms {
   modelHost: number;
   /** The KV cache's per-cell bookkeeping on the host (FOOTPRINT_CONSTANTS.kvCellHost). */
   kvCellHost: number;
+  /** Copies of the sequences' token arrays awaiting V8 (FOOTPRINT_CONSTANTS.tokenGarbageMax). */
+  tokenGarbage: number;
 }
 
 export interface FootprintOptions {
@@ -153,18 +155,24 @@ const MiB = 1024 * 1024;
 export const FOOTPRINT_CONSTANTS = {
   /**
    * Anonymous memory of the embedded runner besides its model: Node.js, its modules, the HTTP
-   * server and the V8 heap. 54.5 MiB while V8's young generation could grow (up to 16 MiB
-   * semi-spaces, by a varying amount); 21 MiB less since the runner pins it at 1 MiB
-   * (`--max-semi-space-size=1`, engines/embedded): the median over the re-measured quick matrix
-   * (session 5, the first 7 cases, 17.5–23.2 MiB; all 14 after: median 0.89 %, max 2.32 %).
+   * server and the V8 heap. 54.5 MiB while V8's young generation could grow; 33.5 once the runner
+   * pinned it at 1 MiB (`--max-semi-space-size=1`, session 5); 30.5 since the runner also keeps
+   * V8's old generation within 10 % of its live size (`--heap-growing-percent=10`, session 7),
+   * refitted with `modelHostPerToken` and `tokenGarbage*` on 32 re-measured cases (the quick
+   * matrix without its 32768 case, the long and the held-out matrices): median 0.80 %, max 3.16 %.
    */
-  runtimeAnon: 33.5 * MiB,
+  runtimeAnon: 30.5 * MiB,
   /** File-backed pages (node, libllama, ggml) of a runner before it loads a model. */
   runtimeFile: 51.5 * MiB,
   /** Model host structures: fixed part … */
   modelHostBase: 9 * MiB,
-  /** … and per vocabulary entry (token text, maps, scores). */
-  modelHostPerToken: 500,
+  /**
+   * … and per vocabulary entry (token text, maps, scores). 500 bytes until session 7, fitted on
+   * vocabularies of 8k–32k while V8 could still grow; the 128k-vocabulary shape then measured
+   * 8–10 % under its prediction, and 340 bytes fits it and the others (so that shape no longer
+   * checks this term out of sample).
+   */
+  modelHostPerToken: 340,
   /** Graph tensors of width n_embd alive beside the largest phase (residual, norms, projections). */
   embdTensors: 4,
   /**
@@ -173,6 +181,17 @@ export const FOOTPRINT_CONSTANTS = {
    * heaptrack, 2-layer runner at 16384 cells, 0.92 MiB from llama_kv_cache::apply_ubatch alone.
    */
   kvCellHost: 64,
+  /**
+   * node-llama-cpp replaces a sequence's token array with a copy on every evaluation call (8
+   * bytes a token in context), so reading n tokens in 64-token chunks leaves n² / 16 bytes of
+   * garbage in V8's old generation, which V8 collects in steps (the runner lets it grow 10 % or
+   * V8's 8 MB step past the live heap: engines/embedded). Resident at the peak, fitted on the
+   * 2-layer shape (session 7; 16384 and 32768 cells, flash attention on and off; the three
+   * 32768-cell runs spread over 7.6 MiB, so this is their middle, not a bound):
+   * `tokenGarbageAt32k` × (cells per sequence / 32768)² per sequence, at most `tokenGarbageMax`.
+   */
+  tokenGarbageAt32k: 6 * MiB,
+  tokenGarbageMax: 6 * MiB,
   /**
    * Anonymous memory a runner gains while it evaluates a long prompt: `growthPerCell` per KV cell
    * filled beyond `growthFrom`, at most `growthMax` (session 3 fitted ~1 KiB per cell, at most
@@ -422,11 +441,23 @@ export function predictFootprint(
     Math.min(C.growthMax, C.growthPerCell * Math.max(0, cells - C.growthFrom)) +
     C.slotExtra * Math.max(0, config.parallel - 2);
   const kvCellHost = C.kvCellHost * cells;
-  const overhead = C.runtimeAnon + C.runtimeFile + modelHost + kvCellHost + runtimeGrowth;
+  const tokenGarbage = Math.min(
+    C.tokenGarbageMax,
+    C.tokenGarbageAt32k * config.parallel * (cellsPerSeq / 32768) ** 2,
+  );
+  const overhead =
+    C.runtimeAnon + C.runtimeFile + modelHost + kvCellHost + tokenGarbage + runtimeGrowth;
 
   const fileBacked = C.runtimeFile + weightsFile;
   const anonymous =
-    C.runtimeAnon + runtimeGrowth + modelHost + kvCellHost + weightsAnon + kvRam + computeRam;
+    C.runtimeAnon +
+    runtimeGrowth +
+    modelHost +
+    kvCellHost +
+    tokenGarbage +
+    weightsAnon +
+    kvRam +
+    computeRam;
   const total = fileBacked + anonymous;
   const gpuTotal = weightsGpu + kvGpu + computeGpu;
   const r = Math.round;
@@ -453,6 +484,7 @@ export function predictFootprint(
       runtimeFile: C.runtimeFile,
       modelHost: r(modelHost),
       kvCellHost: r(kvCellHost),
+      tokenGarbage: r(tokenGarbage),
     },
   };
 }
