@@ -34,6 +34,8 @@ import { scanModels } from './catalog.js';
 import { startPressureMonitor, type PressureMonitor } from './reactions.js';
 import type { MonitorFeed } from '../monitor/sampler.js';
 
+/** Requests after which a multi-slot runner's peaks are not recorded (see #measure). */
+const CLEAN_REQUESTS = 4;
 export const VERSION = '0.1.0';
 export const DEMO_MODEL_NAME = 'headroom-demo';
 
@@ -338,12 +340,17 @@ export class Headroom {
     const fill = await contextFill(input.runner.url, input.config);
     const charge = fill !== undefined && fill >= 0.9 ? m.peak : Math.max(m.peak, input.predicted);
     const prepared = this.#prepared.get(input.entry.path);
-    // A peak that rises while the context fills no further is runtime growth (node-llama-cpp
-    // leaks a little per concurrent generation; scheduler RecycleSettings), not this config's
-    // footprint: recording it would make every later plan of the config too large.
+    // A peak that rises while the context fills no further is runtime growth, not this config's
+    // footprint; and a runner with several slots loses a sampler per overlapping generation
+    // (scheduler RecycleSettings), so after its first requests its peaks carry that leak too
+    // (bench/recycle, 64k vocabulary, 4 slots: the plan rose 147.5 → 155.9 MiB with every fuller
+    // peak recorded, to 153.2 with the first 16 requests', 148.3 with the first 4'). Recording
+    // either would make every later plan of the config too large.
     const last = this.#recordedPeak.get(pid);
     const fuller = last === undefined || (fill ?? 0) > last.fill + 0.01;
-    if (this.#store && prepared && (input.first || (fuller && m.peak > (last?.peak ?? 0) * 1.01))) {
+    const clean = input.config.parallel === 1 || input.served <= CLEAN_REQUESTS;
+    const rose = fuller && clean && m.peak > (last?.peak ?? 0) * 1.01;
+    if (this.#store && prepared && (input.first || rose)) {
       this.#recordedPeak.set(pid, { peak: m.peak, fill: fill ?? 0 });
       await this.#store
         .record(

@@ -341,7 +341,7 @@ describe('SchedulerCore', () => {
     expect(w.stops).toEqual([
       expect.objectContaining({ model: 'a', reason: 'recycle', inFlight: 0 }),
     ]);
-    expect(w.stops[0]!.detail).toMatch(/grew 51 MiB past its plan \(125 MiB\) over 3 requests/);
+    expect(w.stops[0]!.detail).toMatch(/grew 51.0 MiB past its plan \(125.0 MiB\) over 3 requests/);
     w.core.exited(a);
     w.core.request(4, 'a');
     expect(w.loads).toHaveLength(2);

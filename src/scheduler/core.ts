@@ -580,7 +580,7 @@ export class SchedulerCore {
     const growth = inst.measured - inst.predicted;
     const idle = inst.inFlight.size === 0;
     if (growth <= (idle ? allowed : 2 * allowed)) return;
-    const mib = (b: number): string => `${Math.round(b / 2 ** 20)} MiB`;
+    const mib = (b: number): string => `${(b / 2 ** 20).toFixed(1)} MiB`;
     this.#drainOrStop(
       inst,
       'recycle',

@@ -245,6 +245,8 @@ export interface MeasureInput {
   loadMs: number;
   /** True for the first measurement after ready. */
   first: boolean;
+  /** Requests the runner has been given since it was loaded. */
+  served: number;
 }
 
 export interface ModelManagerOptions {
@@ -751,6 +753,7 @@ export class ModelManager extends EventEmitter<{ event: [ManagerEvent] }> {
           predicted: r.predicted,
           loadMs: r.loadMs ?? 0,
           first: isFirst,
+          served: this.#core.view(r.entry.name)?.instance?.served ?? 0,
         });
       } catch {
         m = undefined; // a process that just exited cannot be read: its exit reports it
