@@ -232,7 +232,7 @@ const schedulerSchema = z
       .object({
         enabled: z
           .boolean()
-          .default(true)
+          .default(SCHEDULER_DEFAULTS.recycle.enabled)
           .describe('Restart runners that grow past their plan. Defaults to true.'),
         growth: byteSizeSchema
           .default(SCHEDULER_DEFAULTS.recycle.growth)

@@ -36,6 +36,7 @@ import type { MonitorFeed } from '../monitor/sampler.js';
 
 /** Requests after which a multi-slot runner's peaks are not recorded (see #measure). */
 const CLEAN_REQUESTS = 4;
+
 export const VERSION = '0.1.0';
 export const DEMO_MODEL_NAME = 'headroom-demo';
 

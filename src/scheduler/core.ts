@@ -580,11 +580,10 @@ export class SchedulerCore {
     const growth = inst.measured - inst.predicted;
     const idle = inst.inFlight.size === 0;
     if (growth <= (idle ? allowed : 2 * allowed)) return;
-    const mib = (b: number): string => `${(b / 2 ** 20).toFixed(1)} MiB`;
     this.#drainOrStop(
       inst,
       'recycle',
-      `its resident set (${mib(inst.measured)}) grew ${mib(growth)} past its plan (${mib(inst.predicted)}) over ${inst.served} requests; more than the ${mib(allowed)} allowed`,
+      `its resident set (${mib(inst.measured, 1)}) grew ${mib(growth, 1)} past its plan (${mib(inst.predicted, 1)}) over ${inst.served} requests; more than the ${mib(allowed, 1)} allowed`,
     );
   }
 
@@ -1266,6 +1265,8 @@ function gpuShortages(
   return out;
 }
 
-function mib(bytes: number): string {
-  return `${Math.round(bytes / (1024 * 1024))} MiB`;
+/** Bytes as MiB for messages, rounded to `digits` decimals. */
+function mib(bytes: number, digits = 0): string {
+  const scale = 10 ** digits;
+  return `${(Math.round((bytes / (1024 * 1024)) * scale) / scale).toFixed(digits)} MiB`;
 }
