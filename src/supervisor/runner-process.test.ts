@@ -7,6 +7,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { HeadroomError } from '../lib/errors.js';
+import { freePort } from '../lib/net.js';
 import { readLogTail } from './log-file.js';
 import { RunnerProcess, type RunnerStartOptions } from './runner-process.js';
 import type { RunnerState } from './state.js';
@@ -245,6 +246,59 @@ describe('RunnerProcess: start and stop', () => {
       pid = r.pid;
     }
     expect(isGone(pid!)).toBe(true);
+  });
+});
+
+describe('RunnerProcess: HTTP readiness (a runner told its port, no IPC)', () => {
+  async function httpOptions(args: string[]): Promise<RunnerStartOptions> {
+    const port = await freePort();
+    const o = options([...args, `--port=${port}`]);
+    return { ...o, spawn: { ...o.spawn, readiness: { kind: 'http', port } } };
+  }
+
+  it('is ready once /health on the given port answers 200, with spawn-to-healthy as load time', async () => {
+    const opts = await httpOptions(['--load-ms=300']);
+    const r = await RunnerProcess.start(opts);
+    started.push(r);
+    expect(r.state).toBe('ready');
+    const port = (opts.spawn.readiness as { port: number }).port;
+    expect(r.url).toBe(`http://127.0.0.1:${port}`);
+    // The fake answers 503 for its 300 ms of loading: ready cannot come before that.
+    expect(r.loadMs).toBeGreaterThanOrEqual(300);
+    const res = await fetch(`${r.url}/health`);
+    expect(res.status).toBe(200);
+    await r.stop();
+    expect(r.state).toBe('stopped');
+  });
+
+  it('fails with RUNNER_EXITED and the log tail when the program exits before it is healthy', async () => {
+    const err = await RunnerProcess.start(await httpOptions(['--exit-before-listen=4'])).then(
+      () => undefined,
+      (e: unknown) => e as HeadroomError,
+    );
+    expect(err?.code).toBe('RUNNER_EXITED');
+    expect(err?.message).toContain('exiting before listening');
+  });
+
+  it('times out a program whose /health never answers 200', async () => {
+    const o = await httpOptions(['--health-status=503']);
+    const err = await RunnerProcess.start({ ...o, startTimeoutMs: 500 }).then(
+      () => undefined,
+      (e: unknown) => e as HeadroomError,
+    );
+    expect(err?.code).toBe('RUNNER_START_TIMEOUT');
+  });
+
+  it('refuses an http readiness without a valid port', async () => {
+    const o = options([]);
+    const err = await RunnerProcess.start({
+      ...o,
+      spawn: { ...o.spawn, readiness: { kind: 'http', port: 0 } },
+    }).then(
+      () => undefined,
+      (e: unknown) => e as HeadroomError,
+    );
+    expect(err?.code).toBe('RUNNER_INVALID_OPTIONS');
   });
 });
 

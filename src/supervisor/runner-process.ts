@@ -22,6 +22,14 @@ export interface SpawnSpec {
   env?: NodeJS.ProcessEnv;
   /** Working directory. Defaults to the daemon's. */
   cwd?: string;
+  /**
+   * How the supervisor knows the runner is ready. `ipc` (the default): a Node runner reports
+   * `listening` (its port) and `ready` over the IPC channel, then GET /health must answer 200.
+   * `http`: a program that knows nothing of headroom (llama-server) is told its port in argv;
+   * GET /health on that port is polled from the spawn on (503 while it loads) until it answers
+   * 200, and the load time is spawn to healthy.
+   */
+  readiness?: { kind: 'ipc' } | { kind: 'http'; port: number };
 }
 
 export interface RunnerStartOptions {
@@ -146,6 +154,13 @@ export class RunnerProcess extends EventEmitter<RunnerEvents> {
     const runner = new RunnerProcess(opts.name, opts.spawn, log);
     const watching = runner.#watchStart(opts);
     runner.#spawn();
+    const readiness = opts.spawn.readiness;
+    if (readiness?.kind === 'http' && runner.#pid !== undefined) {
+      // The port was chosen before the spawn: poll its health from now on.
+      runner.#port = readiness.port;
+      runner.#start?.listening();
+      runner.#start?.ready();
+    }
     await runner.#adjustOomScore(
       opts.oomScoreAdj === undefined ? DEFAULT_OOM_SCORE_ADJ : opts.oomScoreAdj,
     );
@@ -240,8 +255,9 @@ export class RunnerProcess extends EventEmitter<RunnerEvents> {
     this.#note(`starting "${this.name}": ${[spec.command, ...spec.args].join(' ')}`);
     // detached: its own process group, so one signal reaches everything it spawned, and a
     // Ctrl-C at the daemon's terminal does not hit runners behind the daemon's back.
+    const ipc = spec.readiness?.kind !== 'http';
     const child = spawn(spec.command, spec.args, {
-      stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+      stdio: ipc ? ['ignore', 'pipe', 'pipe', 'ipc'] : ['ignore', 'pipe', 'pipe'],
       detached: true,
       shell: false,
       env: spec.env ?? process.env,
@@ -323,6 +339,7 @@ export class RunnerProcess extends EventEmitter<RunnerEvents> {
           if (health.signal.aborted) return;
           if (status !== undefined) stallTimer.refresh();
           if (status === 200) {
+            this.#loadMs ??= performance.now() - this.#spawnedAt;
             // The process may have exited after answering: that is an exit during start.
             if (this.#exitStatus)
               fail({ code: 'RUNNER_EXITED', message: 'exited before it was ready' }, 0);
@@ -603,6 +620,9 @@ function validateOptions(o: RunnerStartOptions): void {
     throw invalid('spawn.command must be a non-empty string');
   if (!Array.isArray(o.spawn.args) || !o.spawn.args.every((a) => typeof a === 'string'))
     throw invalid('spawn.args must be an array of strings');
+  const r = o.spawn.readiness;
+  if (r !== undefined && r.kind === 'http' && !(isPort(r.port) && r.port > 0))
+    throw invalid('spawn.readiness.port must be a TCP port (1–65535)');
   if (typeof o.logFile !== 'string' || o.logFile.length === 0)
     throw invalid('logFile must be a non-empty string');
   const positive = (v: number | undefined, what: string, required: boolean): void => {
