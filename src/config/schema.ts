@@ -32,6 +32,35 @@ export const byteSizeSchema = z.union([
 
 export const kvCacheTypeSchema = z.enum(['f16', 'q8_0', 'q4_0']);
 
+export const engineKindSchema = z.enum(['llama-server', 'embedded']);
+
+const enginesSchema = z
+  .object({
+    default: z
+      .enum(['auto', 'llama-server', 'embedded'])
+      .default('auto')
+      .describe(
+        "The engine models run on: llama-server (llama.cpp's server, one process per model), embedded (node-llama-cpp in a Node process per model), or auto: llama-server when a binary is found, else embedded. Defaults to auto.",
+      ),
+    llamaServer: z
+      .object({
+        path: z
+          .string()
+          .min(1)
+          .optional()
+          .describe(
+            'The llama-server binary. Defaults to llama-server on PATH, else the one built at install.',
+          ),
+        args: z
+          .array(z.string())
+          .default([])
+          .describe('Arguments appended to headroom\'s own (e.g. ["--mlock"]). Defaults to none.'),
+      })
+      .strict()
+      .default({ args: [] }),
+  })
+  .strict();
+
 const runnerDefaultsSchema = z
   .object({
     contextSize: z
@@ -97,6 +126,15 @@ const modelOverrideSchema = z
     kvCacheType: kvCacheTypeSchema.optional(),
     mmap: z.boolean().optional(),
     gpuLayers: z.number().int().min(0).optional(),
+    engine: engineKindSchema
+      .optional()
+      .describe('The engine that runs this model. Defaults to engines.default.'),
+    embeddings: z
+      .boolean()
+      .optional()
+      .describe(
+        'Serve embeddings. llama-server serves /v1/embeddings only from a runner started for them (and then no chat); the embedded runner serves both. Defaults to false.',
+      ),
     ttl: durationSchema
       .optional()
       .describe('Idle time before this model is unloaded. Defaults to scheduler.ttl.'),
@@ -282,6 +320,9 @@ export const configSchema = z
       .default({})
       .describe('Per-model settings, keyed by model name.'),
     runner: runnerDefaultsSchema.default(runnerDefaultsSchema.parse({})),
+    engines: enginesSchema
+      .default(() => enginesSchema.parse({}))
+      .describe('Which program runs models, and where llama-server is.'),
     demoModel: z
       .boolean()
       .default(true)

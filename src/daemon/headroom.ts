@@ -5,8 +5,9 @@ import { homeLayout, resolveHome, type HomeLayout } from '../config/home.js';
 import { normaliseConfig, type Config } from '../config/load.js';
 import { parseDuration } from '../config/units.js';
 import type { ConfigInput } from '../config/schema.js';
-import { embeddedSpawnSpec } from '../engines/embedded/index.js';
+import type { TranslatedError } from '../engines/engine.js';
 import type { RunnerConfig } from '../engines/types.js';
+import { freePort } from '../lib/net.js';
 import { forgeModel } from '../gguf/forge.js';
 import { createLogger, type Logger } from '../lib/logger.js';
 import { readModelSpec, type ModelSpec } from '../gguf/index.js';
@@ -31,6 +32,13 @@ import type { ModelEntry, RunnerHandle, StartRunner } from '../scheduler/types.j
 import type { ProcessMemory } from '../server/core.js';
 import { RunnerProcess, readLogTail, type SpawnSpec } from '../supervisor/index.js';
 import { scanModels } from './catalog.js';
+import { RunnerPids } from './runner-pids.js';
+import {
+  chooseEngines,
+  resolveLlamaServerBinary,
+  type EngineSet,
+  type LlamaServerBinary,
+} from './engines.js';
 import { startPressureMonitor, type PressureMonitor } from './reactions.js';
 import type { MonitorFeed } from '../monitor/sampler.js';
 
@@ -49,10 +57,13 @@ export interface HeadroomOptions {
   baseDir?: string;
   log?: Logger;
   /**
-   * How to launch a runner for a config. Defaults to the embedded node-llama-cpp runner. An
-   * embedding application (or a test) may launch another program that speaks the runner protocol.
+   * How to launch a runner for a config, instead of the config's engine: another program that
+   * speaks the embedded runner's protocol (IPC `listening`/`ready`, /health, /stats), e.g. a test's
+   * fake runner.
    */
   runnerSpawn?: (config: RunnerConfig, entry: ModelEntry) => SpawnSpec;
+  /** The llama-server binary, instead of looking for one (config path, PATH, the install's build). */
+  llamaServer?: LlamaServerBinary;
   /**
    * Overrides the machine's RAM, cgroup limit and GPUs (`[]`: none) when computing the budgets
    * (tests, benchmarks).
@@ -93,7 +104,11 @@ export class Headroom {
   #catalog = new Map<string, ModelEntry>();
   #disposed: Promise<void> | undefined;
   readonly #baseDir: string;
-  readonly #runnerSpawn: (config: RunnerConfig, entry: ModelEntry) => SpawnSpec;
+  readonly #runnerSpawn: HeadroomOptions['runnerSpawn'];
+  /** The engines models run on (llama-server, embedded) and the default one. */
+  readonly engines: EngineSet;
+  /** Pid files of the runners started, so the next daemon kills what a killed one left. */
+  readonly #pids: RunnerPids;
   readonly #prepared = new Map<string, Prepared>();
   readonly #lastPlan = new Map<string, LoadPlan>();
   #store: MeasuredStore | undefined;
@@ -111,15 +126,19 @@ export class Headroom {
     baseDir: string,
     log: Logger,
     runnerSpawn: HeadroomOptions['runnerSpawn'],
+    engines: EngineSet,
   ) {
     this.config = config;
     this.layout = layout;
     this.log = log;
     this.#baseDir = baseDir;
-    this.#runnerSpawn = runnerSpawn ?? ((c) => embeddedSpawnSpec(c));
+    this.#runnerSpawn = runnerSpawn;
+    this.engines = engines;
+    this.#pids = new RunnerPids(path.join(layout.stateDir, 'runners'), log);
     const sc = config.scheduler;
     const cores = Math.max(1, os.availableParallelism());
     const defaults: Omit<RunnerConfig, 'modelPath'> = {
+      engine: engines.defaultKind,
       contextSize: config.runner.contextSize,
       parallel: config.runner.parallel,
       threads: Math.min(config.runner.threads ?? cores, cores),
@@ -315,6 +334,10 @@ export class Headroom {
       degraded: plan.causes.includes('reduced'),
       config: {
         ...base,
+        // A model configured for an engine this machine lacks runs on the default one.
+        engine: this.engines.has(base.engine ?? 'embedded')
+          ? base.engine
+          : this.engines.defaultKind,
         contextSize: f.contextSize,
         parallel: f.parallel,
         batchSize: f.batchSize,
@@ -338,7 +361,7 @@ export class Headroom {
     if (pid === undefined) return undefined;
     const m = await readProcessMemory(pid);
     if (!m) return undefined;
-    const fill = await contextFill(input.runner.url, input.config);
+    const fill = await this.#contextFill(input.runner.url, input.config);
     const charge = fill !== undefined && fill >= 0.9 ? m.peak : Math.max(m.peak, input.predicted);
     const prepared = this.#prepared.get(input.entry.path);
     // A peak that rises while the context fills no further is runtime growth, not this config's
@@ -373,6 +396,21 @@ export class Headroom {
 
   readonly #recordedPeak = new Map<number, { peak: number; fill: number }>();
 
+  /** Share of a runner's context in use, or undefined when the runner does not say. */
+  async #contextFill(url: string, config: RunnerConfig): Promise<number | undefined> {
+    // A runner started by `runnerSpawn` speaks the embedded runner's protocol.
+    const engine = this.#runnerSpawn
+      ? this.engines.get('embedded')
+      : this.engines.get(config.engine);
+    try {
+      const load = await engine.load(url, config, AbortSignal.timeout(1000));
+      if (!load) return undefined;
+      return Math.min(1, load.tokensInUse / Math.max(1, config.contextSize * config.parallel));
+    } catch {
+      return undefined;
+    }
+  }
+
   static async create(opts: HeadroomOptions = {}): Promise<Headroom> {
     const config =
       opts.config === undefined
@@ -385,7 +423,19 @@ export class Headroom {
     await mkdir(layout.modelsDir, { recursive: true });
     await mkdir(layout.logsDir, { recursive: true });
     await mkdir(layout.stateDir, { recursive: true });
-    const h = new Headroom(config, layout, opts.baseDir ?? process.cwd(), log, opts.runnerSpawn);
+    const engines = chooseEngines(
+      config,
+      opts.llamaServer ?? (await resolveLlamaServerBinary(config)),
+      log,
+    );
+    const h = new Headroom(
+      config,
+      layout,
+      opts.baseDir ?? process.cwd(),
+      log,
+      opts.runnerSpawn,
+      engines,
+    );
     h.#store = await MeasuredStore.create(path.join(layout.stateDir, 'footprints.json')).catch(
       (err: unknown) => {
         log.warn(
@@ -395,6 +445,7 @@ export class Headroom {
         return undefined;
       },
     );
+    await h.#pids.reap();
     await h.refreshBudget(opts.budgetInputs);
     await h.refreshCatalog();
     if (h.#catalog.size === 0 && config.demoModel) {
@@ -439,6 +490,10 @@ export class Headroom {
     }
   }
 
+  runnerError(config: RunnerConfig, status: number, body: unknown): TranslatedError | undefined {
+    return this.engines.get(config.engine).translateError(status, body);
+  }
+
   /** Stops every runner. Idempotent. */
   dispose(): Promise<void> {
     // monitor (issue #5): stop reacting before the runners stop.
@@ -455,16 +510,29 @@ export class Headroom {
   readonly #startRunner: StartRunner = async (entry, config, signal): Promise<RunnerHandle> => {
     // monitor (issue #5): refuse (critical) or shrink (medium+, throttling) new loads under pressure.
     if (this.#pressure) config = this.#pressure.adjust(entry.name, config);
+    const engine = this.engines.get(config.engine);
+    const spawn: SpawnSpec = this.#runnerSpawn
+      ? this.#runnerSpawn(config, entry)
+      : engine.launch(config, { port: engine.needsPort ? await freePort() : 0 });
+    let pid: number | undefined;
     const runner = await RunnerProcess.start({
       name: entry.name,
-      spawn: this.#runnerSpawn(config, entry),
+      spawn,
+      onSpawn: (p) => {
+        pid = p;
+        void this.#pids.record(p, spawn.command);
+      },
       logFile: this.logFile(entry.name),
       logMaxBytes: this.config.logs.maxBytes,
       logKeep: this.config.logs.keep,
       startTimeoutMs: this.config.limits.loadTimeoutMs,
       stallTimeoutMs: this.config.limits.stallTimeoutMs,
       signal,
+    }).catch(async (err: unknown) => {
+      if (pid !== undefined) await this.#pids.forget(pid);
+      throw err;
     });
+    runner.once('exit', () => void this.#pids.forget(runner.pid ?? -1));
     return {
       url: runner.url,
       pid: runner.pid,
@@ -501,19 +569,6 @@ export class Headroom {
       seed: 42,
       name: DEMO_MODEL_NAME,
     });
-  }
-}
-
-/** Share of a runner's context in use (GET /stats), or undefined when it does not say. */
-async function contextFill(url: string, config: RunnerConfig): Promise<number | undefined> {
-  try {
-    const res = await fetch(new URL('/stats', url), { signal: AbortSignal.timeout(1000) });
-    if (!res.ok) return undefined;
-    const s = (await res.json()) as { tokensInUse?: unknown };
-    if (typeof s.tokensInUse !== 'number') return undefined;
-    return Math.min(1, s.tokensInUse / Math.max(1, config.contextSize * config.parallel));
-  } catch {
-    return undefined;
   }
 }
 

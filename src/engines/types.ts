@@ -1,7 +1,15 @@
 /** What a runner is asked to run: passed from the daemon to the runner process. */
 export type KvCacheType = 'f16' | 'q8_0' | 'q4_0';
 
+/** The programs that run a model (engines/engine.ts). */
+export type EngineKind = 'llama-server' | 'embedded';
+
 export interface RunnerConfig {
+  /**
+   * The program that runs the model (engines/engine.ts). The daemon always sets it; absent means
+   * the embedded runner (configs written before engines had a kind).
+   */
+  engine?: EngineKind;
   /** Absolute path of the GGUF file. */
   modelPath: string;
   /** Context size in tokens (never "auto": ENGINE-NOTES pitfall 3). */
@@ -20,6 +28,11 @@ export interface RunnerConfig {
   mmap: boolean;
   /** Layers to offload to a GPU; 0 on CPU-only machines. */
   gpuLayers: number;
+  /**
+   * A runner for embeddings. llama-server serves /v1/embeddings only from a runner started for
+   * them (and then nothing else); the embedded runner serves both either way.
+   */
+  embeddings?: boolean;
 }
 
 /** GET /stats of a runner. Bytes unless named otherwise. */

@@ -1,3 +1,5 @@
+import type { TranslatedError } from '../engines/engine.js';
+import type { RunnerConfig } from '../engines/types.js';
 import type { MonitorFeed } from '../monitor/sampler.js';
 import type { ModelManager } from '../scheduler/model-manager.js';
 
@@ -23,6 +25,11 @@ export interface ServerCore {
   processMemory(pid: number): Promise<ProcessMemory | undefined>;
   /** The last `bytes` of a model's runner log ('' when there is none). */
   logTail(model: string, bytes: number): Promise<string>;
+  /**
+   * A runner's JSON error answer in headroom's codes (the engine of `config` translates it);
+   * undefined, or absent, passes it through.
+   */
+  runnerError?(config: RunnerConfig, status: number, body: unknown): TranslatedError | undefined;
   /** Live memory samples, pressure, alerts and the event stream (issue #5); absent when the monitor is off. */
   readonly monitor?: MonitorFeed;
 }

@@ -4,7 +4,9 @@ import type { RequestOutcome, RequestSpan } from '../metrics/requests.js';
 import type { ServingMetrics } from '../metrics/serving.js';
 import { StreamObserver } from '../metrics/stream-observer.js';
 import type { Lease } from '../scheduler/model-manager.js';
+import type { TranslatedError } from '../engines/engine.js';
 import { envelopeOf } from '../lib/envelope.js';
+import { HeadroomError } from '../lib/errors.js';
 
 /**
  * Forwards one request to a runner and streams its answer back to the client.
@@ -44,7 +46,15 @@ export interface ForwardOptions {
   headers?: Record<string, string>;
   /** Called once when the exchange ends; `outcome` says how. */
   onEnd?: (outcome: ForwardOutcome, status: number) => void;
+  /**
+   * Rewrites the runner's JSON error answers into headroom's error codes (the engine's
+   * translateError), so clients see one set of errors whatever the engine.
+   */
+  translateError?: (status: number, body: unknown) => TranslatedError | undefined;
 }
+
+/** The most bytes of a runner's error answer read for translation; a longer one passes as is. */
+const ERROR_BODY_CAP = 64 * 1024;
 
 const OUTCOME: Record<ForwardOutcome, RequestOutcome> = {
   done: 'done',
@@ -137,6 +147,10 @@ export function forwardToRunner(opts: ForwardOptions): void {
     status = up.statusCode ?? 502;
     const headers: Record<string, string> = { ...opts.headers };
     const ct = up.headers['content-type'];
+    if (status >= 400 && opts.translateError && ct?.includes('application/json')) {
+      translateErrorAnswer(up, headers);
+      return;
+    }
     if (ct) headers['content-type'] = ct;
     const isStream = ct?.startsWith('text/event-stream') ?? false;
     streaming = isStream;
@@ -191,6 +205,71 @@ export function forwardToRunner(opts: ForwardOptions): void {
     up.once('aborted', onBroken);
     up.on('error', onBroken);
   });
+
+  /** Reads a (small) error answer whole, translates it, and sends the envelope or the original. */
+  function translateErrorAnswer(up: http.IncomingMessage, headers: Record<string, string>): void {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let passThrough = false;
+    up.on('data', (chunk: Buffer) => {
+      if (passThrough) {
+        res.write(chunk);
+        return;
+      }
+      size += chunk.length;
+      chunks.push(chunk);
+      if (size > ERROR_BODY_CAP) {
+        // Too long to be an error envelope worth translating: send it on as it is.
+        passThrough = true;
+        res.writeHead(status, { ...headers, 'content-type': 'application/json' });
+        res.write(Buffer.concat(chunks));
+      }
+    });
+    up.once('end', () => {
+      if (passThrough) {
+        res.end();
+        finish('done');
+        return;
+      }
+      let out = Buffer.concat(chunks);
+      {
+        let parsed: unknown;
+        try {
+          parsed = JSON.parse(out.toString('utf8'));
+        } catch {
+          parsed = undefined;
+        }
+        const t = parsed === undefined ? undefined : opts.translateError?.(status, parsed);
+        if (t) {
+          const e = envelopeOf(
+            new HeadroomError(t.code, t.message, {
+              status: t.status,
+              ...(t.details ? { details: t.details } : {}),
+            }),
+          );
+          status = e.status;
+          out = Buffer.from(JSON.stringify(e.body));
+        }
+      }
+      const obs = new StreamObserver({ sse: false, stripUsage: false });
+      observer = obs;
+      const body = Buffer.concat([obs.push(out), obs.end()]);
+      res.writeHead(status, {
+        ...headers,
+        'content-type': 'application/json',
+        'content-length': String(body.length),
+      });
+      res.end(body);
+      finish('done');
+    });
+    const onBroken = (): void => {
+      if (ended) return;
+      res.destroy();
+      finish('upstream-failed');
+    };
+    up.once('aborted', onBroken);
+    up.on('error', onBroken);
+  }
 
   // `on`, not `once`: a destroyed request may report more than one error.
   upstream.on('error', () => {

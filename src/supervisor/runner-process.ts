@@ -52,6 +52,11 @@ export interface RunnerStartOptions {
   healthIntervalMs?: number;
   /** Written to /proc/<pid>/oom_score_adj, best effort; null leaves it alone. Defaults to 500. */
   oomScoreAdj?: number | null;
+  /**
+   * Called once the process exists (before it is ready), with its pid, which is also its process
+   * group's id: lets the daemon record it, so that a runner outliving a killed daemon is found.
+   */
+  onSpawn?: (pid: number) => void;
 }
 
 export interface RunnerExitInfo {
@@ -154,6 +159,7 @@ export class RunnerProcess extends EventEmitter<RunnerEvents> {
     const runner = new RunnerProcess(opts.name, opts.spawn, log);
     const watching = runner.#watchStart(opts);
     runner.#spawn();
+    if (runner.#pid !== undefined) opts.onSpawn?.(runner.#pid);
     const readiness = opts.spawn.readiness;
     if (readiness?.kind === 'http' && runner.#pid !== undefined) {
       // The port was chosen before the spawn: poll its health from now on.

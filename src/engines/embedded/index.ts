@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
+import type { Engine } from '../engine.js';
 import type { RunnerConfig } from '../types.js';
 
 /**
@@ -115,3 +116,38 @@ export const trimReportSchema = z.object({
   busySlots: z.number().int().nonnegative(),
 });
 export type TrimReport = z.infer<typeof trimReportSchema>;
+
+/** The embedded node-llama-cpp runner behind the Engine interface. */
+export const embeddedEngine: Engine = {
+  kind: 'embedded',
+  capabilities: {
+    embeddings: 'always',
+    tokenize: true,
+    trim: true,
+    cancelsPromptEvaluation: true,
+    backpressure: true,
+  },
+  needsPort: false,
+  launch(config) {
+    return { ...embeddedSpawnSpec(config), readiness: { kind: 'ipc' } };
+  },
+  async load(url, _config, signal) {
+    const res = await fetch(new URL('/stats', url), { signal });
+    if (!res.ok) return undefined;
+    const s = (await res.json()) as { tokensInUse?: unknown; busy?: unknown };
+    if (typeof s.tokensInUse !== 'number') return undefined;
+    return { tokensInUse: s.tokensInUse, busy: typeof s.busy === 'number' ? s.busy : 0 };
+  },
+  async trim(url, _config, signal) {
+    const res = await fetch(new URL('/trim', url), { method: 'POST', signal });
+    if (!res.ok) throw new Error(`POST /trim answered ${res.status}`);
+    const report = trimReportSchema.parse(await res.json());
+    return {
+      freedBytes: report.freedBytes,
+      released: report.released,
+      busySlots: report.busySlots,
+    };
+  },
+  // The runner renders headroom's own envelope already.
+  translateError: () => undefined,
+};

@@ -96,6 +96,7 @@ export function openaiRoutes(app: FastifyInstance, core: ServerCore): void {
       metrics,
       ...(forwarded.stripUsage ? { stripUsage: true } : {}),
       ...(forwarded.headers ? { headers: forwarded.headers } : {}),
+      translateError: (status, answer) => core.runnerError?.(lease.config, status, answer),
     });
   };
 

@@ -1,0 +1,80 @@
+import type { EngineKind, RunnerConfig } from './types.js';
+
+export type { EngineKind } from './types.js';
+
+/**
+ * One interface for the programs that run a model: how a runner starts (argv and environment
+ * from a config, the port chosen by the daemon), how its readiness is known, what it can do, and
+ * how the daemon asks it how full it is or to give memory back. The daemon holds one Engine per
+ * kind and never branches on the kind beyond what `capabilities` says.
+ */
+
+export const ENGINE_KINDS: readonly EngineKind[] = ['llama-server', 'embedded'];
+
+export interface EngineCapabilities {
+  /** /v1/embeddings. llama-server serves them only from a runner started for embeddings. */
+  embeddings: 'always' | 'dedicated-runner';
+  /** POST /tokenize `{ content }` → `{ tokens }` (context_overflow "truncate_middle"). */
+  tokenize: boolean;
+  /** Idle slots' prompt caches can be dropped on request (medium memory pressure). */
+  trim: boolean;
+  /** A client disconnect stops prompt evaluation too, not only decoding. */
+  cancelsPromptEvaluation: boolean;
+  /** A reader that stops reading slows decoding (the runner awaits its socket). */
+  backpressure: boolean;
+}
+
+/** How the supervisor starts a runner (SpawnSpec's shape; engines may not import the supervisor). */
+export interface LaunchSpec {
+  command: string;
+  args: string[];
+  env: NodeJS.ProcessEnv;
+  readiness: { kind: 'ipc' } | { kind: 'http'; port: number };
+}
+
+export interface LaunchContext {
+  /** A free loopback port for engines that are told theirs (`needsPort`). */
+  port: number;
+}
+
+/** What a ready runner says of its context and work (undefined fields: it does not say). */
+export interface RunnerLoad {
+  /** Cells of the context holding tokens, over all slots. */
+  tokensInUse: number;
+  /** Requests decoding or evaluating a prompt now. */
+  busy: number;
+}
+
+/** What a trim released, as the runner measured it. */
+export interface TrimOutcome {
+  /** Bytes the runner's resident set dropped by (0 when the engine cannot tell). */
+  freedBytes: number;
+  released: string[];
+  /** Slots serving a request when the trim began, left alone. */
+  busySlots: number;
+}
+
+/** An error answer of a runner, rewritten into headroom's envelope. */
+export interface TranslatedError {
+  status: number;
+  code: string;
+  message: string;
+  details?: Record<string, unknown>;
+}
+
+export interface Engine {
+  readonly kind: EngineKind;
+  readonly capabilities: EngineCapabilities;
+  /** Whether the daemon must choose a port and pass it in LaunchContext. */
+  readonly needsPort: boolean;
+  launch(config: RunnerConfig, ctx: LaunchContext): LaunchSpec;
+  /** The runner's context fill and work; undefined when it cannot be read now. */
+  load(url: string, config: RunnerConfig, signal: AbortSignal): Promise<RunnerLoad | undefined>;
+  /** Drops idle slots' prompt caches; rejects when the runner refuses or cannot be reached. */
+  trim(url: string, config: RunnerConfig, signal: AbortSignal): Promise<TrimOutcome>;
+  /**
+   * Rewrites a runner's JSON error answer (status >= 400) into headroom's error codes, so that
+   * clients see the same error whatever the engine; undefined passes it through unchanged.
+   */
+  translateError(status: number, body: unknown): TranslatedError | undefined;
+}

@@ -1,0 +1,63 @@
+import type { RunnerConfig } from '../types.js';
+
+/**
+ * llama-server's command line for a config. Everything that decides memory is explicit, so the
+ * runner is the config headroom planned and not what llama-server would pick on its own:
+ * - `-c` is the cells of all slots together; each of the `-np` slots gets `-c / -np`, and
+ *   headroom's contextSize is per sequence (ENGINE-NOTES: "-c is the total cells across slots").
+ * - `--fit off`: llama-server would otherwise shrink unset options to fit the device itself.
+ * - `--cache-ram 0`: its host-memory prompt cache (8 GiB by default) is memory no plan counts;
+ *   a slot still reuses the prefix it holds.
+ * - `-ngl` always: newer builds offload every layer to a GPU when asked nothing.
+ * - `--no-kv-unified`: one KV buffer per slot, as planned (unified is its default only when the
+ *   slot count is automatic, which it never is here).
+ * - `-ub` = `-b`: the planner sizes compute buffers for a whole batch (node-llama-cpp does the same).
+ */
+export function llamaServerArgs(
+  config: RunnerConfig,
+  opts: { port: number; host?: string; slotSavePath?: string; extraArgs?: readonly string[] },
+): string[] {
+  const kv = (t: RunnerConfig['kvCacheKeyType']): string => t;
+  const args = [
+    '--model',
+    config.modelPath,
+    '--host',
+    opts.host ?? '127.0.0.1',
+    '--port',
+    String(opts.port),
+    '--ctx-size',
+    String(config.contextSize * config.parallel),
+    '--parallel',
+    String(config.parallel),
+    '--threads',
+    String(config.threads),
+    '--threads-batch',
+    String(config.threads),
+    '--batch-size',
+    String(config.batchSize),
+    '--ubatch-size',
+    String(config.batchSize),
+    // A quantised V cache needs flash attention (llama.cpp refuses it otherwise).
+    '--flash-attn',
+    config.flashAttention || config.kvCacheValueType !== 'f16' ? 'on' : 'off',
+    '--cache-type-k',
+    kv(config.kvCacheKeyType),
+    '--cache-type-v',
+    kv(config.kvCacheValueType),
+    '--n-gpu-layers',
+    String(config.gpuLayers),
+    '--fit',
+    'off',
+    '--cache-ram',
+    '0',
+    '--no-kv-unified',
+    '--metrics',
+    '--slots',
+    '--no-webui',
+  ];
+  if (!config.mmap) args.push('--no-mmap');
+  if (config.embeddings) args.push('--embeddings');
+  if (opts.slotSavePath !== undefined) args.push('--slot-save-path', opts.slotSavePath);
+  if (opts.extraArgs) args.push(...opts.extraArgs);
+  return args;
+}

@@ -1,0 +1,160 @@
+import type { Engine, RunnerLoad, TranslatedError, TrimOutcome } from '../engine.js';
+import type { RunnerConfig } from '../types.js';
+import { llamaServerArgs } from './argv.js';
+
+/**
+ * llama.cpp's own server as the runner: one `llama-server` process per loaded model, told its
+ * port in argv, ready when GET /health answers 200 (503 while the model loads).
+ *
+ * What it does not do that the embedded runner does (measured, docs/ENGINES.md): it generates up
+ * to max_tokens whatever the reader does (no backpressure to decoding), and a client that leaves
+ * while its prompt is evaluated does not stop that evaluation.
+ */
+export interface LlamaServerEngineOptions {
+  /** The llama-server binary (engines/llama-server/binary.ts resolves it). */
+  binary: string;
+  /** The binary's environment. Defaults to the daemon's. */
+  env?: NodeJS.ProcessEnv;
+  /** Arguments appended to headroom's (config `engines.llamaServer.args`). */
+  extraArgs?: readonly string[];
+}
+
+const slotSchema = {
+  parse(v: unknown): Array<{ id: number; processing: boolean; tokens: number }> {
+    if (!Array.isArray(v)) throw new Error('GET /slots did not answer an array');
+    return v.map((s: unknown) => {
+      const o = (typeof s === 'object' && s !== null ? s : {}) as Record<string, unknown>;
+      const next = Array.isArray(o.next_token) ? (o.next_token[0] as Record<string, unknown>) : {};
+      const num = (x: unknown): number => (typeof x === 'number' && Number.isFinite(x) ? x : 0);
+      return {
+        id: num(o.id),
+        processing: o.is_processing === true,
+        tokens: num(o.n_prompt_tokens) + num(next?.n_decoded),
+      };
+    });
+  },
+};
+
+export class LlamaServerEngine implements Engine {
+  readonly kind = 'llama-server' as const;
+  readonly capabilities = {
+    embeddings: 'dedicated-runner',
+    tokenize: true,
+    trim: true,
+    cancelsPromptEvaluation: false,
+    backpressure: false,
+  } as const;
+  readonly needsPort = true;
+  readonly #opts: LlamaServerEngineOptions;
+
+  constructor(opts: LlamaServerEngineOptions) {
+    this.#opts = opts;
+  }
+
+  get binary(): string {
+    return this.#opts.binary;
+  }
+
+  launch(config: RunnerConfig, ctx: { port: number }) {
+    return {
+      command: this.#opts.binary,
+      args: llamaServerArgs(config, {
+        port: ctx.port,
+        ...(this.#opts.extraArgs ? { extraArgs: this.#opts.extraArgs } : {}),
+      }),
+      env: this.#opts.env ?? process.env,
+      readiness: { kind: 'http', port: ctx.port } as const,
+    };
+  }
+
+  async load(
+    url: string,
+    _config: RunnerConfig,
+    signal: AbortSignal,
+  ): Promise<RunnerLoad | undefined> {
+    const res = await fetch(new URL('/slots', url), { signal });
+    if (!res.ok) return undefined;
+    const slots = slotSchema.parse(await res.json());
+    return {
+      // A slot keeps its last prompt and answer in its cells until a new one replaces them.
+      tokensInUse: slots.reduce((n, s) => n + s.tokens, 0),
+      busy: slots.filter((s) => s.processing).length,
+    };
+  }
+
+  /**
+   * Erases the cached tokens of every idle slot (POST /slots/ID?action=erase). llama.cpp keeps
+   * the KV buffer allocated, so this frees cells for reuse, not resident memory: freedBytes is 0.
+   */
+  async trim(url: string, _config: RunnerConfig, signal: AbortSignal): Promise<TrimOutcome> {
+    const res = await fetch(new URL('/slots', url), { signal });
+    if (!res.ok) throw new Error(`GET /slots answered ${res.status}`);
+    const slots = slotSchema.parse(await res.json());
+    let erased = 0;
+    for (const s of slots) {
+      if (s.processing || s.tokens === 0) continue;
+      const r = await fetch(new URL(`/slots/${s.id}?action=erase`, url), {
+        method: 'POST',
+        signal,
+      });
+      // A slot that took a request since the listing answers an error: it is left alone.
+      if (r.ok) erased++;
+      await r.body?.cancel();
+    }
+    return {
+      freedBytes: 0,
+      released: erased > 0 ? ['prompt-cache'] : [],
+      busySlots: slots.filter((s) => s.processing).length,
+    };
+  }
+
+  translateError(status: number, body: unknown): TranslatedError | undefined {
+    return translateLlamaServerError(status, body);
+  }
+}
+
+/**
+ * llama-server's error answers in headroom's codes: `{ error: { code, message, type, … } }` with
+ * its own types (exceed_context_size_error, not_supported_error, …).
+ */
+export function translateLlamaServerError(
+  status: number,
+  body: unknown,
+): TranslatedError | undefined {
+  const e = (body as { error?: Record<string, unknown> } | null)?.error;
+  if (typeof e !== 'object' || e === null) return undefined;
+  const message = typeof e.message === 'string' ? e.message : '';
+  if (e.type === 'exceed_context_size_error') {
+    const prompt = typeof e.n_prompt_tokens === 'number' ? e.n_prompt_tokens : undefined;
+    const ctx = typeof e.n_ctx === 'number' ? e.n_ctx : undefined;
+    return {
+      status: 400,
+      code: 'context_length_exceeded',
+      message:
+        prompt !== undefined && ctx !== undefined
+          ? `the prompt is ${prompt} tokens but this model's context holds ${ctx}: shorten the conversation, load the model with a larger context, or send context_overflow "truncate_middle"`
+          : `${message}: shorten the conversation or load the model with a larger context`,
+      details: {
+        param: 'messages',
+        ...(prompt !== undefined ? { promptTokens: prompt } : {}),
+        ...(ctx !== undefined ? { contextSize: ctx } : {}),
+      },
+    };
+  }
+  if (e.type === 'not_supported_error' && /embedding/i.test(message)) {
+    return {
+      status: 400,
+      code: 'embeddings_unsupported',
+      message:
+        'this model runs in a llama-server started for chat, which serves no embeddings: set `embeddings: true` for it under models: in the config (its runner then serves embeddings only), or `engine: embedded`',
+    };
+  }
+  if (status >= 400 && status < 500 && e.type === 'invalid_request_error') {
+    return {
+      status,
+      code: 'invalid_request',
+      message: message || 'the runner refused the request',
+    };
+  }
+  return undefined;
+}
