@@ -513,7 +513,10 @@ export class Headroom {
     const engine = this.engines.get(config.engine);
     const spawn: SpawnSpec = this.#runnerSpawn
       ? this.#runnerSpawn(config, entry)
-      : engine.launch(config, { port: engine.needsPort ? await freePort() : 0 });
+      : engine.launch(config, {
+          port: engine.needsPort ? await freePort() : 0,
+          name: entry.name,
+        });
     let pid: number | undefined;
     const runner = await RunnerProcess.start({
       name: entry.name,

@@ -35,6 +35,8 @@ export interface LaunchSpec {
 export interface LaunchContext {
   /** A free loopback port for engines that are told theirs (`needsPort`). */
   port: number;
+  /** The model's name, which the runner reports as `model` in its answers. */
+  name?: string;
 }
 
 /** What a ready runner says of its context and work (undefined fields: it does not say). */

@@ -63,11 +63,12 @@ describe('llamaServerArgs', () => {
   it('adds --no-mmap, --embeddings, the slot save path and the extra arguments when asked', () => {
     const args = llamaServerArgs(
       { ...base, mmap: false, embeddings: true, gpuLayers: 33 },
-      { port: 1, slotSavePath: '/state/slots', extraArgs: ['--mlock'] },
+      { port: 1, alias: 'my-model', slotSavePath: '/state/slots', extraArgs: ['--mlock'] },
     );
     expect(args).toContain('--no-mmap');
     expect(args).toContain('--embeddings');
     expect(flag(args, '--slot-save-path')).toBe('/state/slots');
+    expect(flag(args, '--alias')).toBe('my-model');
     expect(flag(args, '--n-gpu-layers')).toBe('33');
     expect(args.at(-1)).toBe('--mlock');
   });

@@ -15,7 +15,14 @@ import type { RunnerConfig } from '../types.js';
  */
 export function llamaServerArgs(
   config: RunnerConfig,
-  opts: { port: number; host?: string; slotSavePath?: string; extraArgs?: readonly string[] },
+  opts: {
+    port: number;
+    host?: string;
+    /** The name answers carry as `model` (its own default is the file's path). */
+    alias?: string;
+    slotSavePath?: string;
+    extraArgs?: readonly string[];
+  },
 ): string[] {
   const kv = (t: RunnerConfig['kvCacheKeyType']): string => t;
   const args = [
@@ -55,6 +62,7 @@ export function llamaServerArgs(
     '--slots',
     '--no-webui',
   ];
+  if (opts.alias !== undefined) args.push('--alias', opts.alias);
   if (!config.mmap) args.push('--no-mmap');
   if (config.embeddings) args.push('--embeddings');
   if (opts.slotSavePath !== undefined) args.push('--slot-save-path', opts.slotSavePath);

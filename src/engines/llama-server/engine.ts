@@ -1,4 +1,4 @@
-import type { Engine, RunnerLoad, TranslatedError, TrimOutcome } from '../engine.js';
+import type { Engine, LaunchContext, RunnerLoad, TranslatedError, TrimOutcome } from '../engine.js';
 import type { RunnerConfig } from '../types.js';
 import { llamaServerArgs } from './argv.js';
 
@@ -55,11 +55,12 @@ export class LlamaServerEngine implements Engine {
     return this.#opts.binary;
   }
 
-  launch(config: RunnerConfig, ctx: { port: number }) {
+  launch(config: RunnerConfig, ctx: LaunchContext) {
     return {
       command: this.#opts.binary,
       args: llamaServerArgs(config, {
         port: ctx.port,
+        ...(ctx.name !== undefined ? { alias: ctx.name } : {}),
         ...(this.#opts.extraArgs ? { extraArgs: this.#opts.extraArgs } : {}),
       }),
       env: this.#opts.env ?? process.env,
