@@ -99,11 +99,9 @@ export function forwardToRunner(opts: ForwardOptions): void {
     onEnd?.(outcome, status);
   };
 
-  const upstream = http.request(url, {
-    method: 'POST',
-    agent,
-    headers: { 'content-type': 'application/json', 'content-length': payload.length },
-  });
+  let upstream!: http.ClientRequest;
+  /** Whether the request was sent again after its reused socket turned out closed. */
+  let resent = false;
 
   function onClientClose(): void {
     if (!res.writableFinished) {
@@ -142,7 +140,7 @@ export function forwardToRunner(opts: ForwardOptions): void {
   }
   lease.signal.addEventListener('abort', onCancelled, { once: true });
 
-  upstream.once('response', (up) => {
+  function onResponse(up: http.IncomingMessage): void {
     upstreamResponse = up;
     status = up.statusCode ?? 502;
     const headers: Record<string, string> = { ...opts.headers };
@@ -204,7 +202,7 @@ export function forwardToRunner(opts: ForwardOptions): void {
     };
     up.once('aborted', onBroken);
     up.on('error', onBroken);
-  });
+  }
 
   /** Reads a (small) error answer whole, translates it, and sends the envelope or the original. */
   function translateErrorAnswer(up: http.IncomingMessage, headers: Record<string, string>): void {
@@ -271,9 +269,15 @@ export function forwardToRunner(opts: ForwardOptions): void {
     up.on('error', onBroken);
   }
 
-  // `on`, not `once`: a destroyed request may report more than one error.
-  upstream.on('error', () => {
-    if (ended) return;
+  function onUpstreamError(req: http.ClientRequest, err: NodeJS.ErrnoException): void {
+    if (ended || req !== upstream) return;
+    // A kept-alive socket the runner closed just as it was reused (llama-server closes idle ones
+    // after 5 s): the request never reached the runner, so it is sent once more on a new socket.
+    if (!resent && req.reusedSocket && !upstreamResponse && err.code === 'ECONNRESET') {
+      resent = true;
+      send();
+      return;
+    }
     if (!res.headersSent && !res.destroyed) {
       status = 502;
       const body = {
@@ -290,10 +294,22 @@ export function forwardToRunner(opts: ForwardOptions): void {
       res.destroy();
     }
     finish('upstream-failed');
-  });
+  }
 
-  // Nagle's algorithm on the agent's socket held the request body back until the runner's delayed
-  // ACK (~40 ms per non-streamed request, measured); requests and tokens are small writes.
-  upstream.setNoDelay(true);
-  upstream.end(payload);
+  function send(): void {
+    const req = http.request(url, {
+      method: 'POST',
+      agent,
+      headers: { 'content-type': 'application/json', 'content-length': payload.length },
+    });
+    upstream = req;
+    req.once('response', onResponse);
+    // `on`, not `once`: a destroyed request may report more than one error.
+    req.on('error', (err) => onUpstreamError(req, err));
+    // Nagle's algorithm on the agent's socket held the request body back until the runner's
+    // delayed ACK (~40 ms per non-streamed request, measured); requests and tokens are small writes.
+    req.setNoDelay(true);
+    req.end(payload);
+  }
+  send();
 }
