@@ -5,7 +5,7 @@ import { homeLayout, resolveHome, type HomeLayout } from '../config/home.js';
 import { normaliseConfig, type Config } from '../config/load.js';
 import { parseDuration } from '../config/units.js';
 import type { ConfigInput } from '../config/schema.js';
-import type { TranslatedError } from '../engines/engine.js';
+import type { Engine } from '../engines/engine.js';
 import type { RunnerConfig } from '../engines/types.js';
 import { freePort } from '../lib/net.js';
 import { forgeModel } from '../gguf/forge.js';
@@ -490,8 +490,9 @@ export class Headroom {
     }
   }
 
-  runnerError(config: RunnerConfig, status: number, body: unknown): TranslatedError | undefined {
-    return this.engines.get(config.engine).translateError(status, body);
+  /** The engine a runner with this config runs on (a `runnerSpawn` runner: the embedded one's protocol). */
+  engineOf(config: RunnerConfig): Engine {
+    return this.#runnerSpawn ? this.engines.get('embedded') : this.engines.get(config.engine);
   }
 
   /** Stops every runner. Idempotent. */

@@ -22,6 +22,11 @@ export interface EngineCapabilities {
   cancelsPromptEvaluation: boolean;
   /** A reader that stops reading slows decoding (the runner awaits its socket). */
   backpressure: boolean;
+  /**
+   * A connection stays usable after a streamed answer. llama-server closes it without saying so
+   * (no `Connection: close`), so a client that reuses it gets a reset: ask for a new one.
+   */
+  keepAliveAfterStream: boolean;
 }
 
 /** How the supervisor starts a runner (SpawnSpec's shape; engines may not import the supervisor). */

@@ -1,4 +1,4 @@
-import type { TranslatedError } from '../engines/engine.js';
+import type { Engine } from '../engines/engine.js';
 import type { RunnerConfig } from '../engines/types.js';
 import type { MonitorFeed } from '../monitor/sampler.js';
 import type { ModelManager } from '../scheduler/model-manager.js';
@@ -26,10 +26,10 @@ export interface ServerCore {
   /** The last `bytes` of a model's runner log ('' when there is none). */
   logTail(model: string, bytes: number): Promise<string>;
   /**
-   * A runner's JSON error answer in headroom's codes (the engine of `config` translates it);
-   * undefined, or absent, passes it through.
+   * The engine running `config`: what its runner can do, and its error answers in headroom's
+   * codes. Absent: runners speak headroom's protocol (errors pass through, connections reused).
    */
-  runnerError?(config: RunnerConfig, status: number, body: unknown): TranslatedError | undefined;
+  engineOf?(config: RunnerConfig): Pick<Engine, 'capabilities' | 'translateError'>;
   /** Live memory samples, pressure, alerts and the event stream (issue #5); absent when the monitor is off. */
   readonly monitor?: MonitorFeed;
 }

@@ -88,6 +88,28 @@ describe('forwardToRunner', () => {
     expect(JSON.parse(second.body)).toEqual({ ok: 2 });
   });
 
+  it('asks for a new connection for a streamed request when the engine does not keep it alive', async () => {
+    const seen: Array<string | undefined> = [];
+    const runner = await listen((req, res) => {
+      seen.push(req.headers.connection);
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.end('data: [DONE]\n\n');
+    });
+    const l = lease(runner);
+    const front = await listen((_req, res) =>
+      forwardToRunner({
+        lease: l,
+        path: '/v1/chat/completions',
+        body: { stream: true },
+        res,
+        closeAfterStream: true,
+      }),
+    );
+    const res = await fetch(`${front}/`, { method: 'POST', body: '{}' });
+    expect(await res.text()).toBe('data: [DONE]\n\n');
+    expect(seen).toEqual(['close']);
+  });
+
   it("rewrites a runner's JSON error answer through translateError into headroom's envelope", async () => {
     const runner = await listen((_req, res) => {
       res.writeHead(400, { 'content-type': 'application/json' });

@@ -51,6 +51,8 @@ export interface ForwardOptions {
    * translateError), so clients see one set of errors whatever the engine.
    */
   translateError?: (status: number, body: unknown) => TranslatedError | undefined;
+  /** Ask for a new connection for a streamed request (the engine's keepAliveAfterStream is false). */
+  closeAfterStream?: boolean;
 }
 
 /** The most bytes of a runner's error answer read for translation; a longer one passes as is. */
@@ -100,6 +102,8 @@ export function forwardToRunner(opts: ForwardOptions): void {
   };
 
   let upstream!: http.ClientRequest;
+  const closeStream =
+    opts.closeAfterStream === true && (body as { stream?: unknown } | null)?.stream === true;
   /** Whether the request was sent again after its reused socket turned out closed. */
   let resent = false;
 
@@ -300,7 +304,11 @@ export function forwardToRunner(opts: ForwardOptions): void {
     const req = http.request(url, {
       method: 'POST',
       agent,
-      headers: { 'content-type': 'application/json', 'content-length': payload.length },
+      headers: {
+        'content-type': 'application/json',
+        'content-length': payload.length,
+        ...(closeStream ? { connection: 'close' } : {}),
+      },
     });
     upstream = req;
     req.once('response', onResponse);

@@ -126,6 +126,7 @@ export const embeddedEngine: Engine = {
     trim: true,
     cancelsPromptEvaluation: true,
     backpressure: true,
+    keepAliveAfterStream: true,
   },
   needsPort: false,
   launch(config) {

@@ -43,6 +43,7 @@ export class LlamaServerEngine implements Engine {
     trim: true,
     cancelsPromptEvaluation: false,
     backpressure: false,
+    keepAliveAfterStream: false,
   } as const;
   readonly needsPort = true;
   readonly #opts: LlamaServerEngineOptions;

@@ -5,7 +5,7 @@ import { requestSignal } from '../../lib/request-signal.js';
 import type { RequestSpan } from '../../metrics/requests.js';
 import type { Lease } from '../../scheduler/model-manager.js';
 import type { ServerCore } from '../core.js';
-import { forwardToRunner } from '../forward.js';
+import { forwardToRunner, type ForwardOptions } from '../forward.js';
 import { metricsOf } from '../metrics-routes.js';
 import {
   contextOverflowPolicy,
@@ -96,7 +96,7 @@ export function openaiRoutes(app: FastifyInstance, core: ServerCore): void {
       metrics,
       ...(forwarded.stripUsage ? { stripUsage: true } : {}),
       ...(forwarded.headers ? { headers: forwarded.headers } : {}),
-      translateError: (status, answer) => core.runnerError?.(lease.config, status, answer),
+      ...engineForwarding(core, lease),
     });
   };
 
@@ -176,4 +176,17 @@ function modelPolicy(core: ServerCore, name: string): ContextOverflowPolicy {
   const entry = config?.models?.[name] as { contextOverflow?: unknown } | undefined;
   const parsed = contextOverflowPolicy.safeParse(entry?.contextOverflow);
   return parsed.success ? parsed.data : 'error';
+}
+
+/** How to forward to the engine a lease's runner runs on (forward.ts ForwardOptions). */
+function engineForwarding(
+  core: ServerCore,
+  lease: Lease,
+): Pick<ForwardOptions, 'translateError' | 'closeAfterStream'> {
+  const engine = core.engineOf?.(lease.config);
+  if (!engine) return {};
+  return {
+    translateError: (status, body) => engine.translateError(status, body),
+    closeAfterStream: !engine.capabilities.keepAliveAfterStream,
+  };
 }
