@@ -1,17 +1,22 @@
 /**
- * Backpressure end to end: a client that stops reading a stream slows decoding at the runner
- * to a crawl (kernel socket buffers are the only slack), the daemon's buffered bytes for
- * the stream stay bounded (the socket high-water mark, not the answer), and the answer completes
- * in full once the client reads again. Compared with a control client that reads, in one run
- * (a ratio, not a timing): decoding while nothing is read runs at under half the pace.
+ * A client that stops reading a stream, end to end (real daemon, real runner, real sockets): the
+ * daemon's buffered bytes for the stream stay bounded (the client socket's high-water mark and
+ * a chunk, never the answer) while the client reads nothing, and the answer completes in full
+ * once it reads again.
+ *
+ * How far the runner gets meanwhile is not asserted: kernel socket buffers sit between the
+ * client, the daemon and the runner, and their size (autotuned, up to net.ipv4.tcp_rmem and
+ * tcp_wmem's maxima) differs from machine to machine; on some the whole answer fits in them and
+ * the daemon never holds a byte. Without kernel buffers in the way, the daemon's bound is shown
+ * by test/integration/forward-backpressure.test.ts and decoding that waits for a reader that
+ * stopped by test/integration/runner-backpressure.test.ts.
  */
 import http from 'node:http';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sleep } from '../../src/lib/abort.js';
 import { startDaemon, type DaemonProcess } from '../helpers/daemon.js';
 import { tinyChatModel } from '../helpers/models.js';
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 interface Stats {
   busy: number;
@@ -24,11 +29,18 @@ function gauge(text: string, name: string): number {
   return Number(m[1]);
 }
 
-describe('backpressure from a slow client to the runner', () => {
+/**
+ * The daemon's bound per stream: the client socket's high-water mark (16 KiB) plus one chunk
+ * read from the runner (one socket read, at most 64 KiB).
+ */
+const MAX_BUFFERED = 80 * 1024;
+
+describe('a client that stops reading a stream', () => {
   let daemon: DaemonProcess;
   const MODEL = 'tiny-chat';
-  const MAX_TOKENS = 2000;
-  const WINDOW_MS = 2000;
+  const MAX_TOKENS = 1000;
+  /** Samples of the daemon's gauges while the client reads nothing (every 50 ms). */
+  const SAMPLES = 40;
 
   beforeAll(async () => {
     const file = await tinyChatModel();
@@ -43,7 +55,7 @@ describe('backpressure from a slow client to the runner', () => {
     await daemon?.stop();
   });
 
-  it('slows decoding while the client does not read, keeps daemon buffers bounded, completes after', async () => {
+  it('keeps the daemon buffers bounded while the client reads nothing, completes after', async () => {
     const load = await fetch(`${daemon.url}/admin/models/${MODEL}/load`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
@@ -52,79 +64,70 @@ describe('backpressure from a slow client to the runner', () => {
     const runnerUrl = ((await load.json()) as { url: string }).url;
     const stats = async (): Promise<Stats> =>
       (await (await fetch(`${runnerUrl}/stats`)).json()) as Stats;
-    const body = JSON.stringify({
-      model: MODEL,
-      messages: [{ role: 'user', content: 'Talk for a long time' }],
-      max_tokens: MAX_TOKENS,
-      stream: true,
-      ignore_eos: true,
-    });
-    const open = (): Promise<{ req: http.ClientRequest; res: http.IncomingMessage }> =>
-      new Promise((resolve) => {
-        const req = http.request(new URL('/v1/chat/completions', daemon.url), {
-          method: 'POST',
-          agent: false,
-          headers: { 'content-type': 'application/json' },
-        });
-        req.on('response', (res) => {
-          res.pause(); // nothing is read until the test says so
-          resolve({ req, res });
-        });
-        req.end(body);
-      });
-    /** Tokens the runner generates for a stream during `ms`. */
-    const generatedDuring = async (ms: number): Promise<number> => {
-      const a = await stats();
-      await sleep(ms);
-      return (await stats()).generated - a.generated;
-    };
-
-    // Control: a client that reads as fast as it can.
-    const control = await open();
-    control.res.resume();
-    const controlTokens = await generatedDuring(WINDOW_MS);
-    control.req.destroy();
-    await waitIdle(stats);
-
-    // A client that reads nothing. The daemon stops reading from the runner as soon as the client
-    // socket's buffer is full, and the runner awaits every write. What slack remains is the
-    // kernel's loopback socket buffers (autotuned, up to net.ipv4.tcp_wmem's max per socket),
-    // which fill more and more slowly: decoding falls far behind the reading client's pace.
     const before = await stats();
-    const slow = await open();
-    await sleep(5 * WINDOW_MS);
-    const pausedTokens = await generatedDuring(WINDOW_MS);
-    const s = await stats();
-    expect(s.busy).toBe(1);
-    expect(s.generated - before.generated).toBeLessThan(MAX_TOKENS);
-    expect(pausedTokens * 2).toBeLessThan(controlTokens);
 
-    const metrics = await (await fetch(`${daemon.url}/metrics`)).text();
-    expect(gauge(metrics, 'headroom_streams_active')).toBe(1);
-    // The client socket's high-water mark (16 KiB) plus one chunk, never the answer so far
-    // (already ~100 KiB of events at this point).
-    expect(gauge(metrics, 'headroom_stream_buffered_bytes')).toBeLessThanOrEqual(64 * 1024);
+    const res = await new Promise<http.IncomingMessage>((resolve, reject) => {
+      const req = http.request(new URL('/v1/chat/completions', daemon.url), {
+        method: 'POST',
+        agent: false,
+        headers: { 'content-type': 'application/json' },
+      });
+      req.on('response', (r) => {
+        r.pause(); // nothing is read until the test says so
+        resolve(r);
+      });
+      req.on('error', reject);
+      req.end(
+        JSON.stringify({
+          model: MODEL,
+          messages: [{ role: 'user', content: 'Talk for a long time' }],
+          max_tokens: MAX_TOKENS,
+          stream: true,
+          ignore_eos: true,
+        }),
+      );
+    });
+
+    // While the client reads nothing: every sample of the daemon's gauges is within the bound.
+    // Metrics are read before the runner's stats, so a runner still busy means the daemon was
+    // still forwarding the stream when its gauges were read.
+    let maxBuffered = 0;
+    let sampled = 0;
+    for (; sampled < SAMPLES; sampled++) {
+      const metrics = await (await fetch(`${daemon.url}/metrics`)).text();
+      const s = await stats();
+      const buffered = gauge(metrics, 'headroom_stream_buffered_bytes');
+      const active = gauge(metrics, 'headroom_streams_active');
+      maxBuffered = Math.max(maxBuffered, buffered);
+      expect(buffered).toBeLessThanOrEqual(MAX_BUFFERED);
+      if (s.busy === 0) {
+        // The whole answer left the runner: the kernel's buffers took what the client did not.
+        expect(active).toBeLessThanOrEqual(1);
+        break;
+      }
+      expect(active).toBe(1);
+      await sleep(50);
+    }
+    const beforeRead = (await stats()).generated - before.generated;
 
     // Read again: the answer completes in full.
     let text = '';
-    slow.res.setEncoding('utf8');
-    slow.res.on('data', (d: string) => (text += d));
-    slow.res.resume();
-    await new Promise<void>((resolve) => slow.res.on('end', () => resolve()));
+    res.setEncoding('utf8');
+    res.on('data', (d: string) => (text += d));
+    res.resume();
+    await new Promise<void>((resolve, reject) => {
+      res.on('end', () => resolve());
+      res.on('error', reject);
+    });
     expect(text.endsWith('data: [DONE]\n\n')).toBe(true);
+    expect(text.match(/"delta":\{"content":/g)?.length).toBeGreaterThan(0);
     const after = await stats();
     expect(after.generated - before.generated).toBe(MAX_TOKENS);
     expect(after.busy).toBe(0);
+    const metrics = await (await fetch(`${daemon.url}/metrics`)).text();
+    expect(gauge(metrics, 'headroom_streams_active')).toBe(0);
     console.log(
-      `backpressure: ${controlTokens} tokens in ${WINDOW_MS} ms reading, ${pausedTokens} not reading; ${s.generated - before.generated} of ${MAX_TOKENS} generated before the client read`,
+      `backpressure: ${sampled} samples while the client read nothing, at most ${maxBuffered} bytes buffered in the daemon; ${beforeRead} of ${MAX_TOKENS} tokens generated before the client read`,
     );
   }, 180_000);
 });
-
-async function waitIdle(stats: () => Promise<Stats>): Promise<void> {
-  for (let i = 0; i < 400; i++) {
-    if ((await stats()).busy === 0) return;
-    await sleep(25);
-  }
-  throw new Error('the runner did not go idle');
-}

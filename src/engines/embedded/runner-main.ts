@@ -7,6 +7,9 @@
  * model and report `ready` (or `error`, then exit 1). SIGTERM, SIGINT or the parent's IPC channel
  * closing (the parent died) → stop accepting, abort requests, free the model, exit 0.
  *
+ * The completion endpoints are served by completion.ts (backpressure: decoding waits for each
+ * token's event to be written).
+ *
  * POST /trim (the daemon's reaction to medium memory pressure) frees caches an idle part of the
  * runner holds (Engine.trim) and answers with the RSS before and after; it never disturbs a request.
  *
@@ -16,17 +19,10 @@ import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import { z } from 'zod';
 import { envelopeOf } from '../../lib/envelope.js';
 import { HeadroomError } from '../../lib/errors.js';
-import { requestSignal } from '../../lib/request-signal.js';
 import { readProcessMemory } from '../../monitor/index.js';
-import type { Token } from 'node-llama-cpp';
-import {
-  chatCompletionBody,
-  completionBody,
-  type ChatCompletionBody,
-  type CompletionBody,
-} from '../openai.js';
 import type { RunnerConfig, RunnerMessage, RunnerStats } from '../types.js';
-import { Engine, type GenerateResult, type SamplingParams } from './engine.js';
+import { sendJson, serveCompletion } from './completion.js';
+import { Engine } from './engine.js';
 import { runnerConfigSchema, type TrimReport } from './index.js';
 
 const MAX_BODY_BYTES = 16 * 1024 * 1024;
@@ -76,56 +72,10 @@ async function residentBytes(): Promise<number> {
 
 const trimBody = z.object({ reason: z.string().max(1000).optional() });
 
-function sendJson(res: ServerResponse, status: number, body: unknown): void {
-  const payload = JSON.stringify(body);
-  res.writeHead(status, {
-    'content-type': 'application/json',
-    'content-length': Buffer.byteLength(payload),
-  });
-  res.end(payload);
-}
-
 function sendError(res: ServerResponse, err: unknown): void {
   const { status, body } = envelopeOf(err);
   if (!res.headersSent) sendJson(res, status, body);
   else if (!res.writableEnded) res.end(`data: ${JSON.stringify(body)}\n\n`);
-}
-
-/** Writes a chunk; resolves when the socket can take more (backpressure) or the client has gone. */
-function write(res: ServerResponse, chunk: string): Promise<void> | void {
-  if (res.destroyed || res.write(chunk)) return;
-  return new Promise((resolve) => {
-    const done = (): void => {
-      res.off('drain', done);
-      res.off('close', done);
-      resolve();
-    };
-    res.once('drain', done);
-    res.once('close', done);
-  });
-}
-
-function samplingOf(body: CompletionBody | ChatCompletionBody): SamplingParams {
-  const stop = body.stop == null ? [] : typeof body.stop === 'string' ? [body.stop] : body.stop;
-  return {
-    maxTokens: body.max_completion_tokens ?? body.max_tokens ?? undefined,
-    temperature: body.temperature ?? 1,
-    topP: body.top_p ?? undefined,
-    topK: body.top_k ?? undefined,
-    minP: body.min_p ?? undefined,
-    seed: body.seed ?? undefined,
-    stop,
-    ignoreEos: body.ignore_eos ?? false,
-  };
-}
-
-function usageOf(r: GenerateResult): Record<string, unknown> {
-  return {
-    prompt_tokens: r.promptTokens,
-    completion_tokens: r.completionTokens,
-    total_tokens: r.promptTokens + r.completionTokens,
-    prompt_tokens_details: { cached_tokens: r.cachedTokens },
-  };
 }
 
 class Runner {
@@ -194,8 +144,10 @@ class Runner {
         return sendJson(res, 200, await this.#trim(engine, reason));
       }
       const body = await readJson(req);
-      if (path === '/v1/chat/completions') return await this.#complete(engine, res, 'chat', body);
-      if (path === '/v1/completions') return await this.#complete(engine, res, 'text', body);
+      if (path === '/v1/chat/completions')
+        return await serveCompletion(engine, res, 'chat', body, this.#modelName);
+      if (path === '/v1/completions')
+        return await serveCompletion(engine, res, 'text', body, this.#modelName);
       if (path === '/tokenize') {
         const { content, add_special } = z
           .object({ content: z.string(), add_special: z.boolean().optional() })
@@ -294,115 +246,6 @@ class Runner {
       parallel: this.#config.parallel,
       ...engine.counters,
     };
-  }
-
-  async #complete(
-    engine: Engine,
-    res: ServerResponse,
-    kind: 'chat' | 'text',
-    raw: unknown,
-  ): Promise<void> {
-    let body: CompletionBody | ChatCompletionBody;
-    let prompt: Token[];
-    if (kind === 'chat') {
-      const chat = chatCompletionBody.parse(raw);
-      [body, prompt] = [chat, engine.chatPrompt(chat.messages)];
-    } else {
-      const text = completionBody.parse(raw);
-      [body, prompt] = [
-        text,
-        engine.tokenize(typeof text.prompt === 'string' ? text.prompt : (text.prompt[0] ?? ''), {
-          bos: true,
-        }),
-      ];
-    }
-    const params = samplingOf(body);
-    const id = `${kind === 'chat' ? 'chatcmpl' : 'cmpl'}-${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`;
-    const created = Math.floor(Date.now() / 1000);
-    const model = body.model ?? this.#modelName;
-    const object = kind === 'chat' ? 'chat.completion' : 'text_completion';
-    const { signal, dispose } = requestSignal(res);
-    try {
-      if (body.stream) {
-        const chunk = (
-          delta: string | null,
-          finish: string | null,
-          extra: Record<string, unknown> = {},
-        ): string => {
-          const choice =
-            kind === 'chat'
-              ? { index: 0, delta: delta === null ? {} : { content: delta }, finish_reason: finish }
-              : { index: 0, text: delta ?? '', finish_reason: finish };
-          return `data: ${JSON.stringify({ id, object: `${object}.chunk`, created, model, choices: [choice], ...extra })}\n\n`;
-        };
-        let started = false;
-        const begin = (): void => {
-          if (started) return;
-          started = true;
-          res.writeHead(200, {
-            'content-type': 'text/event-stream',
-            'cache-control': 'no-cache',
-            connection: 'keep-alive',
-          });
-          if (kind === 'chat')
-            res.write(
-              `data: ${JSON.stringify({ id, object: `${object}.chunk`, created, model, choices: [{ index: 0, delta: { role: 'assistant', content: '' }, finish_reason: null }] })}\n\n`,
-            );
-        };
-        const result = await engine.generate(
-          prompt,
-          params,
-          (text) => {
-            if (started) return write(res, chunk(text, null));
-            // The headers, the role chunk and the first token leave in one segment: a reader
-            // (the daemon, a client) wakes once for the first token, not three times.
-            res.cork();
-            begin();
-            const wrote = write(res, chunk(text, null));
-            process.nextTick(() => res.uncork());
-            return wrote;
-          },
-          signal,
-          { chat: kind === 'chat' },
-        );
-        begin();
-        res.write(chunk(null, result.finishReason));
-        if (body.stream_options?.include_usage)
-          res.write(
-            `data: ${JSON.stringify({ id, object: `${object}.chunk`, created, model, choices: [], usage: usageOf(result) })}\n\n`,
-          );
-        res.end('data: [DONE]\n\n');
-      } else {
-        let text = '';
-        const result = await engine.generate(prompt, params, (t) => void (text += t), signal, {
-          chat: kind === 'chat',
-        });
-        const choice =
-          kind === 'chat'
-            ? {
-                index: 0,
-                message: { role: 'assistant', content: text },
-                finish_reason: result.finishReason,
-              }
-            : { index: 0, text, finish_reason: result.finishReason };
-        sendJson(res, 200, {
-          id,
-          object,
-          created,
-          model,
-          choices: [choice],
-          usage: usageOf(result),
-        });
-      }
-    } catch (err) {
-      if (signal.aborted) {
-        res.destroy();
-        return;
-      }
-      throw err;
-    } finally {
-      dispose();
-    }
   }
 }
 
