@@ -11,7 +11,7 @@ interface ModelRow {
   queued?: number;
   pinned?: boolean;
   pid?: number;
-  config?: { contextSize: number; kvCacheKeyType: string };
+  config?: { contextSize: number; kvCacheKeyType: string; engine?: string };
   predicted?: number | null;
   measured?: number | null;
   peak?: number | null;
@@ -34,6 +34,7 @@ function rowsOf(models: ModelRow[]): string[][] {
   return models.map((m) => [
     m.name + (m.pinned ? ' (pinned)' : ''),
     m.state,
+    m.config?.engine ?? '-',
     String(m.inFlight),
     String(m.queued ?? 0),
     m.pid !== undefined ? String(m.pid) : '-',
@@ -49,6 +50,7 @@ function rowsOf(models: ModelRow[]): string[][] {
 const HEADERS = [
   'NAME',
   'STATE',
+  'ENGINE',
   'IN FLIGHT',
   'QUEUED',
   'PID',

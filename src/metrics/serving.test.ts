@@ -73,6 +73,7 @@ describe('ServingMetrics', () => {
         predicted: 100,
         measured: 90,
         peak: 120,
+        engine: 'llama-server',
       },
       { name: 'b', state: 'unloaded' },
     ];
@@ -93,6 +94,8 @@ describe('ServingMetrics', () => {
     ).toBeUndefined();
     expect(sample(text, 'headroom_model_queue_length', { model: 'a' })).toBe(2);
     expect(sample(text, 'headroom_model_state', { model: 'b', state: 'unloaded' })).toBe(1);
+    expect(sample(text, 'headroom_model_info', { model: 'a', engine: 'llama-server' })).toBe(1);
+    expect(text).not.toMatch(/headroom_model_info\{model="b"/);
     expect(sample(text, 'headroom_ledger_bytes', { kind: 'free' })).toBe(880);
     expect(sample(text, 'headroom_pressure_level')).toBe(1);
     expect(sample(text, 'headroom_stream_buffered_bytes')).toBe(4096);

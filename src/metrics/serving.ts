@@ -36,6 +36,8 @@ export interface ModelRow {
   measured?: number;
   peak?: number;
   allocated?: number;
+  /** The engine of a loaded model's runner. */
+  engine?: string;
 }
 
 export interface LedgerRow {
@@ -234,6 +236,17 @@ export class ServingMetrics {
             if (typeof v === 'number' && Number.isFinite(v)) this.set({ model: m.name, kind }, v);
           }
         }
+      },
+    });
+    new Gauge({
+      name: 'headroom_model_info',
+      help: 'The engine a loaded model runs on (1 for each loaded model).',
+      labelNames: ['model', 'engine'],
+      registers,
+      collect() {
+        this.reset();
+        for (const m of models?.() ?? [])
+          if (m.engine !== undefined) this.set({ model: m.name, engine: m.engine }, 1);
       },
     });
     new Gauge({

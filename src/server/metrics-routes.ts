@@ -44,7 +44,10 @@ export function metricsOf(core: ServerCore): ServingMetrics {
   let m = byCore.get(core);
   if (m) return m;
   m = new ServingMetrics({
-    models: () => core.manager.list(),
+    models: () =>
+      core.manager
+        .list()
+        .map((m) => (m.config?.engine !== undefined ? { ...m, engine: m.config.engine } : m)),
     ledger: () => core.manager.resources().ledger,
     pressure: () => core.monitor?.level(),
   });
