@@ -31,7 +31,7 @@ import type { ModelEntry, RunnerHandle, StartRunner } from '../scheduler/types.j
 import type { ProcessMemory } from '../server/core.js';
 import { RunnerProcess, readLogTail, type SpawnSpec } from '../supervisor/index.js';
 import { scanModels } from './catalog.js';
-import { startPressureMonitor, type PressureMonitor } from './reactions.js';
+import { startPressureMonitor, trimEmbeddedRunner, type PressureMonitor } from './reactions.js';
 import type { MonitorFeed } from '../monitor/sampler.js';
 
 /** Requests after which a multi-slot runner's peaks are not recorded (see #measure). */
@@ -133,6 +133,7 @@ export class Headroom {
     this.manager = new ModelManager({
       catalog: () => this.#catalog,
       startRunner: this.#startRunner,
+      trimRunner: this.#trimRunner,
       defaults,
       stopGraceMs: config.limits.stopGraceMs,
       settings: {
@@ -452,9 +453,11 @@ export class Headroom {
     return this.dispose();
   }
 
+  /**
+   * Starts a runner with exactly the config the scheduler planned: pressure shapes the plan
+   * itself (scheduler/pressure.ts), so what runs is what the scheduler reports and measures.
+   */
   readonly #startRunner: StartRunner = async (entry, config, signal): Promise<RunnerHandle> => {
-    // monitor (issue #5): refuse (critical) or shrink (medium+, throttling) new loads under pressure.
-    if (this.#pressure) config = this.#pressure.adjust(entry.name, config);
     const runner = await RunnerProcess.start({
       name: entry.name,
       spawn: this.#runnerSpawn(config, entry),
@@ -480,6 +483,10 @@ export class Headroom {
       stop: (opts) => runner.stop(opts),
     };
   };
+
+  /** Trims one ready runner's prompt caches under memory pressure (the scheduler's trim effect). */
+  readonly #trimRunner = (url: string, reason: string): Promise<{ freedBytes: number }> =>
+    trimEmbeddedRunner(url, reason);
 
   async #forgeDemoModel(): Promise<void> {
     const out = path.join(this.layout.modelsDir, `${DEMO_MODEL_NAME}.gguf`);

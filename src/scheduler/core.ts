@@ -1,4 +1,15 @@
 import type { KvCacheType, RunnerConfig } from '../engines/types.js';
+import type { PressureLevel } from '../monitor/pressure.js';
+import {
+  adjustLoad,
+  levelRank,
+  loadPolicyFor,
+  NORMAL_LOAD_POLICY,
+  samePolicy,
+  why,
+  type LoadPolicy,
+  type PressureReport,
+} from './pressure.js';
 
 /**
  * The scheduler's decision core: pure and synchronous. It holds the ledger, the per-model queues
@@ -114,7 +125,9 @@ export type RejectKind =
   | 'backoff'
   | 'no_fit'
   | 'cancelled'
-  | 'shutting_down';
+  | 'shutting_down'
+  /** New loads are refused while memory pressure is critical; not a load failure (no back-off). */
+  | 'pressure';
 
 export interface Rejection {
   kind: RejectKind;
@@ -136,7 +149,8 @@ export type StopReason =
   | 'reload'
   | 'shutdown'
   | 'load-cancelled'
-  | 'recycle';
+  | 'recycle'
+  | 'pressure';
 
 export interface StopOrder {
   instance: number;
@@ -146,6 +160,26 @@ export interface StopOrder {
   detail: string;
   /** Requests still in flight on it (non-zero only for forced and drain-deadline stops). */
   inFlight: number;
+  /** Bytes it holds: measured resident set when known, else its ledger charge. */
+  bytes: number;
+  /** The pressure level that evicted it (reason `pressure` only). */
+  level?: PressureLevel;
+}
+
+/** Trim the prompt caches of these ready runners (idle or busy: a trim never disturbs a request). */
+export interface TrimOrder {
+  level: PressureLevel;
+  reason: string;
+  runners: Array<{ instance: number; model: string }>;
+}
+
+/** Cancel a granted request: its holder stops the work and answers 503. It is still released as usual. */
+export interface CancelOrder {
+  request: number;
+  instance: number;
+  model: string;
+  level: PressureLevel;
+  reason: string;
 }
 
 export interface LoadOrder {
@@ -165,7 +199,11 @@ export interface CoreEffects {
   reject(request: number, rejection: Rejection): void;
   /** Stop the instance's runner; report its exit with `exited()`. A loading one: abort the load. */
   stop(order: StopOrder): void;
-  /** Decisions worth a log line (evictions and their reasons, waits for room). */
+  /** Trim runners' prompt caches (medium pressure and up, once per rise in level). */
+  trim?(order: TrimOrder): void;
+  /** Cancel a request in flight (critical pressure with `cancelOnCritical`). */
+  cancelRequest?(order: CancelOrder): void;
+  /** Decisions worth a log line (evictions and their reasons, waits for room, load policy). */
   note?(event: CoreNote): void;
 }
 
@@ -173,7 +211,9 @@ export type CoreNote =
   | { type: 'waiting-for-room'; model: string; needBytes: number; freeBytes: number }
   | { type: 'degraded'; model: string; bytes: number; contextSize: number }
   | { type: 'backoff'; model: string; untilMs: number; failures: number }
-  | { type: 'drain'; model: string; instance: number; inFlight: number; deadline: number };
+  | { type: 'drain'; model: string; instance: number; inFlight: number; deadline: number }
+  /** The policy new loads follow changed (memory pressure, thermal throttling). */
+  | { type: 'load-policy'; policy: LoadPolicy };
 
 export type InstanceState = 'loading' | 'ready' | 'draining' | 'stopping';
 
@@ -271,6 +311,8 @@ interface Req {
   enqueuedAt: number;
   seq: number;
   instance?: number;
+  /** Order of its grant among all grants (the newest is cancelled first under pressure). */
+  grantSeq?: number;
 }
 
 interface ModelRec {
@@ -361,10 +403,7 @@ export function chooseVictims(
   now: number,
   gpuDeficits: readonly number[] = [],
 ): number[] | undefined {
-  const scored = [...candidates].sort(
-    (a, b) =>
-      score(b, now) - score(a, now) || a.lastUsedAt - b.lastUsedAt || a.instance - b.instance,
-  );
+  const scored = byEvictionOrder(candidates, now);
   const out: number[] = [];
   let freed = 0;
   const gpuFreed = gpuDeficits.map(() => 0);
@@ -422,6 +461,15 @@ export class SchedulerCore {
   #busy = false;
   /** The one model allowed to evict for room at a time (the oldest queue head that needs room). */
   #awaitingRoom: string | undefined;
+  /** The policy new loads follow (set by `pressure()`). */
+  #loadPolicy: LoadPolicy = NORMAL_LOAD_POLICY;
+  /** The level prompt caches were last trimmed at; undefined once pressure is back to low. */
+  #trimmedAt: PressureLevel | undefined;
+  /** When the last runner left the ledger: a pressure reading taken before then is stale. */
+  #lastExitAt = Number.NEGATIVE_INFINITY;
+  /** Requests cancelled under pressure and not yet released (one at a time). */
+  readonly #cancelled = new Set<number>();
+  #grantSeq = 0;
 
   constructor(opts: CoreOptions) {
     this.#s = { ...opts.settings };
@@ -488,6 +536,7 @@ export class SchedulerCore {
       const req = this.#requests.get(id);
       if (!req || req.instance === undefined) return;
       this.#requests.delete(id);
+      this.#cancelled.delete(id);
       const inst = this.#instances.get(req.instance);
       if (!inst) return; // it crashed or was force-stopped under the request
       inst.inFlight.delete(id);
@@ -670,6 +719,20 @@ export class SchedulerCore {
     });
   }
 
+  /**
+   * A reading of the memory monitor (every sample). Sets the policy new loads follow (planned
+   * smaller at medium and high, refused at critical, lighter while throttled); orders a trim of
+   * the ready runners' prompt caches once per rise in level; at high and critical evicts idle
+   * models, in eviction order, until `excessBytes` is covered — bytes of runners already stopping
+   * or draining count as freed, pinned models go last and only at critical when the unpinned
+   * ones are not enough, a busy model never; at critical with `cancelOnCritical`, cancels the
+   * newest request in flight when even that is not enough (one at a time). A reading taken before
+   * the last runner exit evicts and cancels nothing: it still counts what that exit returned.
+   */
+  pressure(report: PressureReport): void {
+    this.#run(() => this.#reactToPressure(report));
+  }
+
   setBudget(bytes: number): void {
     this.#run(() => {
       this.#s.budgetBytes = Math.max(0, bytes);
@@ -697,6 +760,11 @@ export class SchedulerCore {
 
   get closed(): boolean {
     return this.#closed;
+  }
+
+  /** The policy new loads follow now. */
+  loadPolicy(): LoadPolicy {
+    return this.#loadPolicy;
   }
 
   ledger(): LedgerView {
@@ -868,6 +936,7 @@ export class SchedulerCore {
     if (inst) {
       if (inst.state !== 'ready') return false; // loading, draining or stopping: wait for it
       if (!compatible(inst.config, inst.plannedContext, head.needs)) {
+        if (this.#loadPolicy.refuse) return this.#refuseUnderPressure(rec, head);
         // A larger context (or another KV type) than loaded: reload, draining first if busy.
         this.#drainOrStop(inst, 'reload', `a request needs ${describeNeeds(head.needs)}`);
         return true;
@@ -878,6 +947,7 @@ export class SchedulerCore {
         if (!compatible(inst.config, inst.plannedContext, next.needs)) break;
         rec.queue.shift();
         next.instance = inst.id;
+        next.grantSeq = this.#grantSeq++;
         inst.inFlight.add(next.id);
         inst.served++;
         inst.lastUsedAt = now;
@@ -887,7 +957,163 @@ export class SchedulerCore {
       }
       return granted;
     }
+    if (this.#loadPolicy.refuse) return this.#refuseUnderPressure(rec, head);
     return this.#admit(rec, head);
+  }
+
+  /** Critical pressure: the head's load is refused. Not a failure of the model: no back-off. */
+  #refuseUnderPressure(rec: ModelRec, head: Req): boolean {
+    const refuse = this.#loadPolicy.refuse!;
+    this.#dequeue(head);
+    this.#fx.reject(head.id, {
+      kind: 'pressure',
+      model: rec.name,
+      message: refuse.message,
+      guidance: refuse.guidance,
+      retryAfterSeconds: refuse.retryAfterSeconds,
+    });
+    return true;
+  }
+
+  /**
+   * Plans with the load policy in force, so the config the core holds is the one the runner
+   * runs: the plan for the request, then shrunk by the policy (adjustLoad) and planned again at
+   * that context and KV type, so its bytes are the smaller config's. Batch and threads (thermal)
+   * are lowered on the plan's config; its bytes stay those of the larger batch (an over-estimate,
+   * never an under-estimate).
+   */
+  #planWithPolicy(
+    model: string,
+    needs: Needs,
+    room: number,
+    gpuRoom: readonly number[],
+  ): PlanOutcome {
+    const first = this.#plan(model, needs, room, gpuRoom);
+    const policy = this.#loadPolicy;
+    if (
+      !first.fits ||
+      (policy.shrinkSteps === 0 && policy.batchScale === 1 && policy.threadsLess === 0)
+    )
+      return first;
+    const shaped = adjustLoad(first.config, policy, { keepKv: needs.kv !== undefined });
+    let out: PlanFits = first;
+    const shrunk =
+      shaped.contextSize !== first.config.contextSize ||
+      shaped.kvCacheKeyType !== first.config.kvCacheKeyType;
+    if (shrunk) {
+      const second = this.#plan(
+        model,
+        { ...needs, contextSize: shaped.contextSize, kv: shaped.kvCacheKeyType },
+        room,
+        gpuRoom,
+      );
+      if (second.fits) out = second;
+    }
+    return {
+      ...out,
+      config: {
+        ...out.config,
+        batchSize: Math.min(out.config.batchSize, shaped.batchSize),
+        threads: Math.min(out.config.threads, shaped.threads),
+      },
+      degraded: out.degraded === true || shrunk,
+    };
+  }
+
+  #reactToPressure(report: PressureReport): void {
+    const { level } = report;
+    const policy = loadPolicyFor(report);
+    const changed = !samePolicy(policy, this.#loadPolicy);
+    this.#loadPolicy = policy;
+    if (changed) this.#fx.note?.({ type: 'load-policy', policy });
+    const reason = `pressure ${level}${why(report)}`;
+    if (level === 'low') this.#trimmedAt = undefined;
+    else if (this.#trimmedAt === undefined || levelRank(this.#trimmedAt) < levelRank(level)) {
+      // Once per rise in level: trimming again at the same level frees nothing new.
+      this.#trimmedAt = level;
+      const runners = [...this.#instances.values()]
+        .filter((i) => i.state === 'ready')
+        .map((i) => ({ instance: i.id, model: i.model }));
+      this.#fx.trim?.({ level, reason, runners });
+    }
+    if (levelRank(level) < levelRank('high')) return;
+    if (report.sampledAt <= this.#lastExitAt) return;
+    let need = Math.max(0, report.excessBytes);
+    for (const i of this.#instances.values())
+      if (i.state === 'stopping' || i.state === 'draining') need -= held(i);
+    if (need <= 0) return;
+    const now = this.#now();
+    const idle = this.#victimCandidates(held);
+    const pinned = new Set(
+      [...this.#instances.values()].filter((i) => this.#policy(i.model).pinned).map((i) => i.id),
+    );
+    const evict = (candidates: VictimCandidate[], detail: (v: Instance) => string): void => {
+      if (need <= 0 || candidates.length === 0) return;
+      const chosen =
+        chooseVictims(candidates, need, 0, now) ??
+        byEvictionOrder(candidates, now).map((c) => c.instance);
+      for (const id of chosen) {
+        const v = this.#instances.get(id)!;
+        const d = detail(v);
+        need -= held(v);
+        this.#stop(v, 'pressure', d, level);
+      }
+    };
+    evict(
+      idle.filter((c) => !pinned.has(c.instance)),
+      (v) =>
+        `${reason}: idle ${now - v.lastUsedAt} ms, first in eviction order; ${mib(need)} to free`,
+    );
+    if (level !== 'critical') return;
+    evict(
+      idle.filter((c) => pinned.has(c.instance)),
+      () => `${reason}: pinned but idle, and unpinned models were not enough; ${mib(need)} to free`,
+    );
+    if (need <= 0 || !report.cancelOnCritical || this.#cancelled.size > 0) return;
+    let newest: Req | undefined;
+    for (const r of this.#requests.values()) {
+      if (r.instance === undefined || r.grantSeq === undefined) continue;
+      const st = this.#instances.get(r.instance)?.state;
+      if (st !== 'ready' && st !== 'draining') continue;
+      if (!newest || r.grantSeq > newest.grantSeq!) newest = r;
+    }
+    if (!newest) return;
+    this.#cancelled.add(newest.id);
+    this.#fx.cancelRequest?.({
+      request: newest.id,
+      instance: newest.instance!,
+      model: newest.model,
+      level,
+      reason: `${reason}: evicting idle models was not enough (${mib(need)} still to free); the newest request is cancelled`,
+    });
+  }
+
+  /**
+   * The eviction candidates: ready instances with nothing in flight, pinned ones included (each
+   * caller filters), with the bytes `bytesOf` says evicting each frees. The one place their
+   * reload cost is estimated.
+   */
+  #victimCandidates(bytesOf: (i: Instance) => number): VictimCandidate[] {
+    const out: VictimCandidate[] = [];
+    for (const i of this.#instances.values()) {
+      if (i.state !== 'ready' || i.inFlight.size > 0) continue;
+      out.push({
+        instance: i.id,
+        charge: bytesOf(i),
+        lastUsedAt: i.lastUsedAt,
+        reloadCostMs: this.#reloadCost(i),
+        ...(i.gpuCharge.length > 0 ? { gpus: i.gpuCharge } : {}),
+      });
+    }
+    return out;
+  }
+
+  /** What reloading it would cost: the measured load time, else an estimate from its size. */
+  #reloadCost(i: Instance): number {
+    return (
+      this.#models.get(i.model)!.lastLoadMs ??
+      ESTIMATE_START_MS + i.predicted / ESTIMATE_BYTES_PER_MS
+    );
   }
 
   /**
@@ -905,7 +1131,6 @@ export class SchedulerCore {
     let coming = 0; // bytes of runners already told to stop: free once they exit
     const gpuComing = zeros(nGpus);
     let live = 0; // instances counted against maxLoadedModels
-    const candidates: VictimCandidate[] = [];
     let pinned = 0;
     const gpuPinned = zeros(nGpus);
     for (const i of this.#instances.values()) {
@@ -915,25 +1140,24 @@ export class SchedulerCore {
         continue;
       }
       live++;
-      if (i.state === 'ready' && i.inFlight.size === 0 && !this.#policy(i.model).pinned) {
-        const r = this.#models.get(i.model)!;
-        candidates.push({
-          instance: i.id,
-          charge: i.charge,
-          lastUsedAt: i.lastUsedAt,
-          reloadCostMs: r.lastLoadMs ?? ESTIMATE_START_MS + i.predicted / ESTIMATE_BYTES_PER_MS,
-          ...(i.gpuCharge.length > 0 ? { gpus: i.gpuCharge } : {}),
-        });
-      } else if (this.#policy(i.model).pinned) {
+      if (this.#policy(i.model).pinned) {
         pinned += i.charge;
         addGpus(gpuPinned, i.gpuCharge);
       }
     }
+    const candidates = this.#victimCandidates((i) => i.charge).filter(
+      (c) => !this.#policy(this.#instances.get(c.instance)!.model).pinned,
+    );
     const evictable = candidates.reduce((a, c) => a + c.charge, 0);
     const gpuEvictable = zeros(nGpus);
     for (const c of candidates) addGpus(gpuEvictable, c.gpus ?? []);
     const gpuRoom = gpuFree.map((f, g) => Math.max(0, f + gpuComing[g]! + gpuEvictable[g]!));
-    const plan = this.#plan(rec.name, head.needs, Math.max(0, free + coming + evictable), gpuRoom);
+    const plan = this.#planWithPolicy(
+      rec.name,
+      head.needs,
+      Math.max(0, free + coming + evictable),
+      gpuRoom,
+    );
     if (plan.fits) {
       const need = this.#gpuNeed(plan);
       const slotsNeeded = Math.max(0, live + 1 - this.#s.maxLoadedModels);
@@ -1016,7 +1240,7 @@ export class SchedulerCore {
     const gpuRoomMax = this.#gpuBudgets.map((b, g) => Math.max(0, b - gpuPinned[g]!));
     const later =
       roomMax > free + coming + evictable || gpuRoomMax.some((r, g) => r > gpuRoom[g]!)
-        ? this.#plan(rec.name, head.needs, roomMax, gpuRoomMax)
+        ? this.#planWithPolicy(rec.name, head.needs, roomMax, gpuRoomMax)
         : plan;
     if (
       later.fits &&
@@ -1108,7 +1332,7 @@ export class SchedulerCore {
     });
   }
 
-  #stop(inst: Instance, reason: StopReason, detail: string): void {
+  #stop(inst: Instance, reason: StopReason, detail: string, level?: PressureLevel): void {
     if (inst.state === 'stopping') return;
     inst.state = 'stopping';
     inst.stopReason = reason;
@@ -1118,12 +1342,15 @@ export class SchedulerCore {
       reason,
       detail,
       inFlight: inst.inFlight.size,
+      bytes: held(inst),
+      ...(level !== undefined ? { level } : {}),
     });
   }
 
   /** The instance is gone (exit or failed load): its bytes leave the ledger. */
   #remove(inst: Instance): void {
     this.#instances.delete(inst.id);
+    this.#lastExitAt = this.#now();
     const rec = this.#models.get(inst.model)!;
     if (rec.instance === inst) rec.instance = undefined;
     // Requests still holding it keep their ids until they release; their release is a no-op.
@@ -1159,17 +1386,9 @@ export class SchedulerCore {
       }
     if (over <= 0 && gpuOver.every((o) => o <= 0)) return;
     const gpuDeficit = gpuOver.map((o) => Math.max(0, o));
-    const candidates: VictimCandidate[] = [];
-    for (const i of this.#instances.values()) {
-      if (i.state === 'ready' && i.inFlight.size === 0 && !this.#policy(i.model).pinned)
-        candidates.push({
-          instance: i.id,
-          charge: i.charge,
-          lastUsedAt: i.lastUsedAt,
-          reloadCostMs: this.#models.get(i.model)!.lastLoadMs ?? ESTIMATE_START_MS,
-          ...(i.gpuCharge.length > 0 ? { gpus: i.gpuCharge } : {}),
-        });
-    }
+    const candidates = this.#victimCandidates((i) => i.charge).filter(
+      (c) => !this.#policy(this.#instances.get(c.instance)!.model).pinned,
+    );
     // Not enough: stop every candidate that frees bytes where the ledger is over.
     const all =
       chooseVictims(candidates, Math.max(0, over), 0, now, gpuDeficit) ??
@@ -1225,6 +1444,19 @@ export class SchedulerCore {
   #retryAfter(rec: ModelRec): number {
     return Math.max(1, Math.ceil((rec.lastLoadMs ?? 1000) / 1000));
   }
+}
+
+/** Bytes an instance holds: its measured resident set when known, else its ledger charge. */
+function held(i: Instance): number {
+  return i.measured ?? i.charge;
+}
+
+/** Candidates most evictable first (the order `chooseVictims` takes them in). */
+function byEvictionOrder(candidates: readonly VictimCandidate[], now: number): VictimCandidate[] {
+  return [...candidates].sort(
+    (a, b) =>
+      score(b, now) - score(a, now) || a.lastUsedAt - b.lastUsedAt || a.instance - b.instance,
+  );
 }
 
 function describeNeeds(n: Needs): string {

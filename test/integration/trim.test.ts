@@ -7,7 +7,7 @@
  */
 import { once } from 'node:events';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { trimRunners } from '../../src/daemon/reactions.js';
+import { trimEmbeddedRunner } from '../../src/daemon/reactions.js';
 import { type TrimReport } from '../../src/engines/embedded/index.js';
 import { sleep } from '../../src/lib/abort.js';
 import { tinyChatModel } from '../helpers/models.js';
@@ -156,22 +156,12 @@ describe('runner POST /trim', () => {
     expect(((await res.json()) as { error: { code: string } }).error.code).toBe('invalid_json');
   });
 
-  it('daemon side: trimRunners sums what ready runners freed and logs a runner that fails', async () => {
+  it("daemon side: trimEmbeddedRunner (the scheduler's trim effect) resolves with what the runner freed, rejects when it cannot", async () => {
     await embed(runner.url, 'warm the embedding context again');
-    const warnings: unknown[] = [];
-    const log = { warn: (o: unknown) => void warnings.push(o), debug: () => {} };
-    const freed = await trimRunners(
-      [
-        { name: 'tiny', state: 'ready', url: runner.url },
-        // Nothing listens on port 1: connection refused, logged, counted as 0.
-        { name: 'gone', state: 'ready', url: 'http://127.0.0.1:1' },
-        { name: 'loading', state: 'loading', url: 'http://127.0.0.1:1' },
-      ],
-      'pressure medium',
-      log as never,
-    );
-    expect(freed).toBeGreaterThan(4 * 1024 * 1024);
-    expect(warnings).toEqual([expect.objectContaining({ model: 'gone' })]);
+    const report = await trimEmbeddedRunner(runner.url, 'pressure medium');
+    expect(report.freedBytes).toBeGreaterThan(4 * 1024 * 1024);
     await outputMatches(runner, /trimmed \(pressure medium\)/);
+    // Nothing listens on port 1: connection refused (the scheduler's shell counts it as 0).
+    await expect(trimEmbeddedRunner('http://127.0.0.1:1', 'pressure medium')).rejects.toThrow();
   });
 });
