@@ -719,6 +719,20 @@ describe('SchedulerCore under memory pressure', () => {
     expect(w.grants.has(2)).toBe(true);
   });
 
+  it('critical: evicts what the excess needs, not every idle model', () => {
+    const w = recorder({ sizes: { a: 100 * MiB, b: 100 * MiB, c: 100 * MiB } });
+    loaded(w, [
+      { name: 'a', loadMs: 10, rssMiB: 100 },
+      { name: 'b', loadMs: 10, rssMiB: 100 },
+      { name: 'c', loadMs: 10, rssMiB: 100 },
+    ]);
+    w.pressure('critical', 150);
+    expect(w.stops.map((s) => [s.model, s.level])).toEqual([
+      ['a', 'critical'],
+      ['b', 'critical'],
+    ]);
+  });
+
   it('critical: pinned models go last, and only when the unpinned ones are not enough', () => {
     const policy = (m: string): ModelPolicy => ({ pinned: m === 'p', ttlMs: 60_000 });
     const w = recorder({ sizes: { p: 100 * MiB, u: 100 * MiB }, policy });
