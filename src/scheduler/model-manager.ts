@@ -913,26 +913,30 @@ export class ModelManager extends EventEmitter<{ event: [ManagerEvent] }> {
       const url = this.#running.get(t.instance)?.runner?.url;
       return url !== undefined ? [{ model: t.model, url }] : [];
     });
-    // Started outside the core's call (effects never run async work inside it).
-    void Promise.all(
-      targets.map(async (t) => {
-        try {
-          return { freed: (await trim(t.url, o.reason)).freedBytes };
-        } catch (err) {
-          return { freed: 0, failure: { model: t.model, error: describeError(err) } };
-        }
-      }),
-    ).then((results) =>
-      this.emit('event', {
-        type: 'trim',
-        level: o.level,
-        reason: o.reason,
-        freedBytes: results.reduce((a, r) => a + r.freed, 0),
-        ms: Math.max(0, this.#now() - started),
-        outcome: 'done',
-        failures: results.flatMap((r) => (r.failure ? [r.failure] : [])),
-      }),
-    );
+    // Started after the core's call returns: the trim function is outside code.
+    void Promise.resolve()
+      .then(() =>
+        Promise.all(
+          targets.map(async (t) => {
+            try {
+              return { freed: (await trim(t.url, o.reason)).freedBytes };
+            } catch (err) {
+              return { freed: 0, failure: { model: t.model, error: describeError(err) } };
+            }
+          }),
+        ),
+      )
+      .then((results) =>
+        this.emit('event', {
+          type: 'trim',
+          level: o.level,
+          reason: o.reason,
+          freedBytes: results.reduce((a, r) => a + r.freed, 0),
+          ms: Math.max(0, this.#now() - started),
+          outcome: 'done',
+          failures: results.flatMap((r) => (r.failure ? [r.failure] : [])),
+        }),
+      );
   }
 
   #cancelOrdered(o: CancelOrder): void {
