@@ -1,5 +1,29 @@
-import type { KvCacheType, RunnerConfig } from '../engines/types.js';
+import type { RunnerConfig } from '../engines/types.js';
 import type { PressureLevel } from '../monitor/pressure.js';
+import type {
+  CoreEffects,
+  CoreOptions,
+  CoreSettings,
+  GpuLedgerView,
+  InstanceState,
+  LedgerView,
+  ModelPolicy,
+  ModelView,
+  Needs,
+  PlanFits,
+  PlanFn,
+  PlanOutcome,
+  PlanRefused,
+  StopReason,
+  SubmitOptions,
+} from './core-types.js';
+import {
+  chooseVictims,
+  pressureVictims,
+  victimCandidates,
+  type VictimCandidate,
+} from './eviction.js';
+import { addGpus, cleanGpuBytes, deviceLedger, deviceTotal, mib, zeros } from './ledger.js';
 import {
   adjustLoad,
   levelRank,
@@ -10,6 +34,7 @@ import {
   type LoadPolicy,
   type PressureReport,
 } from './pressure.js';
+import { recycleReason } from './recycle.js';
 
 /**
  * The scheduler's decision core: pure and synchronous. It holds the ledger, the per-model queues
@@ -22,258 +47,17 @@ import {
  * method and must not call back into the core synchronously (they start async work and report
  * its outcome later through another core method). The core throws on re-entry: it is a bug.
  *
- * DESIGN.md in this folder has the states, the invariants and the reasons for them.
+ * DESIGN.md in this folder has the states, the invariants and the reasons for them. The parts
+ * that are plain functions live beside it: core-types.ts (its surface), ledger.ts (one ledger
+ * per device), eviction.ts (candidates, reload cost, victim choice), budget.ts, recycle.ts and
+ * pressure.ts (the load policy).
  */
 
-/** What a request asks of the config it runs on. */
-export interface Needs {
-  /** Context per slot in tokens; a loaded config at least this large is reused. */
-  contextSize?: number;
-  /** KV cache type; when given, a loaded config must have it. */
-  kv?: KvCacheType;
-  /** Parallel slots; a loaded config with at least this many is reused. */
-  parallel?: number;
-}
-
-export interface PlanFits {
-  fits: true;
-  config: RunnerConfig;
-  /** Bytes the load reserves in the ledger (the plan's predicted peak). */
-  bytes: number;
-  /** True when the plan had to give up part of the request (smaller context, quantised KV). */
-  degraded?: boolean;
-  /**
-   * Bytes the load takes on each GPU, by device index (the footprint's `byDevice.gpus`: index 0 is
-   * what is offloaded to GPU 0). Missing or empty: nothing on a GPU. `bytes` stays the planner's
-   * RAM figure (today its total, offloaded weights included); each device is charged on its own.
-   */
-  gpuBytes?: number[];
-}
-
-export interface PlanRefused {
-  fits: false;
-  /** One sentence: why nothing fits. */
-  message: string;
-  /** What a person can do about it (the preflight's guidance). */
-  guidance: string[];
-}
-
-export type PlanOutcome = PlanFits | PlanRefused;
-
-/**
- * Plans a load of `model` for `needs` within `roomBytes` of RAM and `roomGpuBytes[g]` on each GPU
- * that has a budget (empty when none has: a GPU without a budget does not limit). Pure and
- * synchronous (the shell reads the GGUF header before it submits a request). May degrade within
- * the optimisation level. A plan whose GPU bytes exceed the GPU room is not loaded: the core
- * checks every device itself.
- */
-export type PlanFn = (
-  model: string,
-  needs: Needs,
-  roomBytes: number,
-  roomGpuBytes: readonly number[],
-) => PlanOutcome;
-
-export interface ModelPolicy {
-  /** Never evicted for room, never unloaded by TTL (an explicit unload still works). */
-  pinned: boolean;
-  /** Idle time before an unload, in ms; Infinity = never, 0 = as soon as it is idle. */
-  ttlMs: number;
-}
-
-export interface CoreSettings {
-  /** Bytes the ledger may hold (see `computeBudget`). */
-  budgetBytes: number;
-  /**
-   * Bytes the ledger may hold on each GPU, by device index (see `computeGpuBudget`). Defaults to
-   * none: a GPU without a budget does not limit (a machine without GPUs behaves as RAM-only).
-   */
-  gpuBudgetBytes?: readonly number[];
-  /** Models loaded (loading, ready or draining) at once. Infinity = no limit. */
-  maxLoadedModels: number;
-  /** Requests queued per model; one more is refused with 429. */
-  maxQueue: number;
-  /** Longest a request may wait in a queue before it is refused with 429. Infinity = no limit. */
-  maxWaitMs: number;
-  /** How long a draining model with requests in flight is given before it is stopped anyway. */
-  drainDeadlineMs: number;
-  /** Back-off after repeated failures: base × 2^(failures − 2), capped at max. */
-  backoffBaseMs: number;
-  backoffMaxMs: number;
-  /** Restarting runners that grew past their plan (see RecycleSettings). Defaults to never. */
-  recycle?: RecycleSettings;
-}
-
-/**
- * A runner whose resident set grows past its plan while its context cannot grow any more is
- * leaking: node-llama-cpp 3.22 loses one sampler (n_vocab × 12 bytes) per generation that overlaps
- * another (engines/embedded/native-garbage.ts), so a busy multi-slot runner grows without bound.
- * Only a new process returns that memory. A ready runner that has served `minRequests` requests
- * and measures more than its plan plus `max(growthBytes, fraction × plan)` is stopped when idle
- * (and drained when busy past twice that); the next request loads it again.
- */
-export interface RecycleSettings {
-  growthBytes: number;
-  fraction: number;
-  minRequests: number;
-}
-
-export type RejectKind =
-  | 'queue_full'
-  | 'queue_timeout'
-  | 'load_failed'
-  | 'backoff'
-  | 'no_fit'
-  | 'cancelled'
-  | 'shutting_down'
-  /** New loads are refused while memory pressure is critical; not a load failure (no back-off). */
-  | 'pressure';
-
-export interface Rejection {
-  kind: RejectKind;
-  model: string;
-  message: string;
-  /** Seconds after which a retry may succeed (429/503 Retry-After). */
-  retryAfterSeconds?: number;
-  guidance?: string[];
-}
-
-export type StopReason =
-  | 'ttl'
-  | 'evicted'
-  | 'max-models'
-  | 'over-budget'
-  | 'unload'
-  | 'forced'
-  | 'drain-deadline'
-  | 'reload'
-  | 'shutdown'
-  | 'load-cancelled'
-  | 'recycle'
-  | 'pressure';
-
-export interface StopOrder {
-  instance: number;
-  model: string;
-  reason: StopReason;
-  /** A sentence for the log: why this model, why now. */
-  detail: string;
-  /** Requests still in flight on it (non-zero only for forced and drain-deadline stops). */
-  inFlight: number;
-  /** Bytes it holds: measured resident set when known, else its ledger charge. */
-  bytes: number;
-  /** The pressure level that evicted it (reason `pressure` only). */
-  level?: PressureLevel;
-}
-
-/** Trim the prompt caches of these ready runners (idle or busy: a trim never disturbs a request). */
-export interface TrimOrder {
-  level: PressureLevel;
-  reason: string;
-  runners: Array<{ instance: number; model: string }>;
-}
-
-/** Cancel a granted request: its holder stops the work and answers 503. It is still released as usual. */
-export interface CancelOrder {
-  request: number;
-  instance: number;
-  model: string;
-  level: PressureLevel;
-  reason: string;
-}
-
-export interface LoadOrder {
-  instance: number;
-  model: string;
-  config: RunnerConfig;
-  bytes: number;
-  /** Bytes reserved on each GPU, by device index (empty: none). */
-  gpuBytes: number[];
-  degraded: boolean;
-}
-
-export interface CoreEffects {
-  startLoad(order: LoadOrder): void;
-  /** The request may use the instance (a lease). */
-  grant(request: number, instance: number): void;
-  reject(request: number, rejection: Rejection): void;
-  /** Stop the instance's runner; report its exit with `exited()`. A loading one: abort the load. */
-  stop(order: StopOrder): void;
-  /** Trim runners' prompt caches (medium pressure and up, once per rise in level). */
-  trim?(order: TrimOrder): void;
-  /** Cancel a request in flight (critical pressure with `cancelOnCritical`). */
-  cancelRequest?(order: CancelOrder): void;
-  /** Decisions worth a log line (evictions and their reasons, waits for room, load policy). */
-  note?(event: CoreNote): void;
-}
-
-export type CoreNote =
-  | { type: 'waiting-for-room'; model: string; needBytes: number; freeBytes: number }
-  | { type: 'degraded'; model: string; bytes: number; contextSize: number }
-  | { type: 'backoff'; model: string; untilMs: number; failures: number }
-  | { type: 'drain'; model: string; instance: number; inFlight: number; deadline: number }
-  /** The policy new loads follow changed (memory pressure, thermal throttling). */
-  | { type: 'load-policy'; policy: LoadPolicy };
-
-export type InstanceState = 'loading' | 'ready' | 'draining' | 'stopping';
-
-export interface SubmitOptions {
-  /** Idle time after this request before unload (Ollama keep_alive): ms; 0 = at once; null = never. */
-  keepAliveMs?: number | null;
-}
-
-/** A read-only view of one model, for status and /admin/resources. */
-export interface ModelView {
-  name: string;
-  queued: number;
-  failures: number;
-  backoffUntil?: number;
-  lastError?: string;
-  lastLoadMs?: number;
-  waitingForRoom: boolean;
-  instance?: InstanceView;
-}
-
-export interface InstanceView {
-  id: number;
-  state: InstanceState;
-  config: RunnerConfig;
-  /** Bytes the plan predicted. */
-  predicted: number;
-  /** Bytes the ledger holds for it now. */
-  charge: number;
-  measured?: number;
-  peak?: number;
-  /** Bytes the plan predicted on each GPU, by device index (empty: none). */
-  gpuPredicted: number[];
-  /** Bytes the ledger holds for it on each GPU (the plan's until a VRAM measurement replaces it). */
-  gpuCharge: number[];
-  inFlight: number;
-  /** Requests granted to it since it was loaded. */
-  served: number;
-  loadStartedAt: number;
-  readyAt?: number;
-  lastUsedAt: number;
-  /** When the idle TTL unloads it; undefined while busy, loading, pinned or with TTL never. */
-  expiresAt?: number;
-  ttlMs: number;
-  drainDeadline?: number;
-  stopReason?: StopReason;
-}
-
-export interface LedgerView {
-  budget: number;
-  /** Bytes held by loads in progress (their plans). */
-  reserved: number;
-  /** Bytes held by running runners (their measured footprint, or the plan until measured). */
-  measured: number;
-  free: number;
-}
-
-/** The ledger of one GPU. `budget` and `free` are Infinity for a GPU without a budget. */
-export interface GpuLedgerView extends LedgerView {
-  index: number;
-}
+export * from './core-types.js';
+export { computeBudget, computeGpuBudget } from './budget.js';
+export { chooseVictims, type VictimCandidate } from './eviction.js';
+export type { RecycleSettings } from './recycle.js';
+export type { LoadPolicy, PressureReport } from './pressure.js';
 
 interface Instance {
   id: number;
@@ -328,106 +112,6 @@ interface ModelRec {
   gpuWait?: string;
 }
 
-export interface CoreOptions {
-  settings: CoreSettings;
-  effects: CoreEffects;
-  plan: PlanFn;
-  policy: (model: string) => ModelPolicy;
-  now: () => number;
-}
-
-/**
- * Budget = min(RAM × fraction, cgroup limit, configured cap) − reserve, never below zero.
- * Undefined inputs do not limit.
- */
-export function computeBudget(input: {
-  totalRam: number;
-  fraction: number;
-  cgroupLimit?: number;
-  cap?: number;
-  reserve: number;
-}): number {
-  const limits = [input.totalRam * input.fraction];
-  if (input.cgroupLimit !== undefined) limits.push(input.cgroupLimit);
-  if (input.cap !== undefined) limits.push(input.cap);
-  return Math.max(0, Math.floor(Math.min(...limits) - input.reserve));
-}
-
-/**
- * A GPU's budget, shaped like `computeBudget`: min(VRAM × fraction, free VRAM + bytes headroom's
- * runners hold there, configured cap) − reserve, never below zero. Free VRAM is a limit because
- * what other processes (a desktop, another app) hold on the device is not ours to plan with;
- * `held` adds back what our own runners hold, so a refresh while models are loaded does not count
- * them against us. Undefined inputs do not limit.
- */
-export function computeGpuBudget(input: {
-  total: number;
-  free?: number;
-  held?: number;
-  fraction: number;
-  cap?: number;
-  reserve: number;
-}): number {
-  return computeBudget({
-    totalRam: input.total,
-    fraction: input.fraction,
-    ...(input.free !== undefined ? { cgroupLimit: input.free + (input.held ?? 0) } : {}),
-    ...(input.cap !== undefined ? { cap: input.cap } : {}),
-    reserve: input.reserve,
-  });
-}
-
-export interface VictimCandidate {
-  instance: number;
-  charge: number;
-  /** Bytes it holds on each GPU, by device index; missing = none. */
-  gpus?: readonly number[];
-  lastUsedAt: number;
-  /** What a reload would cost: the measured load time, else an estimate from the size. */
-  reloadCostMs: number;
-}
-
-/**
- * Eviction as a pure function: the idle candidates to stop so that `deficitBytes` bytes of RAM,
- * `gpuDeficits[g]` bytes on each GPU and `slots` model slots come free, most evictable first.
- * Score = idle time / (reload cost + 1 s): least recently used first, but a model that takes long
- * to reload is kept over a cheap one that has been idle a little longer. While only GPUs are
- * short, a candidate counts only if it frees bytes on a GPU that is short (evicting a model that
- * holds RAM alone would not help the load); with no GPU deficit this is the RAM-only rule.
- * Returns undefined when all candidates together are not enough.
- */
-export function chooseVictims(
-  candidates: readonly VictimCandidate[],
-  deficitBytes: number,
-  slots: number,
-  now: number,
-  gpuDeficits: readonly number[] = [],
-): number[] | undefined {
-  const scored = byEvictionOrder(candidates, now);
-  const out: number[] = [];
-  let freed = 0;
-  const gpuFreed = gpuDeficits.map(() => 0);
-  const gpuShort = (g: number): boolean => gpuFreed[g]! < gpuDeficits[g]!;
-  const done = (): boolean =>
-    freed >= deficitBytes && out.length >= slots && gpuDeficits.every((_, g) => !gpuShort(g));
-  for (const c of scored) {
-    if (done()) break;
-    const helps =
-      freed < deficitBytes ||
-      out.length < slots ||
-      gpuDeficits.some((_, g) => gpuShort(g) && (c.gpus?.[g] ?? 0) > 0);
-    if (!helps) continue;
-    out.push(c.instance);
-    freed += c.charge;
-    for (let g = 0; g < gpuFreed.length; g++) gpuFreed[g] = gpuFreed[g]! + (c.gpus?.[g] ?? 0);
-  }
-  return done() ? out : undefined;
-}
-
-function score(c: VictimCandidate, now: number): number {
-  return Math.max(0, now - c.lastUsedAt) / (Math.max(0, c.reloadCostMs) + 1000);
-}
-
 /** Whether a loaded config serves a request's needs (never reload for a smaller context). */
 export function compatible(config: RunnerConfig, plannedContext: number, needs: Needs): boolean {
   if (needs.kv !== undefined && config.kvCacheKeyType !== needs.kv) return false;
@@ -439,10 +123,6 @@ export function compatible(config: RunnerConfig, plannedContext: number, needs: 
   }
   return true;
 }
-
-/** Reload cost when no load time was measured: read at 1 GiB/s plus a fixed start. */
-const ESTIMATE_BYTES_PER_MS = (1024 * 1024 * 1024) / 1000;
-const ESTIMATE_START_MS = 500;
 
 export class SchedulerCore {
   readonly #s: CoreSettings;
@@ -622,18 +302,8 @@ export class SchedulerCore {
 
   /** See RecycleSettings. */
   #recycleIfGrown(inst: Instance): void {
-    const r = this.#s.recycle;
-    if (!r || inst.state !== 'ready' || inst.measured === undefined) return;
-    if (inst.served < r.minRequests) return;
-    const allowed = Math.max(r.growthBytes, r.fraction * inst.predicted);
-    const growth = inst.measured - inst.predicted;
-    const idle = inst.inFlight.size === 0;
-    if (growth <= (idle ? allowed : 2 * allowed)) return;
-    this.#drainOrStop(
-      inst,
-      'recycle',
-      `its resident set (${mib(inst.measured, 1)}) grew ${mib(growth, 1)} past its plan (${mib(inst.predicted, 1)}) over ${inst.served} requests; more than the ${mib(allowed, 1)} allowed`,
-    );
+    const detail = recycleReason(inst, this.#s.recycle);
+    if (detail !== undefined) this.#drainOrStop(inst, 'recycle', detail);
   }
 
   /** Time passed: TTLs, queue wait bounds, drain deadlines, back-off ends. */
@@ -768,18 +438,7 @@ export class SchedulerCore {
   }
 
   ledger(): LedgerView {
-    let reserved = 0;
-    let measured = 0;
-    for (const i of this.#instances.values()) {
-      if (i.state === 'loading') reserved += i.charge;
-      else measured += i.charge;
-    }
-    return {
-      budget: this.#s.budgetBytes,
-      reserved,
-      measured,
-      free: this.#s.budgetBytes - reserved - measured,
-    };
+    return deviceLedger(this.#instances.values(), 'ram', this.#s.budgetBytes);
   }
 
   /**
@@ -790,16 +449,8 @@ export class SchedulerCore {
     let n = this.#gpuBudgets.length;
     for (const i of this.#instances.values()) n = Math.max(n, i.gpuCharge.length);
     const out: GpuLedgerView[] = [];
-    for (let g = 0; g < n; g++) {
-      let reserved = 0;
-      let measured = 0;
-      for (const i of this.#instances.values()) {
-        if (i.state === 'loading') reserved += i.gpuCharge[g] ?? 0;
-        else measured += i.gpuCharge[g] ?? 0;
-      }
-      const budget = this.#gpuBudget(g);
-      out.push({ index: g, budget, reserved, measured, free: budget - reserved - measured });
-    }
+    for (let g = 0; g < n; g++)
+      out.push({ index: g, ...deviceLedger(this.#instances.values(), g, this.#gpuBudget(g)) });
     return out;
   }
 
@@ -1044,31 +695,24 @@ export class SchedulerCore {
     if (need <= 0) return;
     const now = this.#now();
     const idle = this.#victimCandidates(held);
-    const pinned = new Set(
-      [...this.#instances.values()].filter((i) => this.#policy(i.model).pinned).map((i) => i.id),
+    const isPinned = (c: VictimCandidate): boolean =>
+      this.#policy(this.#instances.get(c.instance)!.model).pinned;
+    const chosen = pressureVictims(
+      idle.filter((c) => !isPinned(c)),
+      idle.filter(isPinned),
+      need,
+      now,
+      level === 'critical',
     );
-    const evict = (candidates: VictimCandidate[], detail: (v: Instance) => string): void => {
-      if (need <= 0 || candidates.length === 0) return;
-      const chosen =
-        chooseVictims(candidates, need, 0, now) ??
-        byEvictionOrder(candidates, now).map((c) => c.instance);
-      for (const id of chosen) {
-        const v = this.#instances.get(id)!;
-        const d = detail(v);
-        need -= held(v);
-        this.#stop(v, 'pressure', d, level);
-      }
-    };
-    evict(
-      idle.filter((c) => !pinned.has(c.instance)),
-      (v) =>
-        `${reason}: idle ${now - v.lastUsedAt} ms, first in eviction order; ${mib(need)} to free`,
-    );
+    for (const v of chosen.victims) {
+      const inst = this.#instances.get(v.instance)!;
+      const detail = v.pinned
+        ? `${reason}: pinned but idle, and unpinned models were not enough; ${mib(v.need)} to free`
+        : `${reason}: idle ${now - inst.lastUsedAt} ms, first in eviction order; ${mib(v.need)} to free`;
+      this.#stop(inst, 'pressure', detail, level);
+    }
+    need = chosen.left;
     if (level !== 'critical') return;
-    evict(
-      idle.filter((c) => pinned.has(c.instance)),
-      () => `${reason}: pinned but idle, and unpinned models were not enough; ${mib(need)} to free`,
-    );
     if (need <= 0 || !report.cancelOnCritical || this.#cancelled.size > 0) return;
     let newest: Req | undefined;
     for (const r of this.#requests.values()) {
@@ -1088,31 +732,12 @@ export class SchedulerCore {
     });
   }
 
-  /**
-   * The eviction candidates: ready instances with nothing in flight, pinned ones included (each
-   * caller filters), with the bytes `bytesOf` says evicting each frees. The one place their
-   * reload cost is estimated.
-   */
+  /** The eviction candidates (eviction.ts), each freeing `bytesOf(i)` of RAM. */
   #victimCandidates(bytesOf: (i: Instance) => number): VictimCandidate[] {
-    const out: VictimCandidate[] = [];
-    for (const i of this.#instances.values()) {
-      if (i.state !== 'ready' || i.inFlight.size > 0) continue;
-      out.push({
-        instance: i.id,
-        charge: bytesOf(i),
-        lastUsedAt: i.lastUsedAt,
-        reloadCostMs: this.#reloadCost(i),
-        ...(i.gpuCharge.length > 0 ? { gpus: i.gpuCharge } : {}),
-      });
-    }
-    return out;
-  }
-
-  /** What reloading it would cost: the measured load time, else an estimate from its size. */
-  #reloadCost(i: Instance): number {
-    return (
-      this.#models.get(i.model)!.lastLoadMs ??
-      ESTIMATE_START_MS + i.predicted / ESTIMATE_BYTES_PER_MS
+    return victimCandidates(
+      this.#instances.values(),
+      bytesOf,
+      (i) => this.#models.get(i.model)!.lastLoadMs,
     );
   }
 
@@ -1406,15 +1031,11 @@ export class SchedulerCore {
   }
 
   #ledgerTotal(): number {
-    let t = 0;
-    for (const i of this.#instances.values()) t += i.charge;
-    return t;
+    return deviceTotal(this.#instances.values(), 'ram');
   }
 
   #gpuLedgerTotal(g: number): number {
-    let t = 0;
-    for (const i of this.#instances.values()) t += i.gpuCharge[g] ?? 0;
-    return t;
+    return deviceTotal(this.#instances.values(), g);
   }
 
   /** A GPU's budget; Infinity for one without (it does not limit). */
@@ -1451,33 +1072,12 @@ function held(i: Instance): number {
   return i.measured ?? i.charge;
 }
 
-/** Candidates most evictable first (the order `chooseVictims` takes them in). */
-function byEvictionOrder(candidates: readonly VictimCandidate[], now: number): VictimCandidate[] {
-  return [...candidates].sort(
-    (a, b) =>
-      score(b, now) - score(a, now) || a.lastUsedAt - b.lastUsedAt || a.instance - b.instance,
-  );
-}
-
 function describeNeeds(n: Needs): string {
   const parts: string[] = [];
   if (n.contextSize !== undefined) parts.push(`context ${n.contextSize}`);
   if (n.kv !== undefined) parts.push(`a ${n.kv} KV cache`);
   if (n.parallel !== undefined) parts.push(`${n.parallel} slots`);
   return parts.join(', ') || 'another config';
-}
-
-/** Non-negative finite byte counts (NaN and negatives become 0; Infinity stays: no limit). */
-function cleanGpuBytes(bytes: readonly number[]): number[] {
-  return bytes.map((b) => (b > 0 ? b : 0));
-}
-
-function zeros(n: number): number[] {
-  return new Array<number>(n).fill(0);
-}
-
-function addGpus(into: number[], bytes: readonly number[]): void {
-  for (let g = 0; g < into.length; g++) into[g] = into[g]! + (bytes[g] ?? 0);
 }
 
 /** "GPU g: needs X, Y free of Z" for each GPU that is short. */
@@ -1495,10 +1095,4 @@ function gpuShortages(
       );
   });
   return out;
-}
-
-/** Bytes as MiB for messages, rounded to `digits` decimals. */
-function mib(bytes: number, digits = 0): string {
-  const scale = 10 ** digits;
-  return `${(Math.round((bytes / (1024 * 1024)) * scale) / scale).toFixed(digits)} MiB`;
 }
