@@ -39,7 +39,7 @@ import {
   type EngineSet,
   type LlamaServerBinary,
 } from './engines.js';
-import { startPressureMonitor, type PressureMonitor } from './reactions.js';
+import { TRIM_TIMEOUT_MS, startPressureMonitor, type PressureMonitor } from './reactions.js';
 import type { MonitorFeed } from '../monitor/sampler.js';
 
 /** Requests after which a multi-slot runner's peaks are not recorded (see #measure). */
@@ -152,6 +152,7 @@ export class Headroom {
     this.manager = new ModelManager({
       catalog: () => this.#catalog,
       startRunner: this.#startRunner,
+      trimRunner: this.#trimRunner,
       defaults,
       stopGraceMs: config.limits.stopGraceMs,
       settings: {
@@ -508,9 +509,11 @@ export class Headroom {
     return this.dispose();
   }
 
+  /**
+   * Starts a runner with exactly the config the scheduler planned: pressure shapes the plan
+   * itself (scheduler/pressure.ts), so what runs is what the scheduler reports and measures.
+   */
   readonly #startRunner: StartRunner = async (entry, config, signal): Promise<RunnerHandle> => {
-    // monitor (issue #5): refuse (critical) or shrink (medium+, throttling) new loads under pressure.
-    if (this.#pressure) config = this.#pressure.adjust(entry.name, config);
     const engine = this.engines.get(config.engine);
     const spawn: SpawnSpec = this.#runnerSpawn
       ? this.#runnerSpawn(config, entry)
@@ -552,6 +555,14 @@ export class Headroom {
       stop: (opts) => runner.stop(opts),
     };
   };
+
+  /** Trims one ready runner's prompt caches under memory pressure (the scheduler's trim effect). */
+  readonly #trimRunner = (
+    url: string,
+    reason: string,
+    config: RunnerConfig,
+  ): Promise<{ freedBytes: number }> =>
+    this.engineOf(config).trim(url, config, reason, AbortSignal.timeout(TRIM_TIMEOUT_MS));
 
   async #forgeDemoModel(): Promise<void> {
     const out = path.join(this.layout.modelsDir, `${DEMO_MODEL_NAME}.gguf`);

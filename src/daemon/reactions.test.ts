@@ -1,16 +1,41 @@
 import { EventEmitter } from 'node:events';
-import { describe, expect, it } from 'vitest';
-import type { MonitorSample, FeedEvent } from '../monitor/sampler.js';
-import { attachReactions, type ReactionDeps, type ReactionSource } from './reactions.js';
+import { describe, expect, it, vi } from 'vitest';
+import type { RunnerConfig } from '../engines/types.js';
+import type { FeedEvent, MonitorSample, ReactionRecord } from '../monitor/sampler.js';
+import {
+  ModelManager,
+  PressureRefusedError,
+  type ModelManagerOptions,
+} from '../scheduler/model-manager.js';
+import type { ModelEntry, RunnerExit, RunnerHandle } from '../scheduler/types.js';
+import { attachReactions, type ReactionSource } from './reactions.js';
+
+/**
+ * The daemon's pressure wiring against the real scheduler (ModelManager and its core) with
+ * runner doubles: samples go in, the scheduler decides, and what it did comes out on the event
+ * stream. The clock is injected; samples carry times on it.
+ */
 
 const MiB = 1024 * 1024;
 
-interface Model {
-  name: string;
-  state: 'ready' | 'unloaded';
-  inFlight: number;
-  pid: number;
-  lastUsedAt: number;
+class FakeRunner implements RunnerHandle {
+  readonly url: string;
+  readonly loadMs: number;
+  #listeners = new Set<(e: RunnerExit) => void>();
+  constructor(
+    readonly pid: number,
+    loadMs: number,
+  ) {
+    this.url = `http://127.0.0.1:${10000 + pid}`;
+    this.loadMs = loadMs;
+  }
+  onExit(l: (e: RunnerExit) => void): () => void {
+    this.#listeners.add(l);
+    return () => this.#listeners.delete(l);
+  }
+  async stop(): Promise<void> {
+    for (const l of [...this.#listeners]) l({ code: 0, signal: null });
+  }
 }
 
 /** A sampler stand-in: samples are emitted by hand; published events are kept. */
@@ -29,110 +54,186 @@ function fakeSampler(): ReactionSource & {
   };
 }
 
-function sample(at: number, level: string, excessMiB: number, models: Model[]): MonitorSample {
+function sample(at: number, level: string, excessMiB: number): MonitorSample {
   return {
     at,
-    pressure: { level, excessBytes: excessMiB * MiB, reasons: [] },
+    pressure: { level, excessBytes: excessMiB * MiB, reasons: [`test ${level}`] },
     thermal: { throttled: false },
-    processes: models
-      .filter((m) => m.state === 'ready')
-      .map((m) => ({ role: 'runner', name: m.name, pid: m.pid, rss: 100 * MiB })),
   } as unknown as MonitorSample;
 }
 
-function setup(): {
-  models: Model[];
-  unloads: string[];
-  finish: (name: string) => Promise<void>;
-  deps: ReactionDeps;
-} {
-  const models: Model[] = [
-    { name: 'alpha', state: 'ready', inFlight: 0, pid: 11, lastUsedAt: 1 },
-    { name: 'beta', state: 'ready', inFlight: 0, pid: 12, lastUsedAt: 2 },
-  ];
-  const unloads: string[] = [];
-  const pending = new Map<string, () => void>();
-  return {
-    models,
-    unloads,
-    finish: async (name) => {
-      models.find((m) => m.name === name)!.state = 'unloaded';
-      pending.get(name)?.();
-      await new Promise((r) => setImmediate(r));
+const defaults: Omit<RunnerConfig, 'modelPath'> = {
+  contextSize: 4096,
+  parallel: 1,
+  threads: 2,
+  batchSize: 512,
+  flashAttention: true,
+  kvCacheKeyType: 'f16',
+  kvCacheValueType: 'f16',
+  mmap: true,
+  gpuLayers: 0,
+};
+
+function setup(opts: { pinned?: string[]; trimRunner?: ModelManagerOptions['trimRunner'] } = {}) {
+  let clock = 1000;
+  let pid = 100;
+  const catalog = new Map<string, ModelEntry>(
+    ['a', 'b', 'c'].map((n) => [n, { name: n, path: `/m/${n}.gguf`, overrides: {} }]),
+  );
+  const started: Array<{ name: string; config: RunnerConfig }> = [];
+  const loadMs: Record<string, number> = { a: 50, b: 50, c: 50 };
+  const manager = new ModelManager({
+    catalog: () => catalog,
+    defaults,
+    stopGraceMs: 10,
+    now: () => clock,
+    policy: (n) => ({ pinned: opts.pinned?.includes(n) ?? false, ttlMs: Infinity }),
+    startRunner: async (entry, config) => {
+      started.push({ name: entry.name, config });
+      return new FakeRunner(++pid, loadMs[entry.name] ?? 50);
     },
-    deps: {
-      list: () => models.filter((m) => m.state === 'ready'),
-      unload: (name) => {
-        unloads.push(name);
-        return new Promise<void>((r) => pending.set(name, r));
-      },
-      setLoadPolicy: () => {},
+    measure: async () => ({ charge: 100 * MiB, rss: 100 * MiB, peak: 100 * MiB }),
+    ...(opts.trimRunner ? { trimRunner: opts.trimRunner } : {}),
+  });
+  const sampler = fakeSampler();
+  const reactions = attachReactions(manager, sampler, { cancelOnCritical: true });
+  const records = (action: ReactionRecord['action']): ReactionRecord[] =>
+    sampler.events.flatMap((e) =>
+      e.type === 'reaction' && e.reaction.action === action ? [e.reaction] : [],
+    );
+  return {
+    manager,
+    sampler,
+    reactions,
+    started,
+    records,
+    /** Loads a model, leaves it idle and measured, then moves the clock on. */
+    async idle(name: string) {
+      await manager.load(name);
+      await vi.waitFor(() => expect(manager.status(name).measured).toBe(100 * MiB));
+      clock += 100;
+    },
+    feed(level: string, excessMiB = 0) {
+      clock += 1;
+      sampler.emitSample(sample(clock, level, excessMiB));
     },
   };
 }
 
-describe('attachReactions', () => {
-  it('unloads the least recently used idle model at high, once, while its unload runs', async () => {
-    const { unloads, deps, finish } = setup();
-    const sampler = fakeSampler();
-    const r = attachReactions(deps, sampler);
-    sampler.emitSample(sample(Date.now(), 'high', 50, setup().models));
-    sampler.emitSample(sample(Date.now(), 'high', 50, setup().models));
-    expect(unloads).toEqual(['alpha']);
-    await finish('alpha');
-    const done = sampler.events.filter(
-      (e) => e.type === 'reaction' && e.reaction.action === 'unload',
+describe('attachReactions (samples → scheduler → event stream)', () => {
+  it('high: the scheduler evicts the idle model first in its order; the unload is published with level, bytes and time', async () => {
+    const w = setup();
+    await w.idle('a');
+    await w.idle('b');
+    w.feed('high', 50);
+    w.feed('high', 50); // while a stops: its bytes count as freed, nothing more goes
+    await vi.waitFor(() => expect(w.records('unload')).toHaveLength(1));
+    expect(w.records('unload')[0]).toMatchObject({
+      model: 'a',
+      level: 'high',
+      bytesFreed: 100 * MiB,
+      outcome: 'done',
+      reason: expect.stringMatching(/^pressure high \(test high\): idle/),
+    });
+    expect(w.manager.status('a').state).toBe('unloaded');
+    expect(w.manager.status('b').state).toBe('ready');
+    w.reactions.dispose();
+  });
+
+  it('medium: the config the runner starts with is the one the lease and status report', async () => {
+    const w = setup();
+    w.feed('medium');
+    const lease = await w.manager.acquire('a');
+    expect(w.started[0]!.config).toMatchObject({ kvCacheKeyType: 'q8_0', contextSize: 4096 });
+    expect(lease.config).toEqual(w.started[0]!.config);
+    expect(w.manager.status('a').config).toEqual(w.started[0]!.config);
+    lease.release();
+    expect(w.records('load-policy')).toEqual([
+      expect.objectContaining({
+        level: 'medium',
+        reason: expect.stringMatching(/1 step\(s\) smaller/),
+      }),
+    ]);
+    w.reactions.dispose();
+  });
+
+  it('critical: a load is refused with 503 memory_pressure, not as a failure — no back-off once pressure is gone', async () => {
+    const w = setup();
+    w.feed('critical');
+    for (let i = 0; i < 3; i++) {
+      const err = await w.manager.acquire('a').catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(PressureRefusedError);
+      expect(err).toMatchObject({ code: 'memory_pressure', status: 503 });
+    }
+    expect(w.started).toEqual([]);
+    expect(w.manager.status('a').state).toBe('unloaded');
+    w.feed('low');
+    const lease = await w.manager.acquire('a');
+    expect(w.started).toHaveLength(1);
+    lease.release();
+    w.reactions.dispose();
+  });
+
+  it('trims ready runners through the injected trim effect, once per rise; a failing runner counts 0', async () => {
+    const trimmed: string[] = [];
+    const w = setup({
+      trimRunner: async (url) => {
+        trimmed.push(url);
+        if (trimmed.length === 2) throw new Error('connection refused');
+        return { freedBytes: 7 * MiB };
+      },
+    });
+    await w.idle('a');
+    await w.idle('b');
+    w.feed('medium');
+    w.feed('medium');
+    await vi.waitFor(() => expect(w.records('trim-prompt-caches')).toHaveLength(1));
+    expect(trimmed).toHaveLength(2);
+    expect(w.records('trim-prompt-caches')[0]).toMatchObject({
+      level: 'medium',
+      bytesFreed: 7 * MiB,
+      outcome: 'done',
+    });
+    w.reactions.dispose();
+  });
+
+  it('without a trim effect, trims are published as unsupported', async () => {
+    const w = setup();
+    await w.idle('a');
+    w.feed('medium');
+    await vi.waitFor(() =>
+      expect(w.records('trim-prompt-caches')).toEqual([
+        expect.objectContaining({ outcome: 'unsupported', bytesFreed: 0 }),
+      ]),
     );
-    expect(done).toHaveLength(1);
-    r.dispose();
+    w.reactions.dispose();
   });
 
-  it('does not act on a sample read before the last unload finished: it still counts the freed memory', async () => {
-    const { models, unloads, deps, finish } = setup();
-    const sampler = fakeSampler();
-    const r = attachReactions(deps, sampler);
-    sampler.emitSample(sample(Date.now(), 'high', 50, models));
-    expect(unloads).toEqual(['alpha']);
-    const readBefore = Date.now();
-    await new Promise((res) => setTimeout(res, 5));
-    await finish('alpha');
-    // Read while alpha still held its memory, delivered after its unload finished: no new unload.
-    sampler.emitSample(sample(readBefore, 'high', 50, models));
-    expect(unloads).toEqual(['alpha']);
-    // A sample read afterwards that is still high does unload the next model.
-    await new Promise((res) => setTimeout(res, 5));
-    sampler.emitSample(sample(Date.now(), 'high', 50, models));
-    expect(unloads).toEqual(['alpha', 'beta']);
-    r.dispose();
-  });
-
-  it('trims prompt caches once per rise to medium and publishes done with the bytes freed', async () => {
-    const { models, deps } = setup();
-    const reasons: string[] = [];
-    deps.trimPromptCaches = (reason) => {
-      reasons.push(reason);
-      return Promise.resolve(45 * MiB);
-    };
-    const sampler = fakeSampler();
-    const r = attachReactions(deps, sampler);
-    sampler.emitSample(sample(Date.now(), 'medium', 0, models));
-    sampler.emitSample(sample(Date.now(), 'medium', 0, models));
-    expect(reasons).toHaveLength(1);
-    expect(reasons[0]).toMatch(/pressure medium/);
-    await new Promise((res) => setImmediate(res));
-    const trims = sampler.events.flatMap((e) =>
-      e.type === 'reaction' && e.reaction.action === 'trim-prompt-caches' ? [e.reaction] : [],
+  it('critical with cancelOnCritical: the newest request in flight is cancelled once idle models are not enough', async () => {
+    const w = setup({ pinned: [] });
+    const first = await w.manager.acquire('a');
+    const second = await w.manager.acquire('b');
+    w.feed('critical', 500);
+    await vi.waitFor(() => expect(second.signal.aborted).toBe(true));
+    expect(first.signal.aborted).toBe(false);
+    expect(second.signal.reason).toMatchObject({ code: 'request_cancelled', status: 503 });
+    await vi.waitFor(() =>
+      expect(w.records('cancel-request')).toEqual([
+        expect.objectContaining({ model: 'b', level: 'critical', outcome: 'done' }),
+      ]),
     );
-    expect(trims).toHaveLength(1);
-    expect(trims[0]).toMatchObject({ level: 'medium', outcome: 'done', bytesFreed: 45 * MiB });
-    r.dispose();
+    first.release();
+    second.release();
+    w.reactions.dispose();
   });
 
-  it('stops reacting once disposed', () => {
-    const { models, unloads, deps } = setup();
-    const sampler = fakeSampler();
-    attachReactions(deps, sampler).dispose();
-    sampler.emitSample(sample(Date.now(), 'critical', 500, models));
-    expect(unloads).toEqual([]);
+  it('stops feeding the scheduler once disposed', async () => {
+    const w = setup();
+    await w.idle('a');
+    w.reactions.dispose();
+    w.feed('critical', 500);
+    await new Promise((r) => setImmediate(r));
+    expect(w.manager.status('a').state).toBe('ready');
+    expect(w.sampler.events).toEqual([]);
   });
 });

@@ -77,8 +77,16 @@ export interface Engine {
   launch(config: RunnerConfig, ctx: LaunchContext): LaunchSpec;
   /** The runner's context fill and work; undefined when it cannot be read now. */
   load(url: string, config: RunnerConfig, signal: AbortSignal): Promise<RunnerLoad | undefined>;
-  /** Drops idle slots' prompt caches; rejects when the runner refuses or cannot be reached. */
-  trim(url: string, config: RunnerConfig, signal: AbortSignal): Promise<TrimOutcome>;
+  /**
+   * Drops idle slots' prompt caches (a trim never disturbs a request in flight); rejects when the
+   * runner refuses, answers something else or cannot be reached. `reason` goes to its log.
+   */
+  trim(
+    url: string,
+    config: RunnerConfig,
+    reason: string,
+    signal: AbortSignal,
+  ): Promise<TrimOutcome>;
   /**
    * Rewrites a runner's JSON error answer (status >= 400) into headroom's error codes, so that
    * clients see the same error whatever the engine; undefined passes it through unchanged.

@@ -77,7 +77,6 @@ export {
 } from './sample.js';
 export { monitorConfigSchema, DEFAULT_MONITOR_CONFIG, type MonitorConfig } from './config.js';
 export * from './pressure.js';
-export * from './reactions.js';
 export { RingBuffer } from './ring.js';
 export * from './sysfs.js';
 export * from './trends.js';

@@ -110,7 +110,7 @@ export interface LevelChange {
   reasons: string[];
 }
 
-/** One reaction to pressure, as applied (daemon/reactions.ts publishes these). */
+/** One reaction to pressure, as the scheduler applied it (daemon/reactions.ts publishes these). */
 export interface ReactionRecord {
   action: 'unload' | 'trim-prompt-caches' | 'cancel-request' | 'load-policy';
   model?: string;

@@ -1,53 +1,63 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import type { RunnerConfig } from '../engines/types.js';
+import type { KvCacheType, RunnerConfig } from '../engines/types.js';
+import type { PressureLevel } from '../monitor/pressure.js';
 import {
   SchedulerCore,
   chooseVictims,
   compatible,
   computeBudget,
   computeGpuBudget,
+  type CancelOrder,
+  type CoreNote,
   type CoreSettings,
   type ModelPolicy,
   type Needs,
   type PlanOutcome,
   type Rejection,
   type StopOrder,
+  type TrimOrder,
 } from './core.js';
+import { adjustLoad, loadPolicyFor, type PressureReport } from './pressure.js';
 
 const MiB = 1024 * 1024;
 
-function config(contextSize: number, parallel = 1): RunnerConfig {
+function config(contextSize: number, parallel = 1, kv: KvCacheType = 'f16'): RunnerConfig {
   return {
     modelPath: '/m.gguf',
     contextSize,
     parallel,
-    threads: 1,
+    threads: 2,
     batchSize: 64,
     flashAttention: true,
-    kvCacheKeyType: 'f16',
-    kvCacheValueType: 'f16',
+    kvCacheKeyType: kv,
+    kvCacheValueType: kv,
     mmap: true,
     gpuLayers: 0,
   };
 }
 
+/** What a KV cache of each type weighs against f16 in `sizePlan`. */
+const KV_WEIGHT: Record<KvCacheType, number> = { f16: 1, q8_0: 0.5, q4_0: 0.25 };
+
 /**
- * Plan by size: full context when it fits, half the context at 60 % when only that fits. GPU
+ * Plan by size: full context when it fits, half the context at 60 % when only that fits; the
+ * context's share of the bytes shrinks with a quantised KV type (`needs.kv`, kept as asked). GPU
  * bytes (`gpu[model]`, by device) are planned as given, whatever the GPU room: the core must
  * check every device itself.
  */
 function sizePlan(sizes: Record<string, number>, parallel = 1, gpu: Record<string, number[]> = {}) {
   return (model: string, needs: Needs, room: number): PlanOutcome => {
     const ctx = needs.contextSize ?? 2048;
-    const full = Math.round((sizes[model] ?? 100 * MiB) * (1 + ctx / 8192));
+    const kv = needs.kv ?? 'f16';
+    const full = Math.round((sizes[model] ?? 100 * MiB) * (1 + (ctx / 8192) * KV_WEIGHT[kv]));
     const g = gpu[model] ? { gpuBytes: [...gpu[model]] } : {};
-    if (full <= room) return { fits: true, config: config(ctx, parallel), bytes: full, ...g };
+    if (full <= room) return { fits: true, config: config(ctx, parallel, kv), bytes: full, ...g };
     const degraded = Math.round(full * 0.6);
     if (degraded <= room)
       return {
         fits: true,
-        config: config(ctx / 2, parallel),
+        config: config(ctx / 2, parallel, kv),
         bytes: degraded,
         degraded: true,
         ...g,
@@ -87,6 +97,10 @@ function recorder(opts: {
     contextSize: number;
   }> = [];
   const stops: StopOrder[] = [];
+  const trims: TrimOrder[] = [];
+  const cancels: CancelOrder[] = [];
+  const notes: CoreNote[] = [];
+  const configs: RunnerConfig[] = [];
   const core = new SchedulerCore({
     settings: { ...baseSettings, ...opts.settings },
     plan: sizePlan(opts.sizes, opts.parallel, opts.gpu),
@@ -101,6 +115,7 @@ function recorder(opts: {
           gpuBytes: o.gpuBytes,
           contextSize: o.config.contextSize,
         });
+        configs.push(o.config);
         events.push(`load ${o.model}#${o.instance}`);
       },
       grant: (r, i) => {
@@ -115,6 +130,9 @@ function recorder(opts: {
         stops.push(o);
         events.push(`stop ${o.model}#${o.instance} ${o.reason}`);
       },
+      trim: (o) => void trims.push(o),
+      cancelRequest: (o) => void cancels.push(o),
+      note: (n) => void notes.push(n),
     },
   });
   return {
@@ -124,6 +142,20 @@ function recorder(opts: {
     rejects,
     loads,
     stops,
+    trims,
+    cancels,
+    notes,
+    configs,
+    /** A monitor reading taken now (or `sampledAt`), with `excessMiB` to free. */
+    pressure: (level: PressureLevel, excessMiB = 0, more: Partial<PressureReport> = {}) =>
+      core.pressure({
+        level,
+        excessBytes: excessMiB * MiB,
+        throttled: false,
+        reasons: [],
+        sampledAt: now,
+        ...more,
+      }),
     advance: (ms: number) => {
       now += ms;
       core.tick();
@@ -559,6 +591,216 @@ describe('SchedulerCore per-GPU ledger', () => {
   });
 });
 
+describe('SchedulerCore under memory pressure', () => {
+  /** Loads each model with its load time, one after the other, and leaves it idle and measured. */
+  function loaded(
+    w: ReturnType<typeof recorder>,
+    models: Array<{ name: string; loadMs: number; rssMiB: number }>,
+  ): Map<string, number> {
+    const ids = new Map<string, number>();
+    let req = 1000;
+    for (const m of models) {
+      w.core.request(++req, m.name);
+      const inst = w.loads.at(-1)!.instance;
+      w.core.loadSucceeded(inst, { loadMs: m.loadMs });
+      w.core.measured(inst, { charge: w.loads.at(-1)!.bytes, rss: m.rssMiB * MiB });
+      w.advance(100);
+      w.core.release(req);
+      ids.set(m.name, inst);
+    }
+    return ids;
+  }
+
+  it('medium: new loads are planned one step smaller, and the config the core holds is the one the runner is told to run', () => {
+    const w = recorder({ sizes: { a: 100 * MiB } });
+    w.pressure('medium', 0, { reasons: ['available 15% < medium 16%'] });
+    w.core.request(1, 'a', { contextSize: 8192 });
+    // One step: the KV cache quantised (flash attention is on), planned again at that type.
+    expect(w.configs[0]).toMatchObject({ contextSize: 8192, kvCacheKeyType: 'q8_0' });
+    expect(w.loads[0]!.bytes).toBe(150 * MiB); // 100 × (1 + 0.5), not the f16 plan's 200
+    expect(w.core.view('a')!.instance!.config).toEqual(w.configs[0]);
+    expect(w.notes).toContainEqual({
+      type: 'load-policy',
+      policy: expect.objectContaining({ level: 'medium', shrinkSteps: 1 }),
+    });
+    // A request that names its KV type keeps it: the context is halved instead.
+    w.pressure('high');
+    w.core.request(2, 'b', { contextSize: 8192, kv: 'f16' });
+    expect(w.configs[1]).toMatchObject({ contextSize: 2048, kvCacheKeyType: 'f16' });
+    expect(w.core.view('b')!.instance!.config).toEqual(w.configs[1]);
+    // Thermal throttling: half the batch, a thread fewer.
+    w.pressure('low', 0, { throttled: true });
+    w.core.request(3, 'c');
+    expect(w.configs[2]).toMatchObject({ batchSize: 32, threads: 1, kvCacheKeyType: 'f16' });
+  });
+
+  it('a shrunk load serves the request that asked for more: no reload loop while pressure lasts', () => {
+    const w = recorder({ sizes: { a: 100 * MiB } });
+    w.pressure('high');
+    w.core.request(1, 'a', { contextSize: 8192, kv: 'f16' });
+    w.core.loadSucceeded(w.loads[0]!.instance, { loadMs: 10 });
+    expect(w.grants.has(1)).toBe(true);
+    w.core.release(1);
+    w.core.request(2, 'a', { contextSize: 8192, kv: 'f16' });
+    expect(w.grants.has(2)).toBe(true);
+    expect(w.loads).toHaveLength(1);
+    expect(w.stops).toEqual([]);
+  });
+
+  it('trims ready runners once per rise in level, again after pressure went back to low', () => {
+    const w = recorder({ sizes: { a: 100 * MiB, b: 100 * MiB }, parallel: 2 });
+    loaded(w, [{ name: 'a', loadMs: 10, rssMiB: 100 }]);
+    w.core.request(1, 'b');
+    w.core.loadSucceeded(w.loads[1]!.instance, { loadMs: 10 }); // b busy: trimmed too
+    w.pressure('medium');
+    w.pressure('medium');
+    expect(w.trims).toHaveLength(1);
+    expect(w.trims[0]!.runners.map((r) => r.model).sort()).toEqual(['a', 'b']);
+    w.pressure('high');
+    w.pressure('medium');
+    expect(w.trims.map((t) => t.level)).toEqual(['medium', 'high']);
+    w.pressure('low');
+    w.pressure('medium');
+    expect(w.trims.map((t) => t.level)).toEqual(['medium', 'high', 'medium']);
+  });
+
+  it('high: evicts by idle time over reload cost, not plain LRU; never a busy model; only what the excess needs', () => {
+    const w = recorder({ sizes: { slow: 100 * MiB, cheap: 100 * MiB, busy: 100 * MiB } });
+    loaded(w, [
+      { name: 'slow', loadMs: 20_000, rssMiB: 120 }, // idle longest, but 20 s to load again
+      { name: 'cheap', loadMs: 100, rssMiB: 120 },
+    ]);
+    w.core.request(1, 'busy');
+    w.core.loadSucceeded(w.loads[2]!.instance, { loadMs: 10 });
+    w.advance(1000);
+    w.pressure('high', 50);
+    expect(w.stops.map((s) => [s.model, s.reason, s.level])).toEqual([
+      ['cheap', 'pressure', 'high'],
+    ]);
+    expect(w.stops[0]!.bytes).toBe(120 * MiB); // the measured resident set
+    // Still high while cheap stops: its bytes count as freed.
+    w.pressure('high', 100);
+    expect(w.stops).toHaveLength(1);
+    // More than every idle model frees: all idle unpinned ones go, the busy one stays.
+    w.pressure('high', 10_000);
+    expect(w.stops.map((s) => s.model)).toEqual(['cheap', 'slow']);
+  });
+
+  it('critical: refuses new loads with guidance, and the refusals do not count toward back-off', () => {
+    const w = recorder({ sizes: { a: 100 * MiB } });
+    w.pressure('critical', 0, { reasons: ['available 3% < critical 4%'] });
+    for (const id of [1, 2, 3]) w.core.request(id, 'a');
+    expect(w.loads).toHaveLength(0);
+    expect(w.rejects.get(1)).toMatchObject({
+      kind: 'pressure',
+      retryAfterSeconds: 5,
+      message: expect.stringContaining('critical (available 3% < critical 4%)'),
+      guidance: expect.arrayContaining([expect.stringContaining('headroom unload')]),
+    });
+    expect([...w.rejects.values()].map((r) => r.kind)).toEqual([
+      'pressure',
+      'pressure',
+      'pressure',
+    ]);
+    expect(w.core.view('a')).toMatchObject({ failures: 0 });
+    w.pressure('low');
+    w.core.request(4, 'a');
+    expect(w.loads).toHaveLength(1); // no back-off
+  });
+
+  it('critical: a request that needs a reload is refused without draining the loaded model', () => {
+    const w = recorder({ sizes: { a: 100 * MiB } });
+    loaded(w, [{ name: 'a', loadMs: 10, rssMiB: 100 }]);
+    w.pressure('critical');
+    w.core.request(1, 'a', { contextSize: 8192 });
+    expect(w.rejects.get(1)).toMatchObject({ kind: 'pressure' });
+    expect(w.stops).toEqual([]);
+    w.core.request(2, 'a'); // served by what is loaded
+    expect(w.grants.has(2)).toBe(true);
+  });
+
+  it('critical: evicts what the excess needs, not every idle model', () => {
+    const w = recorder({ sizes: { a: 100 * MiB, b: 100 * MiB, c: 100 * MiB } });
+    loaded(w, [
+      { name: 'a', loadMs: 10, rssMiB: 100 },
+      { name: 'b', loadMs: 10, rssMiB: 100 },
+      { name: 'c', loadMs: 10, rssMiB: 100 },
+    ]);
+    w.pressure('critical', 150);
+    expect(w.stops.map((s) => [s.model, s.level])).toEqual([
+      ['a', 'critical'],
+      ['b', 'critical'],
+    ]);
+  });
+
+  it('critical: pinned models go last, and only when the unpinned ones are not enough', () => {
+    const policy = (m: string): ModelPolicy => ({ pinned: m === 'p', ttlMs: 60_000 });
+    const w = recorder({ sizes: { p: 100 * MiB, u: 100 * MiB }, policy });
+    loaded(w, [
+      { name: 'p', loadMs: 10, rssMiB: 100 }, // pinned, and idle longest
+      { name: 'u', loadMs: 10, rssMiB: 100 },
+    ]);
+    w.pressure('high', 500);
+    expect(w.stops.map((s) => s.model)).toEqual(['u']); // pinned never at high
+    const v = recorder({ sizes: { p: 100 * MiB, u: 100 * MiB }, policy });
+    loaded(v, [
+      { name: 'p', loadMs: 10, rssMiB: 100 },
+      { name: 'u', loadMs: 10, rssMiB: 100 },
+    ]);
+    v.pressure('critical', 80);
+    expect(v.stops.map((s) => s.model)).toEqual(['u']);
+    v.core.exited(v.stops[0]!.instance);
+    v.advance(1);
+    v.pressure('critical', 80);
+    expect(v.stops.map((s) => s.model)).toEqual(['u', 'p']);
+    expect(v.stops[1]!.detail).toMatch(/pinned but idle/);
+  });
+
+  it('a reading taken before the last runner exit evicts nothing: it still counts what that exit returned', () => {
+    const w = recorder({ sizes: { a: 100 * MiB, b: 100 * MiB } });
+    loaded(w, [
+      { name: 'a', loadMs: 10, rssMiB: 100 },
+      { name: 'b', loadMs: 10, rssMiB: 100 },
+    ]);
+    w.pressure('high', 50);
+    expect(w.stops.map((s) => s.model)).toEqual(['a']);
+    const readBefore = w.now;
+    w.advance(5);
+    w.core.exited(w.stops[0]!.instance);
+    w.pressure('high', 50, { sampledAt: readBefore });
+    expect(w.stops).toHaveLength(1);
+    w.advance(1);
+    w.pressure('high', 50);
+    expect(w.stops.map((s) => s.model)).toEqual(['a', 'b']);
+  });
+
+  it('critical with cancelOnCritical: cancels the newest request when evicting is not enough, one at a time', () => {
+    const w = recorder({ sizes: { a: 100 * MiB, b: 100 * MiB, idle: 100 * MiB }, parallel: 2 });
+    loaded(w, [{ name: 'idle', loadMs: 10, rssMiB: 100 }]);
+    w.core.request(1, 'a');
+    w.core.loadSucceeded(w.loads.at(-1)!.instance, { loadMs: 10 });
+    w.core.request(2, 'b');
+    w.core.loadSucceeded(w.loads.at(-1)!.instance, { loadMs: 10 });
+    w.core.request(3, 'a'); // granted last
+    expect(w.grants.has(3)).toBe(true);
+    w.pressure('critical', 50, { cancelOnCritical: true });
+    expect(w.cancels).toEqual([]); // evicting idle covers it
+    w.core.exited(w.stops[0]!.instance);
+    w.advance(1);
+    w.pressure('critical', 300); // not configured: nothing cancelled
+    expect(w.cancels).toEqual([]);
+    w.pressure('critical', 300, { cancelOnCritical: true });
+    expect(w.cancels).toEqual([
+      expect.objectContaining({ request: 3, model: 'a', level: 'critical' }),
+    ]);
+    w.pressure('critical', 300, { cancelOnCritical: true });
+    expect(w.cancels).toHaveLength(1); // until it is released
+    w.core.release(3);
+    w.pressure('critical', 300, { cancelOnCritical: true });
+    expect(w.cancels.map((c) => c.request)).toEqual([3, 2]);
+  });
+});
+
 // ---- properties over random sequences ---------------------------------------------------------
 
 type Op =
@@ -572,7 +814,16 @@ type Op =
   | { t: 'tick'; ms: number }
   | { t: 'wake'; early: boolean }
   | { t: 'measure'; k: number; frac: number; gpu: boolean }
-  | { t: 'unload'; m: number; force: boolean };
+  | { t: 'unload'; m: number; force: boolean }
+  | {
+      t: 'pressure';
+      level: PressureLevel;
+      excessMiB: number;
+      /** Read before the last runner exit (a stale reading). */
+      stale: boolean;
+      throttled: boolean;
+      cancel: boolean;
+    };
 
 const opArb: fc.Arbitrary<Op> = fc.oneof(
   {
@@ -615,6 +866,20 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
     weight: 1,
     arbitrary: fc.record({ t: fc.constant('unload' as const), m: fc.nat(3), force: fc.boolean() }),
   },
+  {
+    weight: 5,
+    arbitrary: fc.record({
+      t: fc.constant('pressure' as const),
+      level: fc.constantFrom<PressureLevel>('low', 'low', 'medium', 'high', 'critical'),
+      excessMiB: fc.oneof(
+        { weight: 1, arbitrary: fc.constant(0) },
+        { weight: 4, arbitrary: fc.integer({ min: 1, max: 1500 }) },
+      ),
+      stale: fc.constantFrom(false, false, false, true),
+      throttled: fc.boolean(),
+      cancel: fc.boolean(),
+    }),
+  },
 );
 
 const MODELS = ['a', 'b', 'c', 'd'];
@@ -641,7 +906,8 @@ function simulate(
   params: {
     budget: number;
     sizes: number[];
-    pinned: number;
+    /** Indexes of the pinned models. */
+    pinned: readonly number[];
     ttl: number;
     maxLoaded: number;
     /** Budget per GPU (empty: no GPU limits) and, per model, the bytes it plans on each GPU. */
@@ -653,7 +919,7 @@ function simulate(
   let now = 0;
   const ttlPolicy = params.ttl;
   const policy = (m: string): ModelPolicy => ({
-    pinned: MODELS.indexOf(m) === params.pinned,
+    pinned: params.pinned.includes(MODELS.indexOf(m)),
     ttlMs: ttlPolicy,
   });
   const sizes = Object.fromEntries(MODELS.map((m, i) => [m, params.sizes[i]!]));
@@ -677,6 +943,19 @@ function simulate(
   let stopCount = 0;
   const everHeld = new Set<number>();
   const keepOf = new Map<number, number | null | undefined>();
+  // Pressure: the last reading, the world's own account of exits, failures and cancellations.
+  let level: PressureLevel = 'low';
+  let throttled = false;
+  let reading: { stale: boolean; need: number; cancel: boolean } | undefined;
+  let lastExit = Number.NEGATIVE_INFINITY;
+  const pressureStops: StopOrder[] = [];
+  const failuresOf = new Map<string, number>();
+  const grantOrder = new Map<number, number>();
+  const cancelledHeld = new Set<number>();
+  const configOf = new Map<number, RunnerConfig>();
+  let pressureEvictions = 0;
+  let refusals = 0;
+  const removed = (at: number) => (lastExit = Math.max(lastExit, at));
   const core = new SchedulerCore({
     settings: {
       ...baseSettings,
@@ -700,6 +979,16 @@ function simulate(
           (id) => submitted[id - 1]!.model === o.model && !cancelled.has(id),
         );
         if (!live) fail(`load of ${o.model} started with no live queued request`);
+        if (level === 'critical') fail(`load of ${o.model} started at critical pressure`);
+        // The config follows the load policy in force (no request here names a KV type).
+        const shaped = adjustLoad(
+          config(o.config.contextSize, 2),
+          loadPolicyFor({ level, throttled, excessBytes: 0, reasons: [], sampledAt: now }),
+        );
+        for (const k of ['kvCacheKeyType', 'batchSize', 'threads'] as const)
+          if (o.config[k] !== shaped[k])
+            fail(`load of ${o.model} at ${level}: ${k} ${o.config[k]}, policy says ${shaped[k]}`);
+        configOf.set(o.instance, o.config);
         loadCount++;
         if (o.gpuBytes.some((b, g) => b > 0 && g < gpuBudgets.length)) gpuLoadCount++;
         inst.set(o.instance, {
@@ -720,16 +1009,37 @@ function simulate(
         s?.inFlight.add(r);
         held.set(r, i);
         everHeld.add(r);
+        grantOrder.set(r, grantOrder.size);
         if (s) {
           s.lastActivity = now;
           const k = keepOf.get(r);
           if (k !== undefined) s.keep = k;
         }
       },
-      reject: (r) => answer(r),
+      reject: (r, rej) => {
+        answer(r);
+        if (rej.kind === 'pressure') {
+          refusals++;
+          if (level !== 'critical') fail(`request ${r} refused for pressure at ${level}`);
+        }
+      },
       stop: (o) => {
         const s = inst.get(o.instance);
         if (!s) return fail(`stop of unknown instance ${o.instance}`);
+        if (o.reason === 'pressure') {
+          pressureEvictions++;
+          pressureStops.push(o);
+          if (!reading) fail(`pressure eviction of ${o.model} outside a pressure reading`);
+          else if (reading.stale) fail(`pressure eviction of ${o.model} on a stale reading`);
+          if (level !== 'high' && level !== 'critical')
+            fail(`pressure eviction of ${o.model} at ${level}`);
+          if (policy(s.model).pinned) {
+            if (level !== 'critical') fail(`pinned ${o.model} evicted at ${level}`);
+            for (const [id, x] of inst)
+              if (x.state === 'ready' && x.inFlight.size === 0 && !policy(x.model).pinned)
+                fail(`pinned ${o.model} evicted while unpinned idle #${id} (${x.model}) is left`);
+          }
+        }
         if (s.inFlight.size > 0 && o.reason !== 'forced') {
           const d = drainStarted.get(o.instance);
           if (o.reason !== 'drain-deadline' || d === undefined || now < d + 3000)
@@ -749,6 +1059,22 @@ function simulate(
       note: (n) => {
         if (n.type === 'drain') drainStarted.set(n.instance, now);
       },
+      cancelRequest: (o) => {
+        if (!reading?.cancel || level !== 'critical')
+          fail(`request ${o.request} cancelled at ${level} (configured: ${reading?.cancel})`);
+        if (cancelledHeld.size > 0) fail(`request ${o.request} cancelled while another is`);
+        if (!held.has(o.request)) fail(`request ${o.request} cancelled but not in flight`);
+        let newest: number | undefined;
+        for (const [r, i] of held)
+          if (
+            inst.get(i)?.state === 'ready' &&
+            (newest === undefined || grantOrder.get(r)! > grantOrder.get(newest)!)
+          )
+            newest = r;
+        if (o.request !== newest) fail(`request ${o.request} cancelled, the newest is ${newest}`);
+        cancelledHeld.add(o.request);
+        stats.cancels++;
+      },
     },
   });
   const checkLedger = () => {
@@ -758,6 +1084,20 @@ function simulate(
     const l = core.ledger();
     if (l.reserved + l.measured !== total)
       fail(`core ledger ${l.reserved + l.measured} ≠ ${total}`);
+    // What the core reports of each instance is what its runner was told to run.
+    for (const [id, s] of inst) {
+      const v = core.view(s.model)?.instance;
+      if (v?.id === id && JSON.stringify(v.config) !== JSON.stringify(configOf.get(id)))
+        fail(
+          `#${id} reports ${JSON.stringify(v.config)}, runs ${JSON.stringify(configOf.get(id))}`,
+        );
+    }
+    // A pressure refusal is not a failure: the core counts no more than the world saw.
+    for (const m of MODELS) {
+      const f = core.view(m)?.failures ?? 0;
+      if (f > (failuresOf.get(m) ?? 0))
+        fail(`${m}: ${f} failures counted, ${failuresOf.get(m) ?? 0} happened`);
+    }
     // Per GPU: the same invariant against each GPU's own budget, and the same books.
     const gpuLedger = core.gpuLedger();
     let devices = gpuBudgets.length;
@@ -784,12 +1124,15 @@ function simulate(
     if (s) {
       s.inFlight.delete(r);
       s.lastActivity = now;
+      failuresOf.set(s.model, 0); // it served a request
     }
+    cancelledHeld.delete(r);
     core.release(r);
   };
   const exitStopped = (id: number) => {
     const s = inst.get(id)!;
     inst.delete(id);
+    removed(now);
     if (s.abortedLoad) core.loadFailed(id, 'aborted');
     else core.exited(id);
   };
@@ -832,7 +1175,10 @@ function simulate(
       case 'loadFail': {
         const id = pick(byState('loading'), op.k);
         if (id !== undefined) {
+          const m = inst.get(id)!.model;
           inst.delete(id);
+          removed(now);
+          failuresOf.set(m, (failuresOf.get(m) ?? 0) + 1);
           core.loadFailed(id, 'boom');
         }
         break;
@@ -845,7 +1191,10 @@ function simulate(
       case 'crash': {
         const id = pick(byState('ready'), op.k);
         if (id !== undefined) {
+          const m = inst.get(id)!.model;
           inst.delete(id);
+          removed(now);
+          failuresOf.set(m, (failuresOf.get(m) ?? 0) + 1);
           core.exited(id, { message: 'crash' });
         }
         break;
@@ -880,6 +1229,37 @@ function simulate(
       case 'unload':
         core.unload(MODELS[op.m]!, { force: op.force });
         break;
+      case 'pressure': {
+        now += 1; // the sampler reads after what happened before
+        const stale = op.stale && Number.isFinite(lastExit);
+        const excess = op.excessMiB * MiB;
+        // Bytes already on their way out count as freed (the core's rule, from its own view).
+        let need = excess;
+        for (const m of MODELS) {
+          const v = core.view(m)?.instance;
+          if (v && (v.state === 'stopping' || v.state === 'draining'))
+            need -= v.measured ?? v.charge;
+        }
+        level = op.level;
+        throttled = op.throttled;
+        reading = { stale, need, cancel: op.cancel };
+        pressureStops.length = 0;
+        core.pressure({
+          level: op.level,
+          excessBytes: excess,
+          throttled: op.throttled,
+          reasons: [],
+          sampledAt: stale ? lastExit : now,
+          cancelOnCritical: op.cancel,
+        });
+        // No more than needed: without its last victim, the unpinned ones chosen fall short.
+        const unpinned = pressureStops.filter((o) => !policy(o.model).pinned);
+        const allButLast = unpinned.slice(0, -1).reduce((a, o) => a + o.bytes, 0);
+        if (unpinned.length > 0 && allButLast >= need)
+          fail(`pressure evicted ${unpinned.map((o) => o.model).join(',')} for ${need} bytes`);
+        reading = undefined;
+        break;
+      }
     }
     checkLedger();
   }
@@ -905,13 +1285,23 @@ function simulate(
   stats.gpuLoads += gpuLoadCount;
   stats.grants += [...answers.keys()].filter((r) => everHeld.has(r)).length;
   stats.stops += stopCount;
+  stats.pressureEvictions += pressureEvictions;
+  stats.refusals += refusals;
   return failures;
 }
 
-const stats = { loads: 0, grants: 0, stops: 0, gpuLoads: 0 };
+const stats = {
+  loads: 0,
+  grants: 0,
+  stops: 0,
+  gpuLoads: 0,
+  pressureEvictions: 0,
+  refusals: 0,
+  cancels: 0,
+};
 
 describe('SchedulerCore properties', () => {
-  it('over random sequences: ledger within the RAM budget and every GPU budget, no early stop of busy models, every request answered once, no load for cancelled requests, no early TTL unload', () => {
+  it('over random sequences (pressure and pins included): ledger within the RAM budget and every GPU budget, no early stop of busy models, every request answered once, no load for cancelled requests, no early TTL unload, no pinned model evicted while an unpinned idle one is left, the reported config is the running one', () => {
     // GPU bytes per model and device: often none (a RAM-only model), else 10–800 MiB.
     const gpuBytesArb = fc.oneof(fc.constant(0), fc.integer({ min: 10, max: 800 }));
     fc.assert(
@@ -919,7 +1309,7 @@ describe('SchedulerCore properties', () => {
         fc.array(opArb, { minLength: 1, maxLength: 150, size: 'max' }),
         fc.integer({ min: 200, max: 2000 }),
         fc.array(fc.integer({ min: 20, max: 600 }), { minLength: 4, maxLength: 4 }),
-        fc.integer({ min: -1, max: 3 }),
+        fc.subarray([0, 1, 2, 3], { maxLength: 2 }),
         fc.constantFrom(0, 2000, 5000, Number.POSITIVE_INFINITY),
         fc.constantFrom(1, 2, Number.POSITIVE_INFINITY),
         fc.array(fc.integer({ min: 100, max: 1500 }), { maxLength: 2 }),
@@ -944,6 +1334,9 @@ describe('SchedulerCore properties', () => {
     expect(stats.grants).toBeGreaterThan(600);
     expect(stats.stops).toBeGreaterThan(600);
     expect(stats.gpuLoads).toBeGreaterThan(200);
+    expect(stats.pressureEvictions).toBeGreaterThan(60);
+    expect(stats.refusals).toBeGreaterThan(300);
+    expect(stats.cancels).toBeGreaterThan(10);
     if (process.env.SCHED_STATS) console.log(stats);
   });
 });

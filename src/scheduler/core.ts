@@ -1,4 +1,40 @@
-import type { KvCacheType, RunnerConfig } from '../engines/types.js';
+import type { RunnerConfig } from '../engines/types.js';
+import type { PressureLevel } from '../monitor/pressure.js';
+import type {
+  CoreEffects,
+  CoreOptions,
+  CoreSettings,
+  GpuLedgerView,
+  InstanceState,
+  LedgerView,
+  ModelPolicy,
+  ModelView,
+  Needs,
+  PlanFits,
+  PlanFn,
+  PlanOutcome,
+  PlanRefused,
+  StopReason,
+  SubmitOptions,
+} from './core-types.js';
+import {
+  chooseVictims,
+  pressureVictims,
+  victimCandidates,
+  type VictimCandidate,
+} from './eviction.js';
+import { addGpus, cleanGpuBytes, deviceLedger, deviceTotal, mib, zeros } from './ledger.js';
+import {
+  adjustLoad,
+  levelRank,
+  loadPolicyFor,
+  NORMAL_LOAD_POLICY,
+  samePolicy,
+  why,
+  type LoadPolicy,
+  type PressureReport,
+} from './pressure.js';
+import { recycleReason } from './recycle.js';
 
 /**
  * The scheduler's decision core: pure and synchronous. It holds the ledger, the per-model queues
@@ -11,229 +47,17 @@ import type { KvCacheType, RunnerConfig } from '../engines/types.js';
  * method and must not call back into the core synchronously (they start async work and report
  * its outcome later through another core method). The core throws on re-entry: it is a bug.
  *
- * DESIGN.md in this folder has the states, the invariants and the reasons for them.
+ * DESIGN.md in this folder has the states, the invariants and the reasons for them. The parts
+ * that are plain functions live beside it: core-types.ts (its surface), ledger.ts (one ledger
+ * per device), eviction.ts (candidates, reload cost, victim choice), budget.ts, recycle.ts and
+ * pressure.ts (the load policy).
  */
 
-/** What a request asks of the config it runs on. */
-export interface Needs {
-  /** Context per slot in tokens; a loaded config at least this large is reused. */
-  contextSize?: number;
-  /** KV cache type; when given, a loaded config must have it. */
-  kv?: KvCacheType;
-  /** Parallel slots; a loaded config with at least this many is reused. */
-  parallel?: number;
-}
-
-export interface PlanFits {
-  fits: true;
-  config: RunnerConfig;
-  /** Bytes the load reserves in the ledger (the plan's predicted peak). */
-  bytes: number;
-  /** True when the plan had to give up part of the request (smaller context, quantised KV). */
-  degraded?: boolean;
-  /**
-   * Bytes the load takes on each GPU, by device index (the footprint's `byDevice.gpus`: index 0 is
-   * what is offloaded to GPU 0). Missing or empty: nothing on a GPU. `bytes` stays the planner's
-   * RAM figure (today its total, offloaded weights included); each device is charged on its own.
-   */
-  gpuBytes?: number[];
-}
-
-export interface PlanRefused {
-  fits: false;
-  /** One sentence: why nothing fits. */
-  message: string;
-  /** What a person can do about it (the preflight's guidance). */
-  guidance: string[];
-}
-
-export type PlanOutcome = PlanFits | PlanRefused;
-
-/**
- * Plans a load of `model` for `needs` within `roomBytes` of RAM and `roomGpuBytes[g]` on each GPU
- * that has a budget (empty when none has: a GPU without a budget does not limit). Pure and
- * synchronous (the shell reads the GGUF header before it submits a request). May degrade within
- * the optimisation level. A plan whose GPU bytes exceed the GPU room is not loaded: the core
- * checks every device itself.
- */
-export type PlanFn = (
-  model: string,
-  needs: Needs,
-  roomBytes: number,
-  roomGpuBytes: readonly number[],
-) => PlanOutcome;
-
-export interface ModelPolicy {
-  /** Never evicted for room, never unloaded by TTL (an explicit unload still works). */
-  pinned: boolean;
-  /** Idle time before an unload, in ms; Infinity = never, 0 = as soon as it is idle. */
-  ttlMs: number;
-}
-
-export interface CoreSettings {
-  /** Bytes the ledger may hold (see `computeBudget`). */
-  budgetBytes: number;
-  /**
-   * Bytes the ledger may hold on each GPU, by device index (see `computeGpuBudget`). Defaults to
-   * none: a GPU without a budget does not limit (a machine without GPUs behaves as RAM-only).
-   */
-  gpuBudgetBytes?: readonly number[];
-  /** Models loaded (loading, ready or draining) at once. Infinity = no limit. */
-  maxLoadedModels: number;
-  /** Requests queued per model; one more is refused with 429. */
-  maxQueue: number;
-  /** Longest a request may wait in a queue before it is refused with 429. Infinity = no limit. */
-  maxWaitMs: number;
-  /** How long a draining model with requests in flight is given before it is stopped anyway. */
-  drainDeadlineMs: number;
-  /** Back-off after repeated failures: base × 2^(failures − 2), capped at max. */
-  backoffBaseMs: number;
-  backoffMaxMs: number;
-  /** Restarting runners that grew past their plan (see RecycleSettings). Defaults to never. */
-  recycle?: RecycleSettings;
-}
-
-/**
- * A runner whose resident set grows past its plan while its context cannot grow any more is
- * leaking: node-llama-cpp 3.22 loses one sampler (n_vocab × 12 bytes) per generation that overlaps
- * another (engines/embedded/native-garbage.ts), so a busy multi-slot runner grows without bound.
- * Only a new process returns that memory. A ready runner that has served `minRequests` requests
- * and measures more than its plan plus `max(growthBytes, fraction × plan)` is stopped when idle
- * (and drained when busy past twice that); the next request loads it again.
- */
-export interface RecycleSettings {
-  growthBytes: number;
-  fraction: number;
-  minRequests: number;
-}
-
-export type RejectKind =
-  | 'queue_full'
-  | 'queue_timeout'
-  | 'load_failed'
-  | 'backoff'
-  | 'no_fit'
-  | 'cancelled'
-  | 'shutting_down';
-
-export interface Rejection {
-  kind: RejectKind;
-  model: string;
-  message: string;
-  /** Seconds after which a retry may succeed (429/503 Retry-After). */
-  retryAfterSeconds?: number;
-  guidance?: string[];
-}
-
-export type StopReason =
-  | 'ttl'
-  | 'evicted'
-  | 'max-models'
-  | 'over-budget'
-  | 'unload'
-  | 'forced'
-  | 'drain-deadline'
-  | 'reload'
-  | 'shutdown'
-  | 'load-cancelled'
-  | 'recycle';
-
-export interface StopOrder {
-  instance: number;
-  model: string;
-  reason: StopReason;
-  /** A sentence for the log: why this model, why now. */
-  detail: string;
-  /** Requests still in flight on it (non-zero only for forced and drain-deadline stops). */
-  inFlight: number;
-}
-
-export interface LoadOrder {
-  instance: number;
-  model: string;
-  config: RunnerConfig;
-  bytes: number;
-  /** Bytes reserved on each GPU, by device index (empty: none). */
-  gpuBytes: number[];
-  degraded: boolean;
-}
-
-export interface CoreEffects {
-  startLoad(order: LoadOrder): void;
-  /** The request may use the instance (a lease). */
-  grant(request: number, instance: number): void;
-  reject(request: number, rejection: Rejection): void;
-  /** Stop the instance's runner; report its exit with `exited()`. A loading one: abort the load. */
-  stop(order: StopOrder): void;
-  /** Decisions worth a log line (evictions and their reasons, waits for room). */
-  note?(event: CoreNote): void;
-}
-
-export type CoreNote =
-  | { type: 'waiting-for-room'; model: string; needBytes: number; freeBytes: number }
-  | { type: 'degraded'; model: string; bytes: number; contextSize: number }
-  | { type: 'backoff'; model: string; untilMs: number; failures: number }
-  | { type: 'drain'; model: string; instance: number; inFlight: number; deadline: number };
-
-export type InstanceState = 'loading' | 'ready' | 'draining' | 'stopping';
-
-export interface SubmitOptions {
-  /** Idle time after this request before unload (Ollama keep_alive): ms; 0 = at once; null = never. */
-  keepAliveMs?: number | null;
-}
-
-/** A read-only view of one model, for status and /admin/resources. */
-export interface ModelView {
-  name: string;
-  queued: number;
-  failures: number;
-  backoffUntil?: number;
-  lastError?: string;
-  lastLoadMs?: number;
-  waitingForRoom: boolean;
-  instance?: InstanceView;
-}
-
-export interface InstanceView {
-  id: number;
-  state: InstanceState;
-  config: RunnerConfig;
-  /** Bytes the plan predicted. */
-  predicted: number;
-  /** Bytes the ledger holds for it now. */
-  charge: number;
-  measured?: number;
-  peak?: number;
-  /** Bytes the plan predicted on each GPU, by device index (empty: none). */
-  gpuPredicted: number[];
-  /** Bytes the ledger holds for it on each GPU (the plan's until a VRAM measurement replaces it). */
-  gpuCharge: number[];
-  inFlight: number;
-  /** Requests granted to it since it was loaded. */
-  served: number;
-  loadStartedAt: number;
-  readyAt?: number;
-  lastUsedAt: number;
-  /** When the idle TTL unloads it; undefined while busy, loading, pinned or with TTL never. */
-  expiresAt?: number;
-  ttlMs: number;
-  drainDeadline?: number;
-  stopReason?: StopReason;
-}
-
-export interface LedgerView {
-  budget: number;
-  /** Bytes held by loads in progress (their plans). */
-  reserved: number;
-  /** Bytes held by running runners (their measured footprint, or the plan until measured). */
-  measured: number;
-  free: number;
-}
-
-/** The ledger of one GPU. `budget` and `free` are Infinity for a GPU without a budget. */
-export interface GpuLedgerView extends LedgerView {
-  index: number;
-}
+export * from './core-types.js';
+export { computeBudget, computeGpuBudget } from './budget.js';
+export { chooseVictims, type VictimCandidate } from './eviction.js';
+export type { RecycleSettings } from './recycle.js';
+export type { LoadPolicy, PressureReport } from './pressure.js';
 
 interface Instance {
   id: number;
@@ -271,6 +95,8 @@ interface Req {
   enqueuedAt: number;
   seq: number;
   instance?: number;
+  /** Order of its grant among all grants (the newest is cancelled first under pressure). */
+  grantSeq?: number;
 }
 
 interface ModelRec {
@@ -286,109 +112,6 @@ interface ModelRec {
   gpuWait?: string;
 }
 
-export interface CoreOptions {
-  settings: CoreSettings;
-  effects: CoreEffects;
-  plan: PlanFn;
-  policy: (model: string) => ModelPolicy;
-  now: () => number;
-}
-
-/**
- * Budget = min(RAM × fraction, cgroup limit, configured cap) − reserve, never below zero.
- * Undefined inputs do not limit.
- */
-export function computeBudget(input: {
-  totalRam: number;
-  fraction: number;
-  cgroupLimit?: number;
-  cap?: number;
-  reserve: number;
-}): number {
-  const limits = [input.totalRam * input.fraction];
-  if (input.cgroupLimit !== undefined) limits.push(input.cgroupLimit);
-  if (input.cap !== undefined) limits.push(input.cap);
-  return Math.max(0, Math.floor(Math.min(...limits) - input.reserve));
-}
-
-/**
- * A GPU's budget, shaped like `computeBudget`: min(VRAM × fraction, free VRAM + bytes headroom's
- * runners hold there, configured cap) − reserve, never below zero. Free VRAM is a limit because
- * what other processes (a desktop, another app) hold on the device is not ours to plan with;
- * `held` adds back what our own runners hold, so a refresh while models are loaded does not count
- * them against us. Undefined inputs do not limit.
- */
-export function computeGpuBudget(input: {
-  total: number;
-  free?: number;
-  held?: number;
-  fraction: number;
-  cap?: number;
-  reserve: number;
-}): number {
-  return computeBudget({
-    totalRam: input.total,
-    fraction: input.fraction,
-    ...(input.free !== undefined ? { cgroupLimit: input.free + (input.held ?? 0) } : {}),
-    ...(input.cap !== undefined ? { cap: input.cap } : {}),
-    reserve: input.reserve,
-  });
-}
-
-export interface VictimCandidate {
-  instance: number;
-  charge: number;
-  /** Bytes it holds on each GPU, by device index; missing = none. */
-  gpus?: readonly number[];
-  lastUsedAt: number;
-  /** What a reload would cost: the measured load time, else an estimate from the size. */
-  reloadCostMs: number;
-}
-
-/**
- * Eviction as a pure function: the idle candidates to stop so that `deficitBytes` bytes of RAM,
- * `gpuDeficits[g]` bytes on each GPU and `slots` model slots come free, most evictable first.
- * Score = idle time / (reload cost + 1 s): least recently used first, but a model that takes long
- * to reload is kept over a cheap one that has been idle a little longer. While only GPUs are
- * short, a candidate counts only if it frees bytes on a GPU that is short (evicting a model that
- * holds RAM alone would not help the load); with no GPU deficit this is the RAM-only rule.
- * Returns undefined when all candidates together are not enough.
- */
-export function chooseVictims(
-  candidates: readonly VictimCandidate[],
-  deficitBytes: number,
-  slots: number,
-  now: number,
-  gpuDeficits: readonly number[] = [],
-): number[] | undefined {
-  const scored = [...candidates].sort(
-    (a, b) =>
-      score(b, now) - score(a, now) || a.lastUsedAt - b.lastUsedAt || a.instance - b.instance,
-  );
-  const out: number[] = [];
-  let freed = 0;
-  const gpuFreed = gpuDeficits.map(() => 0);
-  const gpuShort = (g: number): boolean => gpuFreed[g]! < gpuDeficits[g]!;
-  const done = (): boolean =>
-    freed >= deficitBytes && out.length >= slots && gpuDeficits.every((_, g) => !gpuShort(g));
-  for (const c of scored) {
-    if (done()) break;
-    const helps =
-      freed < deficitBytes ||
-      out.length < slots ||
-      gpuDeficits.some((_, g) => gpuShort(g) && (c.gpus?.[g] ?? 0) > 0);
-    if (!helps) continue;
-    out.push(c.instance);
-    freed += c.charge;
-    for (let g = 0; g < gpuFreed.length; g++) gpuFreed[g] = gpuFreed[g]! + (c.gpus?.[g] ?? 0);
-  }
-  return done() ? out : undefined;
-}
-
-function score(c: VictimCandidate, now: number): number {
-  return Math.max(0, now - c.lastUsedAt) / (Math.max(0, c.reloadCostMs) + 1000);
-}
-
 /** Whether a loaded config serves a request's needs (never reload for a smaller context). */
 export function compatible(config: RunnerConfig, plannedContext: number, needs: Needs): boolean {
   if (needs.kv !== undefined && config.kvCacheKeyType !== needs.kv) return false;
@@ -400,10 +123,6 @@ export function compatible(config: RunnerConfig, plannedContext: number, needs: 
   }
   return true;
 }
-
-/** Reload cost when no load time was measured: read at 1 GiB/s plus a fixed start. */
-const ESTIMATE_BYTES_PER_MS = (1024 * 1024 * 1024) / 1000;
-const ESTIMATE_START_MS = 500;
 
 export class SchedulerCore {
   readonly #s: CoreSettings;
@@ -422,6 +141,15 @@ export class SchedulerCore {
   #busy = false;
   /** The one model allowed to evict for room at a time (the oldest queue head that needs room). */
   #awaitingRoom: string | undefined;
+  /** The policy new loads follow (set by `pressure()`). */
+  #loadPolicy: LoadPolicy = NORMAL_LOAD_POLICY;
+  /** The level prompt caches were last trimmed at; undefined once pressure is back to low. */
+  #trimmedAt: PressureLevel | undefined;
+  /** When the last runner left the ledger: a pressure reading taken before then is stale. */
+  #lastExitAt = Number.NEGATIVE_INFINITY;
+  /** Requests cancelled under pressure and not yet released (one at a time). */
+  readonly #cancelled = new Set<number>();
+  #grantSeq = 0;
 
   constructor(opts: CoreOptions) {
     this.#s = { ...opts.settings };
@@ -488,6 +216,7 @@ export class SchedulerCore {
       const req = this.#requests.get(id);
       if (!req || req.instance === undefined) return;
       this.#requests.delete(id);
+      this.#cancelled.delete(id);
       const inst = this.#instances.get(req.instance);
       if (!inst) return; // it crashed or was force-stopped under the request
       inst.inFlight.delete(id);
@@ -573,18 +302,8 @@ export class SchedulerCore {
 
   /** See RecycleSettings. */
   #recycleIfGrown(inst: Instance): void {
-    const r = this.#s.recycle;
-    if (!r || inst.state !== 'ready' || inst.measured === undefined) return;
-    if (inst.served < r.minRequests) return;
-    const allowed = Math.max(r.growthBytes, r.fraction * inst.predicted);
-    const growth = inst.measured - inst.predicted;
-    const idle = inst.inFlight.size === 0;
-    if (growth <= (idle ? allowed : 2 * allowed)) return;
-    this.#drainOrStop(
-      inst,
-      'recycle',
-      `its resident set (${mib(inst.measured, 1)}) grew ${mib(growth, 1)} past its plan (${mib(inst.predicted, 1)}) over ${inst.served} requests; more than the ${mib(allowed, 1)} allowed`,
-    );
+    const detail = recycleReason(inst, this.#s.recycle);
+    if (detail !== undefined) this.#drainOrStop(inst, 'recycle', detail);
   }
 
   /** Time passed: TTLs, queue wait bounds, drain deadlines, back-off ends. */
@@ -670,6 +389,20 @@ export class SchedulerCore {
     });
   }
 
+  /**
+   * A reading of the memory monitor (every sample). Sets the policy new loads follow (planned
+   * smaller at medium and high, refused at critical, lighter while throttled); orders a trim of
+   * the ready runners' prompt caches once per rise in level; at high and critical evicts idle
+   * models, in eviction order, until `excessBytes` is covered — bytes of runners already stopping
+   * or draining count as freed, pinned models go last and only at critical when the unpinned
+   * ones are not enough, a busy model never; at critical with `cancelOnCritical`, cancels the
+   * newest request in flight when even that is not enough (one at a time). A reading taken before
+   * the last runner exit evicts and cancels nothing: it still counts what that exit returned.
+   */
+  pressure(report: PressureReport): void {
+    this.#run(() => this.#reactToPressure(report));
+  }
+
   setBudget(bytes: number): void {
     this.#run(() => {
       this.#s.budgetBytes = Math.max(0, bytes);
@@ -699,19 +432,13 @@ export class SchedulerCore {
     return this.#closed;
   }
 
+  /** The policy new loads follow now. */
+  loadPolicy(): LoadPolicy {
+    return this.#loadPolicy;
+  }
+
   ledger(): LedgerView {
-    let reserved = 0;
-    let measured = 0;
-    for (const i of this.#instances.values()) {
-      if (i.state === 'loading') reserved += i.charge;
-      else measured += i.charge;
-    }
-    return {
-      budget: this.#s.budgetBytes,
-      reserved,
-      measured,
-      free: this.#s.budgetBytes - reserved - measured,
-    };
+    return deviceLedger(this.#instances.values(), 'ram', this.#s.budgetBytes);
   }
 
   /**
@@ -722,16 +449,8 @@ export class SchedulerCore {
     let n = this.#gpuBudgets.length;
     for (const i of this.#instances.values()) n = Math.max(n, i.gpuCharge.length);
     const out: GpuLedgerView[] = [];
-    for (let g = 0; g < n; g++) {
-      let reserved = 0;
-      let measured = 0;
-      for (const i of this.#instances.values()) {
-        if (i.state === 'loading') reserved += i.gpuCharge[g] ?? 0;
-        else measured += i.gpuCharge[g] ?? 0;
-      }
-      const budget = this.#gpuBudget(g);
-      out.push({ index: g, budget, reserved, measured, free: budget - reserved - measured });
-    }
+    for (let g = 0; g < n; g++)
+      out.push({ index: g, ...deviceLedger(this.#instances.values(), g, this.#gpuBudget(g)) });
     return out;
   }
 
@@ -868,6 +587,7 @@ export class SchedulerCore {
     if (inst) {
       if (inst.state !== 'ready') return false; // loading, draining or stopping: wait for it
       if (!compatible(inst.config, inst.plannedContext, head.needs)) {
+        if (this.#loadPolicy.refuse) return this.#refuseUnderPressure(rec, head);
         // A larger context (or another KV type) than loaded: reload, draining first if busy.
         this.#drainOrStop(inst, 'reload', `a request needs ${describeNeeds(head.needs)}`);
         return true;
@@ -878,6 +598,7 @@ export class SchedulerCore {
         if (!compatible(inst.config, inst.plannedContext, next.needs)) break;
         rec.queue.shift();
         next.instance = inst.id;
+        next.grantSeq = this.#grantSeq++;
         inst.inFlight.add(next.id);
         inst.served++;
         inst.lastUsedAt = now;
@@ -887,7 +608,137 @@ export class SchedulerCore {
       }
       return granted;
     }
+    if (this.#loadPolicy.refuse) return this.#refuseUnderPressure(rec, head);
     return this.#admit(rec, head);
+  }
+
+  /** Critical pressure: the head's load is refused. Not a failure of the model: no back-off. */
+  #refuseUnderPressure(rec: ModelRec, head: Req): boolean {
+    const refuse = this.#loadPolicy.refuse!;
+    this.#dequeue(head);
+    this.#fx.reject(head.id, {
+      kind: 'pressure',
+      model: rec.name,
+      message: refuse.message,
+      guidance: refuse.guidance,
+      retryAfterSeconds: refuse.retryAfterSeconds,
+    });
+    return true;
+  }
+
+  /**
+   * Plans with the load policy in force, so the config the core holds is the one the runner
+   * runs: the plan for the request, then shrunk by the policy (adjustLoad) and planned again at
+   * that context and KV type, so its bytes are the smaller config's. Batch and threads (thermal)
+   * are lowered on the plan's config; its bytes stay those of the larger batch (an over-estimate,
+   * never an under-estimate).
+   */
+  #planWithPolicy(
+    model: string,
+    needs: Needs,
+    room: number,
+    gpuRoom: readonly number[],
+  ): PlanOutcome {
+    const first = this.#plan(model, needs, room, gpuRoom);
+    const policy = this.#loadPolicy;
+    if (
+      !first.fits ||
+      (policy.shrinkSteps === 0 && policy.batchScale === 1 && policy.threadsLess === 0)
+    )
+      return first;
+    const shaped = adjustLoad(first.config, policy, { keepKv: needs.kv !== undefined });
+    let out: PlanFits = first;
+    const shrunk =
+      shaped.contextSize !== first.config.contextSize ||
+      shaped.kvCacheKeyType !== first.config.kvCacheKeyType;
+    if (shrunk) {
+      const second = this.#plan(
+        model,
+        { ...needs, contextSize: shaped.contextSize, kv: shaped.kvCacheKeyType },
+        room,
+        gpuRoom,
+      );
+      if (second.fits) out = second;
+    }
+    return {
+      ...out,
+      config: {
+        ...out.config,
+        batchSize: Math.min(out.config.batchSize, shaped.batchSize),
+        threads: Math.min(out.config.threads, shaped.threads),
+      },
+      degraded: out.degraded === true || shrunk,
+    };
+  }
+
+  #reactToPressure(report: PressureReport): void {
+    const { level } = report;
+    const policy = loadPolicyFor(report);
+    const changed = !samePolicy(policy, this.#loadPolicy);
+    this.#loadPolicy = policy;
+    if (changed) this.#fx.note?.({ type: 'load-policy', policy });
+    const reason = `pressure ${level}${why(report)}`;
+    if (level === 'low') this.#trimmedAt = undefined;
+    else if (this.#trimmedAt === undefined || levelRank(this.#trimmedAt) < levelRank(level)) {
+      // Once per rise in level: trimming again at the same level frees nothing new.
+      this.#trimmedAt = level;
+      const runners = [...this.#instances.values()]
+        .filter((i) => i.state === 'ready')
+        .map((i) => ({ instance: i.id, model: i.model }));
+      this.#fx.trim?.({ level, reason, runners });
+    }
+    if (levelRank(level) < levelRank('high')) return;
+    if (report.sampledAt <= this.#lastExitAt) return;
+    let need = Math.max(0, report.excessBytes);
+    for (const i of this.#instances.values())
+      if (i.state === 'stopping' || i.state === 'draining') need -= held(i);
+    if (need <= 0) return;
+    const now = this.#now();
+    const idle = this.#victimCandidates(held);
+    const isPinned = (c: VictimCandidate): boolean =>
+      this.#policy(this.#instances.get(c.instance)!.model).pinned;
+    const chosen = pressureVictims(
+      idle.filter((c) => !isPinned(c)),
+      idle.filter(isPinned),
+      need,
+      now,
+      level === 'critical',
+    );
+    for (const v of chosen.victims) {
+      const inst = this.#instances.get(v.instance)!;
+      const detail = v.pinned
+        ? `${reason}: pinned but idle, and unpinned models were not enough; ${mib(v.need)} to free`
+        : `${reason}: idle ${now - inst.lastUsedAt} ms, first in eviction order; ${mib(v.need)} to free`;
+      this.#stop(inst, 'pressure', detail, level);
+    }
+    need = chosen.left;
+    if (level !== 'critical') return;
+    if (need <= 0 || !report.cancelOnCritical || this.#cancelled.size > 0) return;
+    let newest: Req | undefined;
+    for (const r of this.#requests.values()) {
+      if (r.instance === undefined || r.grantSeq === undefined) continue;
+      const st = this.#instances.get(r.instance)?.state;
+      if (st !== 'ready' && st !== 'draining') continue;
+      if (!newest || r.grantSeq > newest.grantSeq!) newest = r;
+    }
+    if (!newest) return;
+    this.#cancelled.add(newest.id);
+    this.#fx.cancelRequest?.({
+      request: newest.id,
+      instance: newest.instance!,
+      model: newest.model,
+      level,
+      reason: `${reason}: evicting idle models was not enough (${mib(need)} still to free); the newest request is cancelled`,
+    });
+  }
+
+  /** The eviction candidates (eviction.ts), each freeing `bytesOf(i)` of RAM. */
+  #victimCandidates(bytesOf: (i: Instance) => number): VictimCandidate[] {
+    return victimCandidates(
+      this.#instances.values(),
+      bytesOf,
+      (i) => this.#models.get(i.model)!.lastLoadMs,
+    );
   }
 
   /**
@@ -905,7 +756,6 @@ export class SchedulerCore {
     let coming = 0; // bytes of runners already told to stop: free once they exit
     const gpuComing = zeros(nGpus);
     let live = 0; // instances counted against maxLoadedModels
-    const candidates: VictimCandidate[] = [];
     let pinned = 0;
     const gpuPinned = zeros(nGpus);
     for (const i of this.#instances.values()) {
@@ -915,25 +765,24 @@ export class SchedulerCore {
         continue;
       }
       live++;
-      if (i.state === 'ready' && i.inFlight.size === 0 && !this.#policy(i.model).pinned) {
-        const r = this.#models.get(i.model)!;
-        candidates.push({
-          instance: i.id,
-          charge: i.charge,
-          lastUsedAt: i.lastUsedAt,
-          reloadCostMs: r.lastLoadMs ?? ESTIMATE_START_MS + i.predicted / ESTIMATE_BYTES_PER_MS,
-          ...(i.gpuCharge.length > 0 ? { gpus: i.gpuCharge } : {}),
-        });
-      } else if (this.#policy(i.model).pinned) {
+      if (this.#policy(i.model).pinned) {
         pinned += i.charge;
         addGpus(gpuPinned, i.gpuCharge);
       }
     }
+    const candidates = this.#victimCandidates((i) => i.charge).filter(
+      (c) => !this.#policy(this.#instances.get(c.instance)!.model).pinned,
+    );
     const evictable = candidates.reduce((a, c) => a + c.charge, 0);
     const gpuEvictable = zeros(nGpus);
     for (const c of candidates) addGpus(gpuEvictable, c.gpus ?? []);
     const gpuRoom = gpuFree.map((f, g) => Math.max(0, f + gpuComing[g]! + gpuEvictable[g]!));
-    const plan = this.#plan(rec.name, head.needs, Math.max(0, free + coming + evictable), gpuRoom);
+    const plan = this.#planWithPolicy(
+      rec.name,
+      head.needs,
+      Math.max(0, free + coming + evictable),
+      gpuRoom,
+    );
     if (plan.fits) {
       const need = this.#gpuNeed(plan);
       const slotsNeeded = Math.max(0, live + 1 - this.#s.maxLoadedModels);
@@ -1016,7 +865,7 @@ export class SchedulerCore {
     const gpuRoomMax = this.#gpuBudgets.map((b, g) => Math.max(0, b - gpuPinned[g]!));
     const later =
       roomMax > free + coming + evictable || gpuRoomMax.some((r, g) => r > gpuRoom[g]!)
-        ? this.#plan(rec.name, head.needs, roomMax, gpuRoomMax)
+        ? this.#planWithPolicy(rec.name, head.needs, roomMax, gpuRoomMax)
         : plan;
     if (
       later.fits &&
@@ -1108,7 +957,7 @@ export class SchedulerCore {
     });
   }
 
-  #stop(inst: Instance, reason: StopReason, detail: string): void {
+  #stop(inst: Instance, reason: StopReason, detail: string, level?: PressureLevel): void {
     if (inst.state === 'stopping') return;
     inst.state = 'stopping';
     inst.stopReason = reason;
@@ -1118,12 +967,15 @@ export class SchedulerCore {
       reason,
       detail,
       inFlight: inst.inFlight.size,
+      bytes: held(inst),
+      ...(level !== undefined ? { level } : {}),
     });
   }
 
   /** The instance is gone (exit or failed load): its bytes leave the ledger. */
   #remove(inst: Instance): void {
     this.#instances.delete(inst.id);
+    this.#lastExitAt = this.#now();
     const rec = this.#models.get(inst.model)!;
     if (rec.instance === inst) rec.instance = undefined;
     // Requests still holding it keep their ids until they release; their release is a no-op.
@@ -1159,17 +1011,9 @@ export class SchedulerCore {
       }
     if (over <= 0 && gpuOver.every((o) => o <= 0)) return;
     const gpuDeficit = gpuOver.map((o) => Math.max(0, o));
-    const candidates: VictimCandidate[] = [];
-    for (const i of this.#instances.values()) {
-      if (i.state === 'ready' && i.inFlight.size === 0 && !this.#policy(i.model).pinned)
-        candidates.push({
-          instance: i.id,
-          charge: i.charge,
-          lastUsedAt: i.lastUsedAt,
-          reloadCostMs: this.#models.get(i.model)!.lastLoadMs ?? ESTIMATE_START_MS,
-          ...(i.gpuCharge.length > 0 ? { gpus: i.gpuCharge } : {}),
-        });
-    }
+    const candidates = this.#victimCandidates((i) => i.charge).filter(
+      (c) => !this.#policy(this.#instances.get(c.instance)!.model).pinned,
+    );
     // Not enough: stop every candidate that frees bytes where the ledger is over.
     const all =
       chooseVictims(candidates, Math.max(0, over), 0, now, gpuDeficit) ??
@@ -1187,15 +1031,11 @@ export class SchedulerCore {
   }
 
   #ledgerTotal(): number {
-    let t = 0;
-    for (const i of this.#instances.values()) t += i.charge;
-    return t;
+    return deviceTotal(this.#instances.values(), 'ram');
   }
 
   #gpuLedgerTotal(g: number): number {
-    let t = 0;
-    for (const i of this.#instances.values()) t += i.gpuCharge[g] ?? 0;
-    return t;
+    return deviceTotal(this.#instances.values(), g);
   }
 
   /** A GPU's budget; Infinity for one without (it does not limit). */
@@ -1227,25 +1067,17 @@ export class SchedulerCore {
   }
 }
 
+/** Bytes an instance holds: its measured resident set when known, else its ledger charge. */
+function held(i: Instance): number {
+  return i.measured ?? i.charge;
+}
+
 function describeNeeds(n: Needs): string {
   const parts: string[] = [];
   if (n.contextSize !== undefined) parts.push(`context ${n.contextSize}`);
   if (n.kv !== undefined) parts.push(`a ${n.kv} KV cache`);
   if (n.parallel !== undefined) parts.push(`${n.parallel} slots`);
   return parts.join(', ') || 'another config';
-}
-
-/** Non-negative finite byte counts (NaN and negatives become 0; Infinity stays: no limit). */
-function cleanGpuBytes(bytes: readonly number[]): number[] {
-  return bytes.map((b) => (b > 0 ? b : 0));
-}
-
-function zeros(n: number): number[] {
-  return new Array<number>(n).fill(0);
-}
-
-function addGpus(into: number[], bytes: readonly number[]): void {
-  for (let g = 0; g < into.length; g++) into[g] = into[g]! + (bytes[g] ?? 0);
 }
 
 /** "GPU g: needs X, Y free of Z" for each GPU that is short. */
@@ -1263,10 +1095,4 @@ function gpuShortages(
       );
   });
   return out;
-}
-
-/** Bytes as MiB for messages, rounded to `digits` decimals. */
-function mib(bytes: number, digits = 0): string {
-  const scale = 10 ** digits;
-  return `${(Math.round((bytes / (1024 * 1024)) * scale) / scale).toFixed(digits)} MiB`;
 }

@@ -4,6 +4,7 @@ import { abortReason, throwIfAborted } from '../lib/abort.js';
 import { HeadroomError, describeError } from '../lib/errors.js';
 import {
   SchedulerCore,
+  type CancelOrder,
   type CoreSettings,
   type GpuLedgerView,
   type LedgerView,
@@ -13,7 +14,10 @@ import {
   type Rejection,
   type StopOrder,
   type StopReason,
+  type TrimOrder,
 } from './core.js';
+import type { PressureLevel } from '../monitor/pressure.js';
+import type { LoadPolicy, PressureReport } from './pressure.js';
 import type { ModelEntry, ModelState, RunnerExit, RunnerHandle, StartRunner } from './types.js';
 
 /**
@@ -82,6 +86,21 @@ export class InsufficientMemoryError extends HeadroomError {
         status: 503,
         details: { guidance, ...(retryAfterSeconds !== undefined ? { retryAfterSeconds } : {}) },
       },
+    );
+  }
+}
+
+/**
+ * A load refused because memory pressure is critical: 503 with guidance and Retry-After. The
+ * model did not fail: the refusal does not count toward its back-off.
+ */
+export class PressureRefusedError extends HeadroomError {
+  override readonly name = 'PressureRefusedError';
+  constructor(model: string, message: string, guidance: string[], retryAfterSeconds: number) {
+    super(
+      'memory_pressure',
+      `Not loading "${model}": ${message}${guidance.length > 0 ? ` To fix it: ${guidance.join('; ')}.` : ''}`,
+      { status: 503, details: { guidance, retryAfterSeconds } },
     );
   }
 }
@@ -213,6 +232,34 @@ export type ManagerEvent =
       detail?: string;
       /** Requests still in flight when it was stopped (forced and drain-deadline stops). */
       inFlight?: number;
+      /** Bytes it held when the stop was ordered (measured resident set, else the ledger's charge). */
+      bytes?: number;
+      /** Evicted by memory pressure at this level. */
+      level?: PressureLevel;
+      /** From the stop order to the exit. */
+      ms?: number;
+    }
+  /** The policy new loads follow changed (memory pressure, thermal throttling). */
+  | { type: 'load-policy'; policy: LoadPolicy }
+  /** Ready runners' prompt caches were trimmed under pressure (`unsupported`: no trimRunner). */
+  | {
+      type: 'trim';
+      level: PressureLevel;
+      reason: string;
+      freedBytes: number;
+      ms: number;
+      outcome: 'done' | 'unsupported';
+      /** Runners whose trim failed (counted as 0 bytes). */
+      failures: Array<{ model: string; error: string }>;
+    }
+  /** A request in flight was cancelled under critical pressure. */
+  | {
+      type: 'request-cancelled';
+      model: string;
+      level: PressureLevel;
+      reason: string;
+      outcome: 'done' | 'failed';
+      error?: string;
     }
   | {
       type: 'measured';
@@ -282,6 +329,16 @@ export interface ModelManagerOptions {
   measureIntervalMs?: number;
   /** Predicted split of a plan, for /admin/resources. */
   buffers?: (model: string) => { model: number; context: number; working: number } | undefined;
+  /**
+   * Trims one ready runner's prompt caches (memory pressure); resolves with the bytes it freed.
+   * Rejects when the runner cannot (counted as 0 and reported). Absent: trims are reported as
+   * unsupported.
+   */
+  trimRunner?: (
+    url: string,
+    reason: string,
+    config: RunnerConfig,
+  ) => Promise<{ freedBytes: number }>;
 }
 
 export const DEFAULT_SETTINGS: CoreSettings = {
@@ -318,6 +375,7 @@ interface Running {
   loadMs?: number;
   loadedAt?: number;
   stopOrdered?: StopOrder;
+  stopOrderedAt?: number;
   unsubscribeExit?: () => void;
   measureTimer?: NodeJS.Timeout;
   lastError?: unknown;
@@ -333,8 +391,8 @@ export class ModelManager extends EventEmitter<{ event: [ManagerEvent] }> {
   readonly #now: () => number;
   readonly #core: SchedulerCore;
   readonly #pending = new Map<number, Pending>();
-  /** Leases held by requests in flight, for cancelRequest. */
-  readonly #held = new Set<{ model: string; grantedAt: number; cancel: AbortController }>();
+  /** Leases held by requests in flight, by request id, for cancelling them. */
+  readonly #held = new Map<number, { model: string; grantedAt: number; cancel: AbortController }>();
   readonly #running = new Map<number, Running>();
   readonly #extra = new Map<string, ModelExtra>();
   /** Resolvers waiting for a given instance to be gone (unload, dispose). */
@@ -360,7 +418,13 @@ export class ModelManager extends EventEmitter<{ event: [ManagerEvent] }> {
         grant: (r, i) => this.#grant(r, i),
         reject: (r, rej) => this.#reject(r, rej),
         stop: (o) => this.#stop(o),
+        trim: (o) => this.#trim(o),
+        cancelRequest: (o) => this.#cancelOrdered(o),
         note: (n) => {
+          if (n.type === 'load-policy') {
+            this.#emitLater({ type: 'load-policy', policy: n.policy });
+            return;
+          }
           const message =
             n.type === 'waiting-for-room'
               ? `waiting for room: needs ${n.needBytes} bytes, ${n.freeBytes} free`
@@ -388,6 +452,19 @@ export class ModelManager extends EventEmitter<{ event: [ManagerEvent] }> {
   /** The ledger: budget, reserved (loads in progress), measured (running), free. */
   ledger(): LedgerView {
     return this.#core.ledger();
+  }
+
+  /**
+   * A reading of the memory monitor: the scheduler core decides what it means (load policy,
+   * trims, evictions, refusals, cancellations) and this shell carries it out.
+   */
+  reportPressure(report: PressureReport): void {
+    this.#call(() => this.#core.pressure(report));
+  }
+
+  /** The policy new loads follow now (memory pressure, thermal throttling). */
+  loadPolicy(): LoadPolicy {
+    return this.#core.loadPolicy();
   }
 
   /** Sets the memory budget (bytes); idle models are evicted if the ledger is now over it. */
@@ -456,20 +533,24 @@ export class ModelManager extends EventEmitter<{ event: [ManagerEvent] }> {
    */
   cancelRequest(model: string, reason: string): Promise<boolean> {
     let victim: { model: string; grantedAt: number; cancel: AbortController } | undefined;
-    for (const h of this.#held) {
+    for (const h of this.#held.values()) {
       if (h.model !== model || h.cancel.signal.aborted) continue;
       if (!victim || h.grantedAt >= victim.grantedAt) victim = h;
     }
     if (!victim) return Promise.resolve(false);
-    victim.cancel.abort(
+    this.#abortHeld(victim, reason);
+    return Promise.resolve(true);
+  }
+
+  #abortHeld(h: { model: string; cancel: AbortController }, reason: string): void {
+    h.cancel.abort(
       new HeadroomError(
         'request_cancelled',
         `headroom cancelled this request to free memory (${reason}); retry when memory pressure is lower.`,
         { status: 503, details: { retryAfterSeconds: 5 } },
       ),
     );
-    this.emit('event', { type: 'note', model, message: `request cancelled: ${reason}` });
-    return Promise.resolve(true);
+    this.#emitLater({ type: 'note', model: h.model, message: `request cancelled: ${reason}` });
   }
 
   status(name: string): ModelStatus {
@@ -809,6 +890,81 @@ export class ModelManager extends EventEmitter<{ event: [ManagerEvent] }> {
       reason: reasonText(o.reason),
       detail: o.detail,
       ...(o.inFlight > 0 ? { inFlight: o.inFlight } : {}),
+      bytes: o.bytes,
+      ...(o.level !== undefined
+        ? { level: o.level, ms: Math.max(0, this.#now() - (r.stopOrderedAt ?? this.#now())) }
+        : {}),
+    });
+  }
+
+  /** Trims the ready runners the core names, at once; one event with the bytes they freed. */
+  #trim(o: TrimOrder): void {
+    const trim = this.#opts.trimRunner;
+    const started = this.#now();
+    if (!trim) {
+      this.#emitLater({
+        type: 'trim',
+        level: o.level,
+        reason: o.reason,
+        freedBytes: 0,
+        ms: 0,
+        outcome: 'unsupported',
+        failures: [],
+      });
+      return;
+    }
+    const targets = o.runners.flatMap((t) => {
+      const r = this.#running.get(t.instance);
+      const url = r?.runner?.url;
+      return r && url !== undefined ? [{ model: t.model, url, config: r.config }] : [];
+    });
+    // Started after the core's call returns: the trim function is outside code.
+    void Promise.resolve()
+      .then(() =>
+        Promise.all(
+          targets.map(async (t) => {
+            try {
+              return { freed: (await trim(t.url, o.reason, t.config)).freedBytes };
+            } catch (err) {
+              return { freed: 0, failure: { model: t.model, error: describeError(err) } };
+            }
+          }),
+        ),
+      )
+      .then((results) =>
+        this.emit('event', {
+          type: 'trim',
+          level: o.level,
+          reason: o.reason,
+          freedBytes: results.reduce((a, r) => a + r.freed, 0),
+          ms: Math.max(0, this.#now() - started),
+          outcome: 'done',
+          failures: results.flatMap((r) => (r.failure ? [r.failure] : [])),
+        }),
+      );
+  }
+
+  #cancelOrdered(o: CancelOrder): void {
+    const h = this.#held.get(o.request);
+    if (h && !h.cancel.signal.aborted) {
+      // The lease's holder reacts to the abort synchronously; let the core's call end first.
+      queueMicrotask(() => this.#abortHeld(h, o.reason));
+      this.#emitLater({
+        type: 'request-cancelled',
+        model: o.model,
+        level: o.level,
+        reason: o.reason,
+        outcome: 'done',
+      });
+      return;
+    }
+    this.#emitLater({
+      type: 'request-cancelled',
+      model: o.model,
+      level: o.level,
+      reason: o.reason,
+      outcome: 'failed',
+      error: 'the request was no longer held',
     });
   }
 
@@ -837,11 +993,11 @@ export class ModelManager extends EventEmitter<{ event: [ManagerEvent] }> {
       release: () => {
         if (released) return;
         released = true;
-        this.#held.delete(held);
+        this.#held.delete(request);
         this.#call(() => this.#core.release(request));
       },
     };
-    if (p.hold) this.#held.add(held);
+    if (p.hold) this.#held.set(request, held);
     else queueMicrotask(() => lease.release());
     p.resolve(lease);
   }
@@ -874,6 +1030,13 @@ export class ModelManager extends EventEmitter<{ event: [ManagerEvent] }> {
         return new InsufficientMemoryError(rej.message, rej.guidance ?? [], rej.retryAfterSeconds);
       case 'shutting_down':
         return new ModelUnavailableError(rej.model, 'shutting down');
+      case 'pressure':
+        return new PressureRefusedError(
+          rej.model,
+          rej.message,
+          rej.guidance ?? [],
+          rej.retryAfterSeconds ?? 5,
+        );
     }
   }
 
@@ -883,6 +1046,7 @@ export class ModelManager extends EventEmitter<{ event: [ManagerEvent] }> {
     const why = this.#unloadReasons.get(o.instance);
     this.#unloadReasons.delete(o.instance);
     r.stopOrdered = why !== undefined && o.reason === 'unload' ? { ...o, detail: why } : o;
+    r.stopOrderedAt = this.#now();
     clearInterval(r.measureTimer);
     if (!r.runner) {
       const reason = new HeadroomError('load_cancelled', `load cancelled: ${o.detail}`);
@@ -952,5 +1116,7 @@ function reasonText(r: StopReason): string {
       return 'load cancelled';
     case 'recycle':
       return 'recycled: grew past its plan';
+    case 'pressure':
+      return 'evicted: memory pressure';
   }
 }

@@ -2,9 +2,11 @@ import type { FastifyInstance } from 'fastify';
 import { copyFile, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { ConfigInput } from '../../src/config/schema.js';
 import { Headroom } from '../../src/daemon/headroom.js';
+import type { RunnerConfig } from '../../src/engines/types.js';
+import { fileIdentity, MeasuredStore } from '../../src/planner/index.js';
 import { silentLogger } from '../../src/lib/logger.js';
 import type { ManagerEvent } from '../../src/scheduler/model-manager.js';
 import { createApp } from '../../src/server/app.js';
@@ -62,9 +64,14 @@ async function setup(opts: {
       runner: { contextSize: 1024 },
       ...opts.config,
     } as ConfigInput,
-    runnerSpawn: (_config, entry) => ({
+    // The config goes last, as the embedded runner gets it: the fake echoes it in GET /stats.
+    runnerSpawn: (config, entry) => ({
       command: process.execPath,
-      args: [FAKE, ...(opts.flags?.[entry.name] ?? opts.flags?.['*'] ?? [])],
+      args: [
+        FAKE,
+        ...(opts.flags?.[entry.name] ?? opts.flags?.['*'] ?? []),
+        JSON.stringify(config),
+      ],
     }),
   });
   const events: ManagerEvent[] = [];
@@ -197,6 +204,69 @@ describe('scheduler with real runner processes', () => {
     expect(res.json().error.code).toBe('request_cancelled');
     expect(res.headers['retry-after']).toBe('5');
     await until(() => h.manager.status('a').inFlight === 0, 'the lease to be released');
+  });
+
+  it('under pressure the runner runs the config the scheduler reports, and its measurement is recorded under it', async () => {
+    const { app, h } = await setup({});
+    // What the monitor reports at medium (the sampler is off here: the test is the monitor).
+    h.manager.reportPressure({
+      level: 'medium',
+      excessBytes: 0,
+      throttled: false,
+      reasons: ['test'],
+      sampledAt: Date.now(),
+    });
+    expect((await chat(app, 'b')).statusCode).toBe(200);
+    const status = h.manager.status('b');
+    const running = (await (await fetch(new URL('/stats', status.url))).json()) as {
+      config: RunnerConfig;
+    };
+    expect(running.config).toEqual(status.config);
+    // Planned one step smaller: the KV cache quantised (flash attention is on by default).
+    expect(running.config).toMatchObject({ kvCacheKeyType: 'q8_0', kvCacheValueType: 'q8_0' });
+    const models = (await call('GET', '/v1/models')).json() as unknown as {
+      data: Array<{ id: string; context_size?: number }>;
+    };
+    expect(models.data.find((m) => m.id === 'b')?.context_size).toBe(running.config.contextSize);
+    // The measurement is the running config's: a later plan of the full config does not read it.
+    const file = await fileIdentity(status.path);
+    const storeFile = path.join(h.layout.stateDir, 'footprints.json');
+    await vi.waitFor(
+      async () => {
+        const store = await MeasuredStore.create(storeFile);
+        expect(store.lookup({ file, config: running.config })).toBeDefined();
+      },
+      { timeout: 20_000, interval: 50 },
+    );
+    const store = await MeasuredStore.create(storeFile);
+    expect(
+      store.lookup({
+        file,
+        config: { ...running.config, kvCacheKeyType: 'f16', kvCacheValueType: 'f16' },
+      }),
+    ).toBeUndefined();
+  });
+
+  it('at critical pressure a load is refused with 503 and guidance, and the refusals do not back the model off', async () => {
+    const { app, h, events } = await setup({});
+    const report = (level: 'critical' | 'low') =>
+      h.manager.reportPressure({
+        level,
+        excessBytes: 0,
+        throttled: false,
+        reasons: [],
+        sampledAt: Date.now(),
+      });
+    report('critical');
+    for (let i = 0; i < 3; i++) {
+      const res = await chat(app, 'c');
+      expect(res.statusCode).toBe(503);
+      expect(res.json().error.code).toBe('memory_pressure');
+      expect(res.headers['retry-after']).toBe('5');
+    }
+    expect(events.filter((e) => e.type === 'load-start' || e.type === 'load-failed')).toEqual([]);
+    report('low');
+    expect((await chat(app, 'c')).statusCode).toBe(200);
   });
 
   it('recovers after a runner crash: the next request loads it again', async () => {

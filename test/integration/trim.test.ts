@@ -7,7 +7,8 @@
  */
 import { once } from 'node:events';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { trimRunners } from '../../src/daemon/reactions.js';
+import { embeddedEngine } from '../../src/engines/embedded/index.js';
+import type { RunnerConfig } from '../../src/engines/types.js';
 import { type TrimReport } from '../../src/engines/embedded/index.js';
 import { sleep } from '../../src/lib/abort.js';
 import { tinyChatModel } from '../helpers/models.js';
@@ -53,12 +54,12 @@ async function cachedTokens(url: string, prompt: string): Promise<number> {
 describe('runner POST /trim', () => {
   let runner: Started;
 
+  let config: RunnerConfig;
   beforeAll(async () => {
     // One thread: with two, llama.cpp's spinning thread barrier makes decoding crawl (1–2 tok/s
     // measured) whenever another process wants the cores, as the test's own client does.
-    runner = await startRunner(
-      runnerConfig(await tinyChatModel(), { contextSize: 2048, parallel: 2, threads: 1 }),
-    );
+    config = runnerConfig(await tinyChatModel(), { contextSize: 2048, parallel: 2, threads: 1 });
+    runner = await startRunner(config);
   });
 
   afterAll(async () => {
@@ -156,22 +157,24 @@ describe('runner POST /trim', () => {
     expect(((await res.json()) as { error: { code: string } }).error.code).toBe('invalid_json');
   });
 
-  it('daemon side: trimRunners sums what ready runners freed and logs a runner that fails', async () => {
+  it("daemon side: the embedded engine's trim (the scheduler's trim effect) resolves with what the runner freed, rejects when it cannot", async () => {
     await embed(runner.url, 'warm the embedding context again');
-    const warnings: unknown[] = [];
-    const log = { warn: (o: unknown) => void warnings.push(o), debug: () => {} };
-    const freed = await trimRunners(
-      [
-        { name: 'tiny', state: 'ready', url: runner.url },
-        // Nothing listens on port 1: connection refused, logged, counted as 0.
-        { name: 'gone', state: 'ready', url: 'http://127.0.0.1:1' },
-        { name: 'loading', state: 'loading', url: 'http://127.0.0.1:1' },
-      ],
+    const report = await embeddedEngine.trim(
+      runner.url,
+      config,
       'pressure medium',
-      log as never,
+      AbortSignal.timeout(5000),
     );
-    expect(freed).toBeGreaterThan(4 * 1024 * 1024);
-    expect(warnings).toEqual([expect.objectContaining({ model: 'gone' })]);
+    expect(report.freedBytes).toBeGreaterThan(4 * 1024 * 1024);
     await outputMatches(runner, /trimmed \(pressure medium\)/);
+    // Nothing listens on port 1: connection refused (the scheduler's shell counts it as 0).
+    await expect(
+      embeddedEngine.trim(
+        'http://127.0.0.1:1',
+        config,
+        'pressure medium',
+        AbortSignal.timeout(5000),
+      ),
+    ).rejects.toThrow();
   });
 });

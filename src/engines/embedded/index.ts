@@ -139,9 +139,14 @@ export const embeddedEngine: Engine = {
     if (typeof s.tokensInUse !== 'number') return undefined;
     return { tokensInUse: s.tokensInUse, busy: typeof s.busy === 'number' ? s.busy : 0 };
   },
-  async trim(url, _config, signal) {
-    const res = await fetch(new URL('/trim', url), { method: 'POST', signal });
-    if (!res.ok) throw new Error(`POST /trim answered ${res.status}`);
+  async trim(url, _config, reason, signal) {
+    const res = await fetch(new URL('/trim', url), {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ reason }),
+      signal,
+    });
+    if (!res.ok) throw new Error(`HTTP ${res.status}: ${(await res.text()).slice(0, 200)}`);
     const report = trimReportSchema.parse(await res.json());
     return {
       freedBytes: report.freedBytes,

@@ -88,7 +88,12 @@ export class LlamaServerEngine implements Engine {
    * Erases the cached tokens of every idle slot (POST /slots/ID?action=erase). llama.cpp keeps
    * the KV buffer allocated, so this frees cells for reuse, not resident memory: freedBytes is 0.
    */
-  async trim(url: string, _config: RunnerConfig, signal: AbortSignal): Promise<TrimOutcome> {
+  async trim(
+    url: string,
+    _config: RunnerConfig,
+    _reason: string,
+    signal: AbortSignal,
+  ): Promise<TrimOutcome> {
     const res = await fetch(new URL('/slots', url), { signal });
     if (!res.ok) throw new Error(`GET /slots answered ${res.status}`);
     const slots = slotSchema.parse(await res.json());
