@@ -84,6 +84,12 @@ const config = (engine) =>
 
 const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
 
+/**
+ * Bases of llama-server itself: llama-server closes a connection after a streamed answer without
+ * saying so, so its clients ask for a new one per stream (as headroom does).
+ */
+const closeAfterStream = new Set();
+
 /** One streaming chat request; TTFT and decode rate as the client sees them. */
 function once(base, tokens = TOKENS) {
   const body = JSON.stringify({
@@ -100,7 +106,11 @@ function once(base, tokens = TOKENS) {
     const req = http.request(new URL('/v1/chat/completions', base), {
       method: 'POST',
       agent,
-      headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
+      headers: {
+        'content-type': 'application/json',
+        'content-length': Buffer.byteLength(body),
+        ...(closeAfterStream.has(base) ? { connection: 'close' } : {}),
+      },
     });
     req.setNoDelay(true);
     req.on('error', reject);
@@ -172,6 +182,7 @@ async function startDirect(cfg) {
     stdio: ['ignore', 'ignore', 'ignore'],
   });
   const url = `http://127.0.0.1:${port}`;
+  closeAfterStream.add(url);
   await waitHealthy(url, child);
   return { child, url };
 }
