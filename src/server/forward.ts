@@ -7,6 +7,7 @@ import type { Lease } from '../scheduler/model-manager.js';
 import type { TranslatedError } from '../engines/engine.js';
 import { envelopeOf } from '../lib/envelope.js';
 import { HeadroomError } from '../lib/errors.js';
+import { postToRunner } from './runner-request.js';
 
 /**
  * Forwards one request to a runner and streams its answer back to the client.
@@ -99,12 +100,6 @@ export function forwardToRunner(opts: ForwardOptions): void {
     onEnd?.(outcome, status);
   };
 
-  const upstream = http.request(url, {
-    method: 'POST',
-    agent,
-    headers: { 'content-type': 'application/json', 'content-length': payload.length },
-  });
-
   function onClientClose(): void {
     if (!res.writableFinished) {
       upstream.destroy();
@@ -142,7 +137,7 @@ export function forwardToRunner(opts: ForwardOptions): void {
   }
   lease.signal.addEventListener('abort', onCancelled, { once: true });
 
-  upstream.once('response', (up) => {
+  function onResponse(up: http.IncomingMessage): void {
     upstreamResponse = up;
     status = up.statusCode ?? 502;
     const headers: Record<string, string> = { ...opts.headers };
@@ -204,7 +199,7 @@ export function forwardToRunner(opts: ForwardOptions): void {
     };
     up.once('aborted', onBroken);
     up.on('error', onBroken);
-  });
+  }
 
   /** Reads a (small) error answer whole, translates it, and sends the envelope or the original. */
   function translateErrorAnswer(up: http.IncomingMessage, headers: Record<string, string>): void {
@@ -271,8 +266,7 @@ export function forwardToRunner(opts: ForwardOptions): void {
     up.on('error', onBroken);
   }
 
-  // `on`, not `once`: a destroyed request may report more than one error.
-  upstream.on('error', () => {
+  function onUpstreamError(): void {
     if (ended) return;
     if (!res.headersSent && !res.destroyed) {
       status = 502;
@@ -290,10 +284,7 @@ export function forwardToRunner(opts: ForwardOptions): void {
       res.destroy();
     }
     finish('upstream-failed');
-  });
+  }
 
-  // Nagle's algorithm on the agent's socket held the request body back until the runner's delayed
-  // ACK (~40 ms per non-streamed request, measured); requests and tokens are small writes.
-  upstream.setNoDelay(true);
-  upstream.end(payload);
+  const upstream = postToRunner({ url, payload, agent, onResponse, onError: onUpstreamError });
 }

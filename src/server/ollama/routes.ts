@@ -1,5 +1,5 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import http from 'node:http';
+import type http from 'node:http';
 import { stat } from 'node:fs/promises';
 import { readModelSpec, type ModelSpec } from '../../gguf/index.js';
 import { envelopeOf } from '../../lib/envelope.js';
@@ -8,6 +8,7 @@ import { requestSignal } from '../../lib/request-signal.js';
 import type { Lease } from '../../scheduler/model-manager.js';
 import type { ServerCore } from '../core.js';
 import { metricsOf } from '../metrics-routes.js';
+import { postToRunner } from '../runner-request.js';
 import {
   chatRunnerBody,
   generateRunnerRequest,
@@ -315,11 +316,6 @@ async function relay(
     end('error', status, code);
   };
 
-  const upstream = http.request(new URL(o.path, lease.url), {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', 'content-length': payload.length },
-  });
-  upstream.setNoDelay(true);
   let upstreamRes: http.IncomingMessage | undefined;
   function onClose(): void {
     if (!res.writableFinished) {
@@ -339,7 +335,7 @@ async function relay(
   res.on('drain', onDrain);
   lease.signal.addEventListener('abort', onCancelled, { once: true });
 
-  upstream.once('response', (up) => {
+  function onResponse(up: http.IncomingMessage): void {
     upstreamRes = up;
     up.setEncoding('utf8');
     if ((up.statusCode ?? 500) >= 400) {
@@ -420,12 +416,16 @@ async function relay(
     };
     up.once('aborted', broken);
     up.on('error', broken);
+  }
+  const upstream = postToRunner({
+    url: new URL(o.path, lease.url),
+    payload,
+    onResponse,
+    onError: () => {
+      if (!ended)
+        fail(502, `the runner for "${o.model}" could not be reached; retry`, 'runner_unreachable');
+    },
   });
-  upstream.on('error', () => {
-    if (!ended)
-      fail(502, `the runner for "${o.model}" could not be reached; retry`, 'runner_unreachable');
-  });
-  upstream.end(payload);
 }
 
 interface FileDetails {
