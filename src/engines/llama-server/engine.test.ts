@@ -35,6 +35,19 @@ describe('translateLlamaServerError', () => {
     expect(t?.message).toContain('embeddings: true');
   });
 
+  it('says how to get embeddings from a model that declares no pooling type', () => {
+    const t = translateLlamaServerError(400, {
+      error: {
+        code: 400,
+        message: "Pooling type 'none' is not OAI compatible. Please use a different pooling type",
+        type: 'invalid_request_error',
+      },
+    });
+    expect(t?.status).toBe(400);
+    expect(t?.code).toBe('embeddings_unsupported');
+    expect(t?.message).toContain('--pooling');
+  });
+
   it('passes through what it does not know', () => {
     expect(translateLlamaServerError(500, { error: { type: 'server_error', message: 'x' } })).toBe(
       undefined,
