@@ -128,6 +128,13 @@ export function ollamaRoutes(app: FastifyInstance, core: ServerCore): void {
             usage?: { prompt_tokens: number };
             error?: { message: string };
           };
+          // The engine's codes first, as on /v1/embeddings (e.g. embeddings_unsupported).
+          const translated = res.ok ? undefined : core.runnerError?.(lease.config, res.status, out);
+          if (translated)
+            throw new HeadroomError(translated.code, translated.message, {
+              status: translated.status,
+              ...(translated.details ? { details: translated.details } : {}),
+            });
           if (!res.ok || !out.data)
             throw new HeadroomError(
               'embedding_failed',
