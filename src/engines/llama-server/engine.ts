@@ -24,12 +24,13 @@ const slotSchema = {
     if (!Array.isArray(v)) throw new Error('GET /slots did not answer an array');
     return v.map((s: unknown) => {
       const o = (typeof s === 'object' && s !== null ? s : {}) as Record<string, unknown>;
-      const next = Array.isArray(o.next_token) ? (o.next_token[0] as Record<string, unknown>) : {};
       const num = (x: unknown): number => (typeof x === 'number' && Number.isFinite(x) ? x : 0);
       return {
         id: num(o.id),
         processing: o.is_processing === true,
-        tokens: num(o.n_prompt_tokens) + num(next?.n_decoded),
+        // Every token in the slot's cells, generated ones included: server_slot::to_json reports
+        // prompt.tokens, which each sampled token joins (n_decoded counts those again).
+        tokens: num(o.n_prompt_tokens),
       };
     });
   },
