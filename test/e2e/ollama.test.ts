@@ -1,15 +1,16 @@
 import { Ollama } from 'ollama';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { startTinyChatDaemon, type DaemonProcess } from '../helpers/daemon.js';
+import { describeEachEngine } from '../helpers/engines.js';
 
 /** The daemon's Ollama-compatible API, driven by the official `ollama` npm client. */
-describe('daemon with the official ollama client', () => {
+describeEachEngine('daemon with the official ollama client', (engine) => {
   let daemon: DaemonProcess;
   let client: Ollama;
   const MODEL = 'tiny-chat';
 
   beforeAll(async () => {
-    daemon = await startTinyChatDaemon();
+    daemon = await startTinyChatDaemon({ engines: engine.engines });
     client = new Ollama({ host: daemon.url });
   });
 
