@@ -1,5 +1,5 @@
 import { constants, accessSync } from 'node:fs';
-import { describe } from 'vitest';
+import { describe, it } from 'vitest';
 import type { EngineCapabilities, EngineKind } from '../../src/engines/engine.js';
 import { embeddedEngine } from '../../src/engines/embedded/index.js';
 import { LlamaServerEngine } from '../../src/engines/llama-server/engine.js';
@@ -37,16 +37,13 @@ export interface EngineUnderTest {
   capabilities: EngineCapabilities;
   /** The daemon config's `engines` section that runs every model on this engine. */
   engines: Record<string, unknown>;
-  /** Why the suites on this engine are skipped (no binary outside CI); undefined when they run. */
-  skip?: string;
+  /** Why this engine cannot run here (no binary); undefined when it can. */
+  unavailable?: string;
 }
 
 let listed: EngineUnderTest[] | undefined;
 
-/**
- * Both engines, llama-server marked `skip` when no binary is found. Under CI=true a missing
- * binary throws instead: the gate builds one at install, so its absence is a failure there.
- */
+/** Both engines, llama-server marked `unavailable` when no binary is found. */
 export function enginesUnderTest(): EngineUnderTest[] {
   if (listed) return listed;
   const embedded: EngineUnderTest = {
@@ -57,9 +54,10 @@ export function enginesUnderTest(): EngineUnderTest[] {
   const binary = testLlamaServerBinary();
   const capabilities = new LlamaServerEngine({ binary: 'llama-server' }).capabilities;
   if ('missing' in binary) {
-    if (process.env.CI === 'true') throw new Error(`llama-server e2e suites: ${binary.missing}`);
-    console.warn(`skipping the llama-server e2e suites: ${binary.missing}`);
-    listed = [embedded, { kind: 'llama-server', capabilities, engines: {}, skip: binary.missing }];
+    listed = [
+      embedded,
+      { kind: 'llama-server', capabilities, engines: {}, unavailable: binary.missing },
+    ];
     return listed;
   }
   listed = [
@@ -79,10 +77,26 @@ export function enginesUnderTest(): EngineUnderTest[] {
   return listed;
 }
 
-/** One `describe` per engine under test, named `title (kind)`; skipped with the reason printed. */
+/**
+ * One `describe` per engine, named `title (kind)`. An unavailable engine's suite is skipped with
+ * the reason printed, except under CI=true, where it fails: the gate builds llama-server at
+ * install, so a missing binary there is a broken install, not a reason to test less.
+ */
 export function describeEachEngine(title: string, fn: (engine: EngineUnderTest) => void): void {
   for (const engine of enginesUnderTest()) {
-    describe.skipIf(engine.skip !== undefined)(`${title} (${engine.kind})`, () => fn(engine));
+    const name = `${title} (${engine.kind})`;
+    const reason = engine.unavailable;
+    if (reason === undefined) describe(name, () => fn(engine));
+    else if (process.env.CI === 'true')
+      describe(name, () => {
+        it('has an engine to run on', () => {
+          throw new Error(`${engine.kind} is unavailable under CI: ${reason}`);
+        });
+      });
+    else {
+      console.warn(`skipping "${name}": ${reason}`);
+      describe.skip(name, () => fn(engine));
+    }
   }
 }
 
