@@ -349,13 +349,26 @@ async function relay(
       let errBody = '';
       up.on('data', (d: string) => (errBody += d.length < 65536 ? d : ''));
       up.once('end', () => {
-        let message = `the runner answered ${up.statusCode}`;
+        const status = up.statusCode ?? 500;
+        let parsed: unknown;
         try {
-          message = (JSON.parse(errBody) as { error: { message: string } }).error.message;
+          parsed = JSON.parse(errBody);
         } catch {
-          // keep the generic message
+          // not JSON: the generic message
         }
-        fail(up.statusCode ?? 500, message, `http_${up.statusCode}`);
+        // The engine's codes first, as on the OpenAI routes (e.g. context_length_exceeded).
+        const t =
+          parsed === undefined ? undefined : core.runnerError?.(lease.config, status, parsed);
+        if (t) {
+          fail(t.status, t.message, t.code);
+          return;
+        }
+        const message = (parsed as { error?: { message?: unknown } } | undefined)?.error?.message;
+        fail(
+          status,
+          typeof message === 'string' ? message : `the runner answered ${status}`,
+          `http_${status}`,
+        );
       });
       return;
     }
