@@ -107,6 +107,23 @@ describeEachEngine('daemon with the official ollama client', (engine) => {
     expect(new Date(running!.expires_at).getTime()).toBeGreaterThan(Date.now());
   });
 
+  it('answers a prompt longer than the context with 400 and both counts', async () => {
+    const long = Array.from({ length: 400 }, (_, i) => `word${i} lorem ipsum`).join(' ');
+    const res = await fetch(`${daemon.url}/api/chat`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({
+        model: MODEL,
+        messages: [{ role: 'user', content: long }],
+        stream: false,
+        options: { num_predict: 4 },
+      }),
+    });
+    const body = (await res.json()) as { error: string };
+    expect(res.status, JSON.stringify(body)).toBe(400);
+    expect(body.error).toMatch(/the prompt is \d+ tokens but this model's context holds \d+/);
+  });
+
   it('unloads with keep_alive 0, and errors in Ollama shape', async () => {
     await client.generate({ model: MODEL, prompt: '', keep_alive: 0 });
     const ps = await client.ps();
