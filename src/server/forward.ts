@@ -7,6 +7,7 @@ import type { Lease } from '../scheduler/model-manager.js';
 import type { TranslatedError } from '../engines/engine.js';
 import { envelopeOf } from '../lib/envelope.js';
 import { HeadroomError } from '../lib/errors.js';
+import { postToRunner } from './runner-request.js';
 
 /**
  * Forwards one request to a runner and streams its answer back to the client.
@@ -101,11 +102,8 @@ export function forwardToRunner(opts: ForwardOptions): void {
     onEnd?.(outcome, status);
   };
 
-  let upstream!: http.ClientRequest;
   const closeStream =
     opts.closeAfterStream === true && (body as { stream?: unknown } | null)?.stream === true;
-  /** Whether the request was sent again after its reused socket turned out closed. */
-  let resent = false;
 
   function onClientClose(): void {
     if (!res.writableFinished) {
@@ -273,15 +271,8 @@ export function forwardToRunner(opts: ForwardOptions): void {
     up.on('error', onBroken);
   }
 
-  function onUpstreamError(req: http.ClientRequest, err: NodeJS.ErrnoException): void {
-    if (ended || req !== upstream) return;
-    // A kept-alive socket the runner closed just as it was reused (llama-server closes idle ones
-    // after 5 s): the request never reached the runner, so it is sent once more on a new socket.
-    if (!resent && req.reusedSocket && !upstreamResponse && err.code === 'ECONNRESET') {
-      resent = true;
-      send();
-      return;
-    }
+  function onUpstreamError(): void {
+    if (ended) return;
     if (!res.headersSent && !res.destroyed) {
       status = 502;
       const body = {
@@ -300,24 +291,12 @@ export function forwardToRunner(opts: ForwardOptions): void {
     finish('upstream-failed');
   }
 
-  function send(): void {
-    const req = http.request(url, {
-      method: 'POST',
-      agent,
-      headers: {
-        'content-type': 'application/json',
-        'content-length': payload.length,
-        ...(closeStream ? { connection: 'close' } : {}),
-      },
-    });
-    upstream = req;
-    req.once('response', onResponse);
-    // `on`, not `once`: a destroyed request may report more than one error.
-    req.on('error', (err) => onUpstreamError(req, err));
-    // Nagle's algorithm on the agent's socket held the request body back until the runner's
-    // delayed ACK (~40 ms per non-streamed request, measured); requests and tokens are small writes.
-    req.setNoDelay(true);
-    req.end(payload);
-  }
-  send();
+  const upstream = postToRunner({
+    url,
+    payload,
+    agent,
+    ...(closeStream ? { headers: { connection: 'close' } } : {}),
+    onResponse,
+    onError: onUpstreamError,
+  });
 }

@@ -1,15 +1,27 @@
+import path from 'node:path';
 import { Ollama } from 'ollama';
 import OpenAI from 'openai';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { startTinyChatDaemon, type DaemonProcess } from '../helpers/daemon.js';
+import { describeEachEngine } from '../helpers/engines.js';
+import { tinyChatModel } from '../helpers/models.js';
 
 /** Embeddings through the daemon, with both official clients, on a forged model. */
-describe('embeddings', () => {
+describeEachEngine('embeddings', (engine) => {
   let daemon: DaemonProcess;
-  const MODEL = 'tiny-chat';
+  const CHAT = 'tiny-chat';
+  // The same file configured for embeddings: llama-server serves them only from a runner
+  // started for them (capabilities.embeddings 'dedicated-runner'); the embedded runner serves
+  // them from any runner, so there the chat model itself is asked.
+  const EMBED_ONLY = 'tiny-embed';
+  const MODEL = engine.capabilities.embeddings === 'always' ? CHAT : EMBED_ONLY;
 
   beforeAll(async () => {
-    daemon = await startTinyChatDaemon();
+    const file = await tinyChatModel();
+    daemon = await startTinyChatDaemon({
+      engines: engine.engines,
+      models: { [EMBED_ONLY]: { path: path.resolve(file), embeddings: true } },
+    });
   });
 
   afterAll(async () => {
@@ -49,5 +61,42 @@ describe('embeddings', () => {
     });
     expect(res.status).toBe(400);
     expect(((await res.json()) as { error: { param: string } }).error.param).toBe('input');
+  });
+
+  it.runIf(engine.capabilities.embeddings === 'dedicated-runner')(
+    'answers embeddings asked of a chat runner with 400 embeddings_unsupported saying how to get them, on both APIs',
+    async () => {
+      const res = await fetch(`${daemon.url}/v1/embeddings`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ model: CHAT, input: 'a storm at sea' }),
+      });
+      const body = (await res.json()) as { error: { code: string; message: string } };
+      expect(res.status, JSON.stringify(body)).toBe(400);
+      expect(body.error.code).toBe('embeddings_unsupported');
+      expect(body.error.message).toContain('embeddings: true');
+
+      const ollama = await fetch(`${daemon.url}/api/embed`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ model: CHAT, input: 'a storm at sea' }),
+      });
+      const o = (await ollama.json()) as { error: string };
+      expect(ollama.status, JSON.stringify(o)).toBe(400);
+      expect(o.error).toContain('embeddings: true');
+    },
+  );
+
+  it('serves chat from the model configured for embeddings too', async () => {
+    // llama-server started with --embeddings switches embeddings on per batch (tools/server:
+    // llama_set_embeddings(ctx, slot.need_embd())), so its runner answers chat as well.
+    const client = new OpenAI({ baseURL: `${daemon.url}/v1`, apiKey: 'unused', maxRetries: 0 });
+    const res = await client.chat.completions.create({
+      model: EMBED_ONLY,
+      messages: [{ role: 'user', content: 'Hello' }],
+      max_tokens: 4,
+    });
+    expect(res.model).toBe(EMBED_ONLY);
+    expect(res.choices[0]!.message.content).toBeTypeOf('string');
   });
 });

@@ -1,15 +1,16 @@
 import { Ollama } from 'ollama';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { startTinyChatDaemon, type DaemonProcess } from '../helpers/daemon.js';
+import { describeEachEngine } from '../helpers/engines.js';
 
 /** The daemon's Ollama-compatible API, driven by the official `ollama` npm client. */
-describe('daemon with the official ollama client', () => {
+describeEachEngine('daemon with the official ollama client', (engine) => {
   let daemon: DaemonProcess;
   let client: Ollama;
   const MODEL = 'tiny-chat';
 
   beforeAll(async () => {
-    daemon = await startTinyChatDaemon();
+    daemon = await startTinyChatDaemon({ engines: engine.engines });
     client = new Ollama({ host: daemon.url });
   });
 
@@ -104,6 +105,23 @@ describe('daemon with the official ollama client', () => {
     expect(running).toBeDefined();
     expect(running!.size).toBeGreaterThan(0);
     expect(new Date(running!.expires_at).getTime()).toBeGreaterThan(Date.now());
+  });
+
+  it('answers a prompt longer than the context with 400 and both counts', async () => {
+    const long = Array.from({ length: 400 }, (_, i) => `word${i} lorem ipsum`).join(' ');
+    const res = await fetch(`${daemon.url}/api/chat`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({
+        model: MODEL,
+        messages: [{ role: 'user', content: long }],
+        stream: false,
+        options: { num_predict: 4 },
+      }),
+    });
+    const body = (await res.json()) as { error: string };
+    expect(res.status, JSON.stringify(body)).toBe(400);
+    expect(body.error).toMatch(/the prompt is \d+ tokens but this model's context holds \d+/);
   });
 
   it('unloads with keep_alive 0, and errors in Ollama shape', async () => {

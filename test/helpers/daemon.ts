@@ -116,12 +116,18 @@ export function isAlive(pid: number): boolean {
   }
 }
 
-/** The daemon the e2e client tests share: the cached tiny chat model (`tiny-chat`), context 1024. */
-export async function startTinyChatDaemon(): Promise<DaemonProcess> {
+/**
+ * The daemon the e2e client tests share: the cached tiny chat model (`tiny-chat`), context 1024.
+ * `config` adds to (and replaces keys of) that config, e.g. `engines` to pick the engine.
+ */
+export async function startTinyChatDaemon(
+  config: Record<string, unknown> = {},
+): Promise<DaemonProcess> {
   const file = await tinyChatModel();
   return startDaemon({
     modelDirs: [path.dirname(file)],
     demoModel: false,
     runner: { contextSize: 1024, threads: 2 },
+    ...config,
   });
 }

@@ -1,5 +1,31 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { translateLlamaServerError } from './engine.js';
+import type { RunnerConfig } from '../types.js';
+import { LlamaServerEngine, translateLlamaServerError } from './engine.js';
+
+describe('LlamaServerEngine.load', () => {
+  it("counts a slot's cells as its n_prompt_tokens, which already hold the tokens it generated", async () => {
+    // GET /slots as llama-server answers it mid-answer: a 14-token prompt, 103 tokens generated.
+    const slots = [
+      { id: 0, is_processing: true, n_prompt_tokens: 117, next_token: [{ n_decoded: 103 }] },
+      { id: 1, is_processing: false, n_prompt_tokens: 40, next_token: [{ n_decoded: 0 }] },
+    ];
+    const server = http.createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(slots));
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      const engine = new LlamaServerEngine({ binary: 'llama-server' });
+      const load = await engine.load(url, {} as RunnerConfig, AbortSignal.timeout(5000));
+      expect(load).toEqual({ tokensInUse: 157, busy: 1 });
+    } finally {
+      await new Promise((r) => server.close(r));
+    }
+  });
+});
 
 describe('translateLlamaServerError', () => {
   it('turns exceed_context_size_error into context_length_exceeded with both counts', () => {
@@ -33,6 +59,19 @@ describe('translateLlamaServerError', () => {
     expect(t?.status).toBe(400);
     expect(t?.code).toBe('embeddings_unsupported');
     expect(t?.message).toContain('embeddings: true');
+  });
+
+  it('says how to get embeddings from a model that declares no pooling type', () => {
+    const t = translateLlamaServerError(400, {
+      error: {
+        code: 400,
+        message: "Pooling type 'none' is not OAI compatible. Please use a different pooling type",
+        type: 'invalid_request_error',
+      },
+    });
+    expect(t?.status).toBe(400);
+    expect(t?.code).toBe('embeddings_unsupported');
+    expect(t?.message).toContain('--pooling');
   });
 
   it('passes through what it does not know', () => {

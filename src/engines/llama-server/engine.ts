@@ -24,12 +24,13 @@ const slotSchema = {
     if (!Array.isArray(v)) throw new Error('GET /slots did not answer an array');
     return v.map((s: unknown) => {
       const o = (typeof s === 'object' && s !== null ? s : {}) as Record<string, unknown>;
-      const next = Array.isArray(o.next_token) ? (o.next_token[0] as Record<string, unknown>) : {};
       const num = (x: unknown): number => (typeof x === 'number' && Number.isFinite(x) ? x : 0);
       return {
         id: num(o.id),
         processing: o.is_processing === true,
-        tokens: num(o.n_prompt_tokens) + num(next?.n_decoded),
+        // Every token in the slot's cells, generated ones included: server_slot::to_json reports
+        // prompt.tokens, which each sampled token joins (n_decoded counts those again).
+        tokens: num(o.n_prompt_tokens),
       };
     });
   },
@@ -153,7 +154,17 @@ export function translateLlamaServerError(
       status: 400,
       code: 'embeddings_unsupported',
       message:
-        'this model runs in a llama-server started for chat, which serves no embeddings: set `embeddings: true` for it under models: in the config (its runner then serves embeddings only), or `engine: embedded`',
+        'this model runs in a llama-server started for chat, which serves no embeddings: set `embeddings: true` for it under models: in the config (its runner is then started for embeddings), or `engine: embedded`',
+    };
+  }
+  // A model whose GGUF declares no pooling type (chat models) gets none, and llama-server's
+  // OpenAI embeddings need one vector per input (server-context.cpp, handle_embeddings_impl).
+  if (e.type === 'invalid_request_error' && /pooling type 'none'/i.test(message)) {
+    return {
+      status: 400,
+      code: 'embeddings_unsupported',
+      message:
+        'this model declares no pooling type, so llama-server cannot make one vector per input: add a pooling to engines.llamaServer.args (e.g. ["--pooling", "mean"]), or run the model with `engine: embedded`',
     };
   }
   if (status >= 400 && status < 500 && e.type === 'invalid_request_error') {

@@ -1,5 +1,5 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import http from 'node:http';
+import type http from 'node:http';
 import { stat } from 'node:fs/promises';
 import { readModelSpec, type ModelSpec } from '../../gguf/index.js';
 import { envelopeOf } from '../../lib/envelope.js';
@@ -8,6 +8,7 @@ import { requestSignal } from '../../lib/request-signal.js';
 import type { Lease } from '../../scheduler/model-manager.js';
 import type { ServerCore } from '../core.js';
 import { metricsOf } from '../metrics-routes.js';
+import { postToRunner } from '../runner-request.js';
 import {
   chatRunnerBody,
   generateRunnerRequest,
@@ -127,6 +128,15 @@ export function ollamaRoutes(app: FastifyInstance, core: ServerCore): void {
             usage?: { prompt_tokens: number };
             error?: { message: string };
           };
+          // The engine's codes first, as on /v1/embeddings (e.g. embeddings_unsupported).
+          const translated = res.ok
+            ? undefined
+            : core.engineOf?.(lease.config)?.translateError(res.status, out);
+          if (translated)
+            throw new HeadroomError(translated.code, translated.message, {
+              status: translated.status,
+              ...(translated.details ? { details: translated.details } : {}),
+            });
           if (!res.ok || !out.data)
             throw new HeadroomError(
               'embedding_failed',
@@ -315,11 +325,6 @@ async function relay(
     end('error', status, code);
   };
 
-  const upstream = http.request(new URL(o.path, lease.url), {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', 'content-length': payload.length },
-  });
-  upstream.setNoDelay(true);
   let upstreamRes: http.IncomingMessage | undefined;
   function onClose(): void {
     if (!res.writableFinished) {
@@ -339,20 +344,35 @@ async function relay(
   res.on('drain', onDrain);
   lease.signal.addEventListener('abort', onCancelled, { once: true });
 
-  upstream.once('response', (up) => {
+  function onResponse(up: http.IncomingMessage): void {
     upstreamRes = up;
     up.setEncoding('utf8');
     if ((up.statusCode ?? 500) >= 400) {
       let errBody = '';
       up.on('data', (d: string) => (errBody += d.length < 65536 ? d : ''));
       up.once('end', () => {
-        let message = `the runner answered ${up.statusCode}`;
+        const status = up.statusCode ?? 500;
+        let parsed: unknown;
         try {
-          message = (JSON.parse(errBody) as { error: { message: string } }).error.message;
+          parsed = JSON.parse(errBody);
         } catch {
-          // keep the generic message
+          // not JSON: the generic message
         }
-        fail(up.statusCode ?? 500, message, `http_${up.statusCode}`);
+        // The engine's codes first, as on the OpenAI routes (e.g. context_length_exceeded).
+        const t =
+          parsed === undefined
+            ? undefined
+            : core.engineOf?.(lease.config)?.translateError(status, parsed);
+        if (t) {
+          fail(t.status, t.message, t.code);
+          return;
+        }
+        const message = (parsed as { error?: { message?: unknown } } | undefined)?.error?.message;
+        fail(
+          status,
+          typeof message === 'string' ? message : `the runner answered ${status}`,
+          `http_${status}`,
+        );
       });
       return;
     }
@@ -420,12 +440,19 @@ async function relay(
     };
     up.once('aborted', broken);
     up.on('error', broken);
+  }
+  const keepsStreams = core.engineOf?.(lease.config)?.capabilities.keepAliveAfterStream ?? true;
+  const upstream = postToRunner({
+    url: new URL(o.path, lease.url),
+    payload,
+    // Ollama answers are streamed from the runner's stream unless asked otherwise.
+    ...(keepsStreams ? {} : { headers: { connection: 'close' } }),
+    onResponse,
+    onError: () => {
+      if (!ended)
+        fail(502, `the runner for "${o.model}" could not be reached; retry`, 'runner_unreachable');
+    },
   });
-  upstream.on('error', () => {
-    if (!ended)
-      fail(502, `the runner for "${o.model}" could not be reached; retry`, 'runner_unreachable');
-  });
-  upstream.end(payload);
 }
 
 interface FileDetails {
