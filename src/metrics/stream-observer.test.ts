@@ -115,6 +115,20 @@ describe('StreamObserver', () => {
     expect(err.usage).toBeUndefined();
   });
 
+  it('usageFromJsonTail reads usage whatever keys follow it (llama-server ends with id and timings)', () => {
+    const tail =
+      '"finish_reason":"length"}],"usage":{"completion_tokens":5,"prompt_tokens":8,"total_tokens":13,"prompt_tokens_details":{"cached_tokens":3}},"id":"chatcmpl-x","timings":{"cache_n":3,"prompt_n":5}}';
+    expect(usageFromJsonTail(tail)).toMatchObject({
+      promptTokens: 8,
+      completionTokens: 5,
+      cachedTokens: 3,
+    });
+    expect(usageFromJsonTail('{"usage":{"prompt_tokens":1,"completion_tokens":2}}')).toMatchObject({
+      promptTokens: 1,
+      completionTokens: 2,
+    });
+  });
+
   it('usageFromJsonTail ignores a tail without a usage object', () => {
     expect(usageFromJsonTail('{"a":1}')).toBeUndefined();
     expect(usageFromJsonTail('"usage":{"prompt_tokens":1}}')).toBeUndefined();

@@ -166,20 +166,30 @@ export class StreamObserver {
 }
 
 /**
- * The usage object of a JSON answer from its last bytes: the runner (and llama-server) write
- * `usage` as the last key, so the text after the last `"usage":` minus the closing brace is it.
+ * The usage object of a JSON answer from its last bytes: the last `"usage":` key and the object
+ * after it, read up to its matching brace (the embedded runner writes usage last; llama-server
+ * writes `id` and `timings` after it).
  */
 export function usageFromJsonTail(tail: string): Usage | undefined {
   const i = tail.lastIndexOf('"usage":');
   if (i === -1) return undefined;
-  const rest = tail.slice(i + 8).trimEnd();
-  // Try the whole rest, then without the enclosing object's closing brace(s).
-  for (let cut = rest.length; cut > 0 && rest.length - cut < 4; cut--) {
-    try {
-      const u = usageOf(JSON.parse(rest.slice(0, cut)));
-      if (u) return u;
-    } catch {
-      // not yet
+  const start = tail.indexOf('{', i + 8);
+  if (start === -1 || tail.slice(i + 8, start).trim() !== '') return undefined;
+  let depth = 0;
+  let inString = false;
+  for (let k = start; k < tail.length; k++) {
+    const c = tail[k];
+    if (inString) {
+      if (c === '\\') k++;
+      else if (c === '"') inString = false;
+    } else if (c === '"') inString = true;
+    else if (c === '{') depth++;
+    else if (c === '}' && --depth === 0) {
+      try {
+        return usageOf(JSON.parse(tail.slice(start, k + 1)));
+      } catch {
+        return undefined;
+      }
     }
   }
   return undefined;

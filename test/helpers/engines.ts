@@ -203,26 +203,3 @@ async function llamaServerProbe(url: string): Promise<RunnerProbe> {
     };
   }
 }
-
-/**
- * Assertions that a known product gap makes fail on some engines. There they must still fail,
- * and the gap is printed; once the gap is fixed they pass and this throws, so the marker goes.
- * On the other engines they must pass as usual.
- */
-export async function knownGap(
-  engine: EngineUnderTest,
-  gap: { on: EngineKind[]; what: string },
-  assertions: () => unknown,
-): Promise<void> {
-  if (!gap.on.includes(engine.kind)) {
-    await assertions();
-    return;
-  }
-  try {
-    await assertions();
-  } catch {
-    console.warn(`known gap on ${engine.kind}: ${gap.what}`);
-    return;
-  }
-  throw new Error(`a known gap on ${engine.kind} no longer shows, remove its marker: ${gap.what}`);
-}
