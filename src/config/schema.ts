@@ -133,7 +133,7 @@ const modelOverrideSchema = z
       .boolean()
       .optional()
       .describe(
-        'Serve embeddings. llama-server serves /v1/embeddings only from a runner started for them (and then no chat); the embedded runner serves both. Defaults to false.',
+        'Serve embeddings. llama-server serves /v1/embeddings only from a runner started with --embeddings (it serves chat too); a model without a pooling type (most chat models) also needs --pooling in engines.llamaServer.args. The embedded runner serves embeddings from every runner. Defaults to false.',
       ),
     ttl: durationSchema
       .optional()

@@ -29,8 +29,8 @@ export interface RunnerConfig {
   /** Layers to offload to a GPU; 0 on CPU-only machines. */
   gpuLayers: number;
   /**
-   * A runner for embeddings. llama-server serves /v1/embeddings only from a runner started for
-   * them (and then nothing else); the embedded runner serves both either way.
+   * A runner that serves embeddings. llama-server serves /v1/embeddings only when started with
+   * --embeddings (chat still works); the embedded runner serves both either way.
    */
   embeddings?: boolean;
 }
