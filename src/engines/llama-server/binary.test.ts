@@ -26,7 +26,11 @@ async function fakeServer(dir: string, label: string, exitCode = 0): Promise<str
 }
 
 /** A build folder in the engine cache as builder.ts leaves it. */
-async function fakeBuild(cache: string, label: string): Promise<string> {
+async function fakeBuild(
+  cache: string,
+  label: string,
+  over: Partial<BuildManifest> = {},
+): Promise<string> {
   const env = { HEADROOM_ENGINE_CACHE: cache };
   const dir = buildDir(buildInputs(nodeLlamaCppPackage()), 'cpu', env);
   await fakeServer(path.join(dir, 'bin'), `${label}-binary`);
@@ -35,6 +39,9 @@ async function fakeBuild(cache: string, label: string): Promise<string> {
     backend: 'cpu',
     how: 'prebuilt-libs',
     version: `version: 1 (${label})`,
+    native: false,
+    cpu: 'some CPU',
+    ...over,
   };
   await writeFile(buildLayout(dir).manifest, JSON.stringify(manifest));
   return dir;
@@ -136,6 +143,20 @@ describe('resolveLlamaServer', () => {
     expect(r.fix).toMatch(/headroom engines build/);
   });
 
+  it('passes over a native build made on another CPU', async () => {
+    const cache = path.join(root, 'other-cpu', 'cache');
+    await fakeBuild(cache, 'native', {
+      how: 'full-source',
+      native: true,
+      cpu: 'a CPU not this one',
+    });
+    const r = await resolveLlamaServer({ env: { PATH: '', HEADROOM_ENGINE_CACHE: cache } });
+    expect(r).toMatchObject({ unavailable: true });
+    if (!r.unavailable) throw new Error('unreachable');
+    expect(r.reason).toMatch(/compiled for another CPU \(a CPU not this one\)/);
+    expect(r.fix).toMatch(/headroom engines build/);
+  });
+
   it("gives a failed build's reason and fix", async () => {
     const cache = path.join(root, 'failed', 'cache');
     const dir = buildDir(buildInputs(nodeLlamaCppPackage()), 'cpu', {
@@ -150,7 +171,7 @@ describe('resolveLlamaServer', () => {
     const r = await resolveLlamaServer({ env: { PATH: '', HEADROOM_ENGINE_CACHE: cache } });
     expect(r).toEqual({
       unavailable: true,
-      reason: 'no llama-server on PATH, and its build failed: cmake not found on PATH',
+      reason: 'no llama-server on PATH, and no usable build: cmake not found on PATH',
       fix: 'install cmake, then run `headroom engines build`',
     });
   });

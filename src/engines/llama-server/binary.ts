@@ -1,18 +1,20 @@
 import { execFile } from 'node:child_process';
 import { constants } from 'node:fs';
 import { access, readFile, stat } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { describeError } from '../../lib/errors.js';
 import {
   BACKEND_PREFERENCE,
   estimateText,
   parseVersionOutput,
+  runsOnCpu,
   type Backend,
   type BuildFailure,
   type BuildHow,
   type BuildManifest,
 } from './build.js';
-import { buildDir, buildInputs, buildLayout, nodeLlamaCppPackage } from './source.js';
+import { buildDir, buildInputs, buildLayout, cpuModel, nodeLlamaCppPackage } from './source.js';
 
 /**
  * Which llama-server headroom runs. In order: the path configured explicitly, a `llama-server` on
@@ -133,6 +135,16 @@ export async function findBuilt(
       continue;
     }
     if (!(await isExecutable(layout.binary))) continue;
+    if (!runsOnCpu(manifest, cpuModel())) {
+      failure ??= {
+        reason: `the build in ${dir} was compiled for another CPU (${manifest.cpu})`,
+        fix: 'run `headroom engines build` to build it for this one',
+        logTail: '',
+        date: manifest.date,
+        inputs,
+      };
+      continue;
+    }
     return {
       built: {
         path: layout.binary,
@@ -202,12 +214,12 @@ export async function resolveLlamaServer(
   if (found.failure)
     return {
       unavailable: true,
-      reason: `no llama-server on PATH${pathProblem}, and its build failed: ${found.failure.reason}`,
+      reason: `no llama-server on PATH${pathProblem}, and no usable build: ${found.failure.reason}`,
       fix: found.failure.fix,
     };
   return {
     unavailable: true,
     reason: `no llama-server on PATH${pathProblem}, and none built for llama.cpp ${found.tag} (node-llama-cpp ${found.nodeLlamaCpp})`,
-    fix: `run \`headroom engines build\` (needs cmake and a C++ compiler; ${estimateText('prebuilt-libs', 2)} on 2 cores), or put a llama-server on PATH`,
+    fix: `run \`headroom engines build\` (needs cmake and a C++ compiler; ${estimateText('prebuilt-libs', os.availableParallelism())} here), or put a llama-server on PATH`,
   };
 }

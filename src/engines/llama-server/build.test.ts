@@ -16,6 +16,7 @@ import {
   progressBar,
   progressPercent,
   recordedCmakeOptions,
+  runsOnCpu,
   runtimeLibs,
   type BuildInputs,
 } from './build.js';
@@ -25,7 +26,6 @@ const inputs: BuildInputs = {
   tag: 'v0.5.0',
   platform: 'linux',
   arch: 'x64',
-  cpu: 'AMD EPYC 7B13',
   recipe: RECIPE_VERSION,
 };
 
@@ -57,7 +57,6 @@ describe('cache key', () => {
       tag: 'v0.5.1',
       platform: 'darwin',
       arch: 'arm64',
-      cpu: 'other',
       recipe: RECIPE_VERSION + 1,
     }))
       expect(inputsHash({ ...inputs, [k]: v })).not.toBe(base);
@@ -67,6 +66,14 @@ describe('cache key', () => {
 
   it('keeps a tag with odd characters a single path segment', () => {
     expect(cacheKey({ ...inputs, tag: 'b1/../x' }, 'cuda')).toMatch(/^b1_\.\._x-cuda-/);
+  });
+});
+
+describe('runsOnCpu', () => {
+  it('a portable build runs on any CPU; a native one only on the CPU it was built on', () => {
+    expect(runsOnCpu({ native: false, cpu: 'Intel Xeon' }, 'AMD EPYC')).toBe(true);
+    expect(runsOnCpu({ native: true, cpu: 'AMD EPYC' }, 'AMD EPYC')).toBe(true);
+    expect(runsOnCpu({ native: true, cpu: 'Intel Xeon' }, 'AMD EPYC')).toBe(false);
   });
 });
 
@@ -196,9 +203,12 @@ describe('progress', () => {
 });
 
 describe('text helpers', () => {
-  it('estimates from reference CPU time and the parallel jobs', () => {
-    expect(estimateText('full-source', 2)).toMatch(/^about \d+ min$/);
-    expect(estimateText('prebuilt-libs', 64)).toMatch(/^about \d+ min$/);
+  it('estimates from the 2-core reference time, scaled by jobs down to a floor', () => {
+    expect(estimateText('prebuilt-libs', 2)).toBe('about 3 min');
+    expect(estimateText('full-source', 2)).toBe('about 6 min');
+    expect(estimateText('full-source', 4)).toBe('about 3 min');
+    expect(estimateText('full-source', 64)).toBe('about 2 min');
+    expect(estimateText('prebuilt-libs', 64)).toBe('about 1 min');
   });
 
   it('keeps the end of a log, cutting long lines', () => {

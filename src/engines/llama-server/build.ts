@@ -31,8 +31,6 @@ export interface BuildInputs {
   tag: string;
   platform: string;
   arch: string;
-  /** The CPU model: a full-source build is compiled for this CPU (GGML_NATIVE). */
-  cpu: string;
   recipe: number;
 }
 
@@ -44,6 +42,13 @@ export interface BuildManifest {
   /** `llama-server --version`, first line, as the binary printed it after the build. */
   version: string;
   inputs: BuildInputs;
+  /** The CPU model it was built on. */
+  cpu: string;
+  /**
+   * Compiled for that CPU only (full-source, GGML_NATIVE). The prebuilt libraries carry a variant
+   * per CPU family and pick one at run time, so they run anywhere the platform does.
+   */
+  native: boolean;
   /** cmake's configure arguments (without the machine's paths). */
   cmakeOptions: string[];
   buildSeconds: number;
@@ -60,6 +65,15 @@ export interface BuildFailure {
   fix: string;
   date: string;
   inputs: BuildInputs;
+}
+
+/**
+ * Whether a build runs on a machine with this CPU model. The CPU is not in the cache key, so a
+ * portable build survives a move to another CPU (a VM migrated, a shared home folder); a native one
+ * is rebuilt there instead.
+ */
+export function runsOnCpu(manifest: Pick<BuildManifest, 'native' | 'cpu'>, cpu: string): boolean {
+  return !manifest.native || manifest.cpu === cpu;
 }
 
 /** A short stable hash of the inputs (key order does not matter). */
@@ -233,17 +247,22 @@ export function progressBar(p: Progress, width = 24): string {
 }
 
 /**
- * CPU seconds each recipe took on the reference machine (docs/BENCHMARKS.md, "llama-server
+ * Wall seconds each recipe took on the 2-core reference machine (docs/BENCHMARKS.md, "llama-server
  * build"), used to say at the start how long a build usually takes.
  */
-export const REFERENCE_CPU_SECONDS: Record<BuildHow, number> = {
-  'prebuilt-libs': 600,
-  'full-source': 900,
+export const REFERENCE_SECONDS_2_CORES: Record<BuildHow, number> = {
+  'prebuilt-libs': 200,
+  'full-source': 370,
 };
 
-/** Usual wall time of a recipe with `jobs` parallel compiles: e.g. "about 5 min". */
+/**
+ * Usual wall time of a recipe with `jobs` parallel compiles, e.g. "about 3 min". More cores help
+ * until the few large server sources, compiled one per core, set the pace (a third of the 2-core
+ * time, by the build's shape).
+ */
 export function estimateText(how: BuildHow, jobs: number): string {
-  const seconds = REFERENCE_CPU_SECONDS[how] / Math.max(1, Math.min(jobs, 8));
+  const ref = REFERENCE_SECONDS_2_CORES[how];
+  const seconds = Math.max(ref / 3, (ref * 2) / Math.max(1, jobs));
   if (seconds < 90) return 'about 1 min';
   return `about ${Math.round(seconds / 60)} min`;
 }

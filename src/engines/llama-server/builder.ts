@@ -15,6 +15,7 @@ import {
   pickPrebuiltLibs,
   prebuiltCmakeDefs,
   recordedCmakeOptions,
+  runsOnCpu,
   runtimeLibs,
   type Backend,
   type BuildFailure,
@@ -30,6 +31,7 @@ import {
   buildDir,
   buildInputs,
   buildLayout,
+  cpuModel,
   llamaServerCacheDir,
   nodeLlamaCppPackage,
   prebuiltBins,
@@ -87,12 +89,13 @@ export async function detectBackend(): Promise<Backend> {
   }
 }
 
-/** Reads a build's manifest when its binary is present too. */
+/** Reads a build's manifest when its binary is present too and runs on this CPU. */
 export async function readBuild(dir: string): Promise<BuildManifest | undefined> {
   const layout = buildLayout(dir);
   if (!existsSync(layout.binary)) return undefined;
   try {
-    return JSON.parse(await readFile(layout.manifest, 'utf8')) as BuildManifest;
+    const manifest = JSON.parse(await readFile(layout.manifest, 'utf8')) as BuildManifest;
+    return runsOnCpu(manifest, cpuModel()) ? manifest : undefined;
   } catch {
     return undefined;
   }
@@ -158,6 +161,8 @@ async function run(
     env: NodeJS.ProcessEnv;
     log: NodeJS.WritableStream;
     signal: AbortSignal | undefined;
+    /** Names the step in a failure: "configure", "compile", … */
+    step: string;
     onLine?: (line: string) => void;
   },
 ): Promise<string> {
@@ -189,13 +194,13 @@ async function run(
     opts.signal?.throwIfAborted();
     if (code !== 0)
       throw new StepError(
-        `${path.basename(cmd)} ${args[0] ?? ''} exited with ${sig ?? `code ${code}`}`,
+        `${opts.step} (${path.basename(cmd)}) exited with ${sig ? `signal ${sig}` : `code ${code}`}`,
         logTail(recent),
       );
     return recent;
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT')
-      throw new StepError(`${cmd} not found`, '');
+      throw new StepError(`${opts.step}: ${cmd} not found`, '');
     throw err;
   } finally {
     opts.signal?.removeEventListener('abort', onAbort);
@@ -215,6 +220,7 @@ async function checkBinary(
     env: { ...process.env, LD_LIBRARY_PATH: '' },
     log,
     signal: both,
+    step: 'check (llama-server --version)',
   });
   const version = parseVersionOutput(out);
   if (!version) throw new StepError('llama-server --version printed no version', logTail(out));
@@ -253,6 +259,7 @@ async function cmakeBuild(
     env: ctx.env,
     log: ctx.log,
     signal: ctx.signal,
+    step: 'configure',
   });
   ctx.emit({ type: 'phase', phase: 'compile', how });
   await run(
@@ -263,6 +270,7 @@ async function cmakeBuild(
       env: ctx.env,
       log: ctx.log,
       signal: ctx.signal,
+      step: 'compile',
       onLine: (line) => {
         const p = parseProgress(line);
         if (p) ctx.emit({ type: 'progress', progress: p });
@@ -309,10 +317,10 @@ const RECIPES: Record<BuildHow, (ctx: RecipeContext) => Promise<string[]>> = {
 };
 
 /** What to tell a person whose build failed. */
-function fixFor(reason: string): string {
-  if (/not found|missing/i.test(reason))
+function fixFor(reason: string, dir: string): string {
+  if (/missing build tools/.test(reason))
     return 'install cmake, git and a C++ compiler (Debian: apt-get install cmake g++ git ninja-build), then run `headroom engines build`';
-  return 'read the log tail above; fix the cause, then run `headroom engines build` (or put a llama-server on PATH)';
+  return `fix the cause shown in the log tail (whole log: ${path.join(dir, 'build.log')}), then run \`headroom engines build\`; or put a llama-server on PATH`;
 }
 
 /** Replaces `dir` by `stage` (rename: atomic for readers of the new folder). */
@@ -349,7 +357,7 @@ export async function buildLlamaServer(opts: BuildOptions = {}): Promise<BuildRe
     const failure: BuildFailure = {
       reason,
       logTail: tail,
-      fix: fixFor(reason),
+      fix: fixFor(reason, dir),
       date: new Date().toISOString(),
       inputs,
     };
@@ -364,7 +372,8 @@ export async function buildLlamaServer(opts: BuildOptions = {}): Promise<BuildRe
   };
 
   const tools = await findTools(env);
-  if ('missing' in tools) return fail(`${tools.missing} not found on PATH`, '');
+  if ('missing' in tools)
+    return fail(`missing build tools: ${tools.missing} (not found on PATH)`, '');
 
   const order: BuildHow[] = opts.only ? [opts.only] : ['prebuilt-libs', 'full-source'];
   if (!opts.only && !prebuiltBins(pkg, backend)) order.shift();
@@ -412,7 +421,7 @@ export async function buildLlamaServer(opts: BuildOptions = {}): Promise<BuildRe
           await run(
             tools.git,
             ['-c', 'advice.detachedHead=false', 'clone', '--quiet', pkg.bundle, base.src],
-            { cwd: work, env, log, signal: opts.signal },
+            { cwd: work, env, log, signal: opts.signal, step: 'clone' },
           );
         } catch (err) {
           opts.signal?.throwIfAborted();
@@ -439,6 +448,8 @@ export async function buildLlamaServer(opts: BuildOptions = {}): Promise<BuildRe
               how,
               version,
               inputs,
+              cpu: cpuModel(),
+              native: how === 'full-source',
               cmakeOptions: recordedCmakeOptions(defs),
               buildSeconds: Math.round((Date.now() - recipeStart) / 1000),
               date: new Date().toISOString(),

@@ -59,9 +59,13 @@ export function buildInputs(pkg: NodeLlamaCppPackage): BuildInputs {
     tag: pkg.tag,
     platform: process.platform,
     arch: process.arch,
-    cpu: os.cpus()[0]?.model.trim() ?? 'unknown',
     recipe: RECIPE_VERSION,
   };
+}
+
+/** This machine's CPU model, as build.json records it. */
+export function cpuModel(): string {
+  return os.cpus()[0]?.model.trim() ?? 'unknown';
 }
 
 /**
