@@ -1,6 +1,16 @@
 import { spawn } from 'node:child_process';
 import { createWriteStream, existsSync } from 'node:fs';
-import { chmod, copyFile, mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import {
+  chmod,
+  copyFile,
+  mkdir,
+  mkdtemp,
+  readFile,
+  readdir,
+  rename,
+  rm,
+  writeFile,
+} from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { once } from 'node:events';
@@ -317,10 +327,11 @@ const RECIPES: Record<BuildHow, (ctx: RecipeContext) => Promise<string[]>> = {
 };
 
 /** What to tell a person whose build failed. */
-function fixFor(reason: string, dir: string): string {
+function fixFor(reason: string, dir: string, backend: Backend): string {
   if (/missing build tools/.test(reason))
     return 'install cmake, git and a C++ compiler (Debian: apt-get install cmake g++ git ninja-build), then run `headroom engines build`';
-  return `fix the cause shown in the log tail (whole log: ${path.join(dir, 'build.log')}), then run \`headroom engines build\`; or put a llama-server on PATH`;
+  const cpu = backend === 'cpu' ? '' : ' (`--backend cpu` builds one without the GPU)';
+  return `fix the cause shown in the log tail (whole log: ${path.join(dir, 'build.log')}), then run \`headroom engines build\`${cpu}; or put a llama-server on PATH`;
 }
 
 /** Replaces `dir` by `stage` (rename: atomic for readers of the new folder). */
@@ -357,7 +368,7 @@ export async function buildLlamaServer(opts: BuildOptions = {}): Promise<BuildRe
     const failure: BuildFailure = {
       reason,
       logTail: tail,
-      fix: fixFor(reason, dir),
+      fix: fixFor(reason, dir, backend),
       date: new Date().toISOString(),
       inputs,
     };
@@ -390,6 +401,11 @@ export async function buildLlamaServer(opts: BuildOptions = {}): Promise<BuildRe
           return { ok: true, dir, binary: layout.binary, manifest: theirs, reused: true };
         }
       }
+      // Only the lock's holder stages this key: anything staged before is a crashed build's.
+      const cache = llamaServerCacheDir(env);
+      for (const name of await readdir(cache))
+        if (name.startsWith(`.stage-${key}-`) || name.startsWith(`${key}.old-`))
+          await rm(path.join(cache, name), { recursive: true, force: true });
       const work = await mkdtemp(path.join(os.tmpdir(), 'headroom-llama-build-'));
       const logPath = path.join(work, 'build.log');
       const log = createWriteStream(logPath);
