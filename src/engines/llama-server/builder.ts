@@ -409,6 +409,15 @@ export async function buildLlamaServer(opts: BuildOptions = {}): Promise<BuildRe
       const work = await mkdtemp(path.join(os.tmpdir(), 'headroom-llama-build-'));
       const logPath = path.join(work, 'build.log');
       const log = createWriteStream(logPath);
+      let logClosed: Promise<unknown> | undefined;
+      // Flushes the log (before a failure copies it, and at the end); idempotent.
+      const closeLog = (): Promise<unknown> => {
+        if (!logClosed) {
+          logClosed = once(log, 'close').catch(() => {});
+          log.end();
+        }
+        return logClosed;
+      };
       const started = Date.now();
       try {
         emit({
@@ -441,6 +450,7 @@ export async function buildLlamaServer(opts: BuildOptions = {}): Promise<BuildRe
           );
         } catch (err) {
           opts.signal?.throwIfAborted();
+          await closeLog();
           return await fail(
             `cloning ${pkg.bundle} failed: ${describeError(err)}`,
             (err as StepError).tail ?? '',
@@ -482,14 +492,14 @@ export async function buildLlamaServer(opts: BuildOptions = {}): Promise<BuildRe
             if (next) emit({ type: 'fallback', from: how, to: next, reason: lastError.message });
           }
         }
+        await closeLog();
         return await fail(
           `${order.join(' and ')} failed: ${lastError?.message ?? 'no recipe'} (after ${Math.round((Date.now() - started) / 1000)} s)`,
           lastError?.tail ?? '',
           logPath,
         );
       } finally {
-        log.end();
-        await once(log, 'close').catch(() => {});
+        await closeLog();
         await rm(work, { recursive: true, force: true });
       }
     },
