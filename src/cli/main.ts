@@ -17,6 +17,8 @@ Usage:
   headroom load NAME [--ctx N] [--kv f16|q8_0|q4_0] [--parallel N] [--json] [--url URL]
   headroom unload NAME [--force] [--json] [--url URL]
   headroom logs NAME [--bytes N] [--url URL]
+  headroom engines [--json]
+  headroom engines build [--force] [--backend cpu|cuda|vulkan|metal] [--recipe prebuilt-libs|full-source] [--json]
 
 The daemon listens on http://127.0.0.1:8642 by default; other commands reach it at --url or $HEADROOM_URL.
 `;
@@ -91,6 +93,15 @@ const commands: Record<
   logs: {
     options: { bytes: { type: 'string' }, url: { type: 'string' } },
     run: async (v, p) => (await import('./models.js')).logs(v, p),
+  },
+  engines: {
+    options: {
+      json: { type: 'boolean' },
+      force: { type: 'boolean' },
+      backend: { type: 'string' },
+      recipe: { type: 'string' },
+    },
+    run: async (v, p) => (await import('./engines.js')).engines(v, p),
   },
 };
 
