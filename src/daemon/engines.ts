@@ -1,16 +1,17 @@
-import { constants } from 'node:fs';
-import { access } from 'node:fs/promises';
-import path from 'node:path';
 import type { Config } from '../config/load.js';
 import type { Engine, EngineKind } from '../engines/engine.js';
 import { embeddedEngine } from '../engines/embedded/index.js';
+import {
+  resolveLlamaServer,
+  type LlamaServerResolution,
+  type LlamaServerUnavailable,
+} from '../engines/llama-server/binary.js';
 import { LlamaServerEngine } from '../engines/llama-server/engine.js';
 import type { Logger } from '../lib/logger.js';
 
 /** Where the llama-server binary came from, or why there is none. */
 export type LlamaServerBinary =
-  | { path: string; version?: string; backend?: string; obtained: string }
-  | { unavailable: true; reason: string; fix: string };
+  { path: string; obtained: string; version?: string; backend?: string } | LlamaServerUnavailable;
 
 /** The engines this daemon runs models on, and the one a model gets when it names none. */
 export interface EngineSet {
@@ -85,32 +86,10 @@ export function chooseEngines(
   };
 }
 
-/** Finds the llama-server binary for this config (see engines/llama-server/binary.ts). */
-export async function resolveLlamaServerBinary(
+/** Finds the llama-server binary for this config: its path, else PATH, else the install's build. */
+export function resolveLlamaServerBinary(
   config: Pick<Config, 'engines'>,
-): Promise<LlamaServerBinary> {
+): Promise<LlamaServerResolution> {
   const configured = config.engines.llamaServer.path;
-  if (configured !== undefined) return { path: configured, obtained: 'config' };
-  const found = await onPath('llama-server');
-  if (found) return { path: found, obtained: 'path' };
-  return {
-    unavailable: true,
-    reason: 'no llama-server binary was found',
-    fix: 'run `headroom engines build`, or set engines.llamaServer.path',
-  };
-}
-
-async function onPath(name: string): Promise<string | undefined> {
-  for (const dir of (process.env.PATH ?? '').split(path.delimiter)) {
-    if (!dir) continue;
-    const file = path.join(dir, name);
-    if (
-      await access(file, constants.X_OK).then(
-        () => true,
-        () => false,
-      )
-    )
-      return file;
-  }
-  return undefined;
+  return resolveLlamaServer(configured !== undefined ? { configuredPath: configured } : {});
 }

@@ -1,7 +1,7 @@
-import { constants, accessSync } from 'node:fs';
 import { describe, it } from 'vitest';
 import type { EngineCapabilities, EngineKind } from '../../src/engines/engine.js';
 import { embeddedEngine } from '../../src/engines/embedded/index.js';
+import { resolveLlamaServer } from '../../src/engines/llama-server/binary.js';
 import { LlamaServerEngine } from '../../src/engines/llama-server/engine.js';
 
 /**
@@ -9,27 +9,21 @@ import { LlamaServerEngine } from '../../src/engines/llama-server/engine.js';
  * assertions. The embedded runner is always there; llama-server when a binary is found.
  */
 
-/** Where a locally built llama-server usually lies on the development machines. */
-const LOCAL_BUILD = '/tmp/hr-llama-full/bin/llama-server';
-
 /**
- * The llama-server binary the tests run, or why there is none. The one place that finds it:
- * HEADROOM_TEST_LLAMA_SERVER, else the local build when it exists.
+ * The llama-server binary the tests run, or why there is none: HEADROOM_TEST_LLAMA_SERVER when
+ * set, else what the daemon itself would find (a `llama-server` on PATH, else the one npm install
+ * built into the engine cache). Resolved once, when this module loads.
  */
+const resolved = await resolveLlamaServer(
+  process.env.HEADROOM_TEST_LLAMA_SERVER
+    ? { configuredPath: process.env.HEADROOM_TEST_LLAMA_SERVER }
+    : {},
+);
+
 export function testLlamaServerBinary(): { path: string } | { missing: string } {
-  const configured = process.env.HEADROOM_TEST_LLAMA_SERVER;
-  const candidate = configured !== undefined && configured !== '' ? configured : LOCAL_BUILD;
-  try {
-    accessSync(candidate, constants.X_OK);
-    return { path: candidate };
-  } catch {
-    return {
-      missing:
-        configured !== undefined && configured !== ''
-          ? `HEADROOM_TEST_LLAMA_SERVER=${configured} is not an executable file`
-          : `no llama-server binary: set HEADROOM_TEST_LLAMA_SERVER (looked at ${LOCAL_BUILD})`,
-    };
-  }
+  return resolved.unavailable
+    ? { missing: `${resolved.reason}; ${resolved.fix}` }
+    : { path: resolved.path };
 }
 
 export interface EngineUnderTest {
