@@ -429,6 +429,10 @@ export class Headroom {
       opts.llamaServer ?? (await resolveLlamaServerBinary(config)),
       log,
     );
+    log.info(
+      { default: engines.defaultKind, engines: engines.describe().filter((e) => e.available) },
+      `models run on ${engines.defaultKind} unless configured otherwise`,
+    );
     const h = new Headroom(
       config,
       layout,
