@@ -29,6 +29,21 @@
 // - heldout (12 cases): shapes and settings the constants were never fitted on (HELDOUT_SIZES).
 // - long (6 cases): 16384 and 32768 cells on a tiny held-out shape (flash attention on and off),
 //   and 16384 cells on two other held-out shapes.
+//
+// llama-server (`--engine llama-server --llama-server PATH`, or $HEADROOM_LLAMA_SERVER): each case
+// starts the binary with exactly the argv headroom passes (dist/engines/llama-server/argv.js
+// llamaServerArgs) and the daemon's environment, waits for GET /health 200, fills every slot with
+// one long prompt (POST /completion, one request per slot at once, `id_slot` each, n_predict 1),
+// and polls /proc/PID/status for VmHWM and RssAnon; then a second, load-only start with
+// LLAMA_ARG_LOG_VERBOSITY=4 reads the buffer sizes llama.cpp logs (model, KV, output, compute:
+// what its `--fit` projects for the host), printed beside ours. Predictions use the llama-server
+// footprint profile (whole-batch prompt steps). Results go to
+// bench/results/planner-accuracy-llama-server.json unless --out says otherwise. Matrices:
+// - ls-train (18 cases, the default for this engine): the 20M and 150M shapes, 2048–8192 cells per
+//   slot, 1–4 slots, every KV type, flash attention on and off, batch 128, no mmap: the cases the
+//   profile's constants were fitted on.
+// - ls-heldout (19 cases): the held-out shapes, contexts up to 32768, 1–8 slots.
+// `--rescore` re-predicts each saved row with the profile of the engine it was measured on.
 /* global setInterval, clearInterval, AbortSignal */
 import { spawn } from 'node:child_process';
 import http from 'node:http';
@@ -789,10 +804,15 @@ if (values.md) {
   const saved = JSON.parse(await readFile(resultsFile, 'utf8'));
   const mib = (b) => (b / MiB).toFixed(1);
   const sg = (p) => `${p >= 0 ? '+' : ''}${p.toFixed(1)}%`;
+  const cpp = saved.rows.some((r) => r.measured?.llamaCpp);
   console.log(
-    '| model | ctx | slots | FA | KV | mmap | threads | peak RSS MiB | predicted | error | peak anon MiB | predicted | error | fill s |',
+    '| model | ctx | slots | FA | KV | mmap | threads | peak RSS MiB | predicted | error | peak anon MiB | predicted | error | fill s |' +
+      (cpp ? " llama.cpp's buffers MiB | error |" : ''),
   );
-  console.log('|---|---:|---:|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|');
+  console.log(
+    '|---|---:|---:|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|' +
+      (cpp ? '---:|---:|' : ''),
+  );
   for (const r of saved.rows) {
     const x = r.case;
     const name = `${x.size} GQA ${x.gqa} ${x.type.toUpperCase()}`;
@@ -802,12 +822,16 @@ if (values.md) {
     }
     const m = r.measured;
     console.log(
-      `| ${name} | ${x.contextSize} | ${x.parallel} | ${x.flashAttention ? 'on' : 'off'} | ${x.kvCacheKeyType} | ${x.mmap ? 'on' : 'off'} | ${m.threads ?? 2} | ${mib(m.peakRss)} | ${mib(r.predicted.total)} | ${sg(r.errRss)} | ${mib(m.peakAnon)} | ${mib(r.predicted.anonymous)} | ${sg(r.errAnon)} | ${(m.fillMs / 1000).toFixed(1)} |`,
+      `| ${name} | ${x.contextSize} | ${x.parallel} | ${x.flashAttention ? 'on' : 'off'} | ${x.kvCacheKeyType} | ${x.mmap ? 'on' : 'off'} | ${m.threads ?? 2} | ${mib(m.peakRss)} | ${mib(r.predicted.total)} | ${sg(r.errRss)} | ${mib(m.peakAnon)} | ${mib(r.predicted.anonymous)} | ${sg(r.errAnon)} | ${(m.fillMs / 1000).toFixed(1)} |` +
+        (m.llamaCpp ? ` ${mib(m.llamaCpp.total)} | ${sg(r.errLlamaCpp)} |` : ''),
     );
   }
   const s = summarize(saved.rows);
   console.log(
-    `\nPeak RSS: median |error| ${s.rss.medianAbsErrPct.toFixed(2)} %, max ${s.rss.maxAbsErrPct.toFixed(2)} % over ${s.cases} cases` +
+    `\nPeak RSS: median |error| ${s.rss.medianAbsErrPct.toFixed(2)} %, max ${s.rss.maxAbsErrPct.toFixed(2)} %, worst under ${s.rss.worstUnderPct.toFixed(2)} % over ${s.cases} cases` +
+      (s.llamaCpp
+        ? `; llama.cpp's buffers: median |error| ${s.llamaCpp.medianAbsErrPct.toFixed(2)} %, max ${s.llamaCpp.maxAbsErrPct.toFixed(2)} %, worst under ${s.llamaCpp.worstUnderPct.toFixed(2)} %`
+        : '') +
       ` (targets 3 % / 8 %). Peak anonymous memory: median ${s.anon.medianAbsErrPct.toFixed(2)} %, max ${s.anon.maxAbsErrPct.toFixed(2)} %.`,
   );
   process.exit(0);
