@@ -43,6 +43,7 @@
 //   slot, 1–4 slots, every KV type, flash attention on and off, batch 128, no mmap: the cases the
 //   profile's constants were fitted on.
 // - ls-heldout (19 cases): the held-out shapes, contexts up to 32768, 1–8 slots.
+// - ls-checks (2 cases): 8 slots on the 20M shape, measured after the held-out run, not fitted on.
 // `--rescore` re-predicts each saved row with the profile of the engine it was measured on.
 /* global setInterval, clearInterval, AbortSignal */
 import { spawn } from 'node:child_process';
@@ -278,6 +279,13 @@ function matrix(kind) {
       c('tiny', 4, 'f16', 4096, true, 'f16', { parallel: 8 }),
       c('20M', 4, 'f16', 16384, true),
       c('20M', 4, 'f16', 32768, true),
+    ];
+  // … and checks that fit neither: 8 slots on a training shape (the held-out 8-slot cases erred
+  // low), run once after the held-out matrix and never used to fit.
+  if (kind === 'ls-checks')
+    return [
+      c('20M', 4, 'f16', 1024, true, 'f16', { parallel: 8 }),
+      c('20M', 4, 'f16', 4096, true, 'f16', { parallel: 8 }),
     ];
   const out = [];
   if (kind === 'full') {

@@ -294,19 +294,22 @@ export interface FootprintProfile {
  *
  * embedded: node-llama-cpp in a Node.js process (FOOTPRINT_CONSTANTS, unchanged by the profiles).
  *
- * llama-server: llama.cpp's own server, one process per model (engines/llama-server). Fitted on
- * training runs of bench/planner-accuracy.mjs `--engine llama-server` (the 20M and 150M shapes;
- * docs/benchmarks/planner.md "llama-server profile" has the numbers and the held-out check):
- * - runtime: no JavaScript runtime; its anonymous memory before a model is its heap and thread
- *   stacks, its file-backed pages those of its program (one static binary or the libllama/ggml
- *   libraries) and libc/libstdc++/libgomp.
- * - prompts are read in whole batches of up to n_batch tokens, shared by the slots that have
- *   prompt left (tools/server update_slots), with no cap on the attention scores and no turns:
- *   a step's compute graph is the whole ubatch, as llama.cpp reserves it.
- * - no V8, so no token-array garbage.
+ * llama-server: llama.cpp's own server, one process per model (engines/llama-server), as built from
+ * the llama.cpp node-llama-cpp 3.22.1 bundles. Its constants were fitted on the training matrix of
+ * bench/planner-accuracy.mjs `--engine llama-server` (the 20M and 150M shapes, 2048–8192 cells per
+ * slot, 1–4 slots, and two 8-slot runs of the 20M shape) and checked on held-out shapes up to
+ * 32768 cells and 8 slots (docs/benchmarks/planner.md, "llama-server profile"). What differs from
+ * the embedded runner:
+ * - no JavaScript runtime: before a model the process holds a few MiB of heap and thread stacks,
+ *   and the file-backed pages of its program and libraries (the static binary measured here, or
+ *   libllama/libggml: a build with shared libraries maps other pages);
+ * - prompts are read in whole batches of up to n_batch tokens shared by the slots with prompt left
+ *   (tools/server update_slots), with no cap on the attention scores and no turns: a step's
+ *   compute graph is the whole ubatch, as llama.cpp reserves it;
+ * - no V8, so no token-array garbage;
  * - per slot: its sampler chain (common_sampler: a candidate array of n_vocab llama_token_data,
- *   12 bytes each), and the slot's tokens (the prompt as read, the cached prompt, the request's
- *   copy: 4 bytes a token each).
+ *   12 bytes each) and its fixed state, and per cell the slot's and its request's copies of the
+ *   prompt (text, tokens) beside the KV cells' fixed vectors.
  */
 export const FOOTPRINT_PROFILES: Readonly<Record<FootprintEngine, Readonly<FootprintProfile>>> = {
   embedded: {
@@ -327,15 +330,31 @@ export const FOOTPRINT_PROFILES: Readonly<Record<FootprintEngine, Readonly<Footp
     prompt: { chunk: 64, turns: true, attentionCap: 8 * MiB },
   },
   'llama-server': {
+    // Heap, thread stacks and the model-independent part of the host structures, fitted so that
+    // no training case is predicted low: 3.6–3.7 MiB at load in every training case (less the KV
+    // cache, vocabulary, slots and cells), the rest comes with serving requests (HTTP threads,
+    // request and response buffers).
     runtimeAnon: 5.5 * MiB,
+    // RssFile less the model's mapped weights: 11.6–12.0 MiB over the training cases (the static
+    // llama-server binary with libc, libstdc++ and libgomp).
     runtimeFile: 11.9 * MiB,
     modelHostBase: 0,
+    // Anonymous memory at load, less the KV cache, grows 1.44 MiB from the 8192- to the
+    // 16384-entry vocabulary of the training shapes (vocabulary text, maps and scores).
     modelHostPerToken: 184,
+    // llama.cpp's own per-cell bookkeeping, as in the embedded runner (the same library).
     kvCellHost: FOOTPRINT_CONSTANTS.kvCellHost,
     tokenGarbage: false,
+    // Anonymous memory at load grows ~78 KiB a slot beyond its output buffer (slot state, batch).
     slotBase: 78 * 1024,
+    // sizeof(llama_token_data): the sampler's candidate array, one per slot serving a request.
     slotPerToken: 12,
-    slotPerCell: 93,
+    // Fitted: the KV cells' fixed vectors (~60 B a cell at load: positions, shifts, sequence
+    // bitsets) and the prompt as the request, the slot and its cache hold it.
+    slotPerCell: 180,
+    // Fitted on the training cases: with flash attention on, llama.cpp's compute buffer holds
+    // ~2.7 tensors of n_embd × n_tokens (f32) more than the embedded runner's 4 of its 64-token
+    // steps; with it off the large attention scores leave room for fewer beside them.
     embdTensors: { flashAttentionOn: 5.5, flashAttentionOff: 3 },
     prompt: { turns: false },
   },
