@@ -72,8 +72,8 @@ describe('MeasuredStore', () => {
     expect(store.lookup({ file, config: { ...config, engine: 'llama-server' } })).toBeDefined();
     expect(store.lookup({ file, config })).toBeUndefined();
     expect(store.lookup({ file, config: { ...config, engine: 'embedded' } })).toBeUndefined();
-    // An embedded runner's key is the one written before engines had kinds (absent = embedded),
-    // so measurements stored then still apply.
+    // An embedded runner's key names no engine (absent = embedded), so store files whose keys
+    // name none keep applying to it.
     expect(measurementKey({ file, config: { ...config, engine: 'embedded' } })).toBe(
       measurementKey({ file, config }),
     );

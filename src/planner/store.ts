@@ -125,8 +125,8 @@ export function measurementKey(key: MeasurementKey): string {
     `kv=${c.kvCacheKeyType}/${c.kvCacheValueType}`,
     `gpu=${c.gpuLayers}`,
     `mmap=${c.mmap ? 1 : 0}`,
-    // The embedded runner's keys stay as they were written before engines had kinds, so that the
-    // measurements already stored still apply; any other engine is named.
+    // An embedded runner's key has no engine part (absent means embedded, as in RunnerConfig), so
+    // store files whose keys name no engine keep applying to it; any other engine is named.
     ...(c.engine !== undefined && c.engine !== 'embedded' ? [`engine=${c.engine}`] : []),
   ].join('|');
 }
