@@ -29,6 +29,22 @@
 // - heldout (12 cases): shapes and settings the constants were never fitted on (HELDOUT_SIZES).
 // - long (6 cases): 16384 and 32768 cells on a tiny held-out shape (flash attention on and off),
 //   and 16384 cells on two other held-out shapes.
+//
+// llama-server (`--engine llama-server --llama-server PATH`, or $HEADROOM_LLAMA_SERVER): each case
+// starts the binary with exactly the argv headroom passes (dist/engines/llama-server/argv.js
+// llamaServerArgs) and the daemon's environment, waits for GET /health 200, fills every slot with
+// one long prompt (POST /completion, one request per slot at once, `id_slot` each, n_predict 1),
+// and polls /proc/PID/status for VmHWM and RssAnon; then a second, load-only start with
+// LLAMA_ARG_LOG_VERBOSITY=4 reads the buffer sizes llama.cpp logs (model, KV, output, compute:
+// what its `--fit` projects for the host), printed beside ours. Predictions use the llama-server
+// footprint profile (whole-batch prompt steps). Results go to
+// bench/results/planner-accuracy-llama-server.json unless --out says otherwise. Matrices:
+// - ls-train (18 cases, the default for this engine): the 20M and 150M shapes, 2048–8192 cells per
+//   slot, 1–4 slots, every KV type, flash attention on and off, batch 128, no mmap: the cases the
+//   profile's constants were fitted on.
+// - ls-heldout (19 cases): the held-out shapes, contexts up to 32768, 1–8 slots.
+// - ls-checks (2 cases): 8 slots on the 20M shape, measured after the held-out run, not fitted on.
+// `--rescore` re-predicts each saved row with the profile of the engine it was measured on.
 /* global setInterval, clearInterval, AbortSignal */
 import { spawn } from 'node:child_process';
 import http from 'node:http';
@@ -50,12 +66,32 @@ const { values } = parseArgs({
     threads: { type: 'string', default: '2' },
     resume: { type: 'boolean' },
     md: { type: 'boolean' },
+    engine: { type: 'string', default: 'embedded' },
+    'llama-server': { type: 'string' },
   },
 });
+const engine = values.engine;
+if (engine !== 'embedded' && engine !== 'llama-server') {
+  console.error(`--engine must be embedded or llama-server, got "${engine}"`);
+  process.exit(2);
+}
+const llamaServerBin = values['llama-server'] ?? process.env.HEADROOM_LLAMA_SERVER;
+if (engine === 'llama-server' && !values.rescore && !values.md && !llamaServerBin) {
+  console.error('--engine llama-server needs --llama-server PATH (or HEADROOM_LLAMA_SERVER)');
+  process.exit(2);
+}
 const threads = Number(values.threads);
-const matrixName = values.quick ? 'quick' : (values.matrix ?? 'default');
+const matrixName = values.quick
+  ? 'quick'
+  : (values.matrix ?? (engine === 'llama-server' ? 'ls-train' : 'default'));
 const resultsFile = path.resolve(
-  values.out ?? path.join(root, 'bench', 'results', 'planner-accuracy.json'),
+  values.out ??
+    path.join(
+      root,
+      'bench',
+      'results',
+      engine === 'llama-server' ? 'planner-accuracy-llama-server.json' : 'planner-accuracy.json',
+    ),
 );
 
 const { forgeModel } = await import('../dist/gguf/forge.js');
@@ -63,6 +99,8 @@ const { readModelSpec } = await import('../dist/gguf/spec.js');
 const { predictFootprint } = await import('../dist/planner/footprint.js');
 const { DEFAULT_ATTENTION_CAP } = await import('../dist/planner/plan.js');
 const { embeddedSpawnSpec } = await import('../dist/engines/embedded/index.js');
+const { llamaServerArgs } = await import('../dist/engines/llama-server/argv.js');
+const { freePort } = await import('../dist/lib/net.js');
 
 /** Shapes: ~20M (vocab 8192), ~150M (vocab 16384), ~1B (vocab 32000); [heads, kvHeads] per GQA ratio. */
 const SIZES = {
@@ -195,6 +233,60 @@ function matrix(kind) {
       c('deep', 4, 'f16', 1024, true),
       c('deep', 4, 'f16', 4096, false, 'f16', { parallel: 2 }),
     ];
+  // llama-server: the cases its profile's constants were fitted on (the 20M and 150M shapes,
+  // 2048–8192 cells per slot, 1–4 slots, every KV type, flash attention on and off, one smaller
+  // batch, one without mmap) …
+  if (kind === 'ls-train')
+    return [
+      c('20M', 4, 'f16', 2048, true),
+      c('20M', 4, 'f16', 2048, false),
+      c('20M', 1, 'f16', 8192, true),
+      c('20M', 1, 'f16', 8192, false),
+      c('20M', 4, 'q8_0', 4096, true, 'q8_0'),
+      c('20M', 4, 'f16', 4096, true, 'q4_0'),
+      c('20M', 4, 'f16', 2048, true, 'f16', { parallel: 2 }),
+      c('20M', 4, 'f16', 2048, false, 'f16', { parallel: 4 }),
+      c('20M', 4, 'q8_0', 2048, true, 'q8_0', { parallel: 4 }),
+      c('20M', 4, 'f16', 4096, false, 'f16', { batchSize: 128 }),
+      c('20M', 4, 'f16', 2048, true, 'f16', { mmap: false }),
+      c('150M', 4, 'f16', 2048, true),
+      c('150M', 4, 'f16', 2048, false),
+      c('150M', 1, 'f16', 4096, true, 'q8_0'),
+      c('150M', 8, 'q8_0', 8192, true),
+      c('150M', 4, 'q8_0', 2048, true, 'f16', { parallel: 2 }),
+      c('150M', 4, 'f16', 2048, false, 'f16', { parallel: 4 }),
+      c('150M', 4, 'q8_0', 4096, true, 'q4_0', { parallel: 2 }),
+    ];
+  // … and the held-out ones: shapes never used to fit them, contexts up to 32768 and 1–8 slots.
+  if (kind === 'ls-heldout')
+    return [
+      c('demo25M', 4, 'f16', 1024, true, 'q8_0'),
+      c('demo25M', 4, 'q8_0', 2048, true, 'f16', { parallel: 8 }),
+      c('demo25M', 4, 'f16', 4096, false, 'f16', { parallel: 2 }),
+      c('v128k', 4, 'f16', 1024, true),
+      c('v128k', 4, 'q8_0', 4096, false, 'f16', { parallel: 2 }),
+      c('tied32k', 4, 'f16', 2048, true, 'q8_0'),
+      c('tied32k', 1, 'q8_0', 4096, false),
+      c('tied32k', 4, 'f16', 2048, true, 'f16', { batchSize: 256, mmap: false }),
+      c('ff8', 4, 'f16', 1024, false, 'f16', { parallel: 8 }),
+      c('ff8', 4, 'q8_0', 4096, true, 'q4_0'),
+      c('deep', 4, 'f16', 4096, false, 'f16', { parallel: 2 }),
+      c('deep', 4, 'f16', 1024, true, 'f16', { parallel: 8 }),
+      c('tiny', 4, 'f16', 16384, false),
+      c('tiny', 4, 'f16', 32768, true),
+      c('tiny', 4, 'f16', 32768, false),
+      c('tiny', 4, 'f16', 32768, true, 'q8_0'),
+      c('tiny', 4, 'f16', 4096, true, 'f16', { parallel: 8 }),
+      c('20M', 4, 'f16', 16384, true),
+      c('20M', 4, 'f16', 32768, true),
+    ];
+  // … and checks that fit neither: 8 slots on a training shape (the held-out 8-slot cases erred
+  // low), run once after the held-out matrix and never used to fit.
+  if (kind === 'ls-checks')
+    return [
+      c('20M', 4, 'f16', 1024, true, 'f16', { parallel: 8 }),
+      c('20M', 4, 'f16', 4096, true, 'f16', { parallel: 8 }),
+    ];
   const out = [];
   if (kind === 'full') {
     for (const size of Object.keys(SIZES))
@@ -258,7 +350,19 @@ async function modelFor(size, gqa, type) {
   return { file, spec: specs.get(file) };
 }
 
-function planConfig(x) {
+function planConfig(x, eng = engine) {
+  // llama-server evaluates prompts in whole batches with no cap and no turns: its profile's default.
+  if (eng === 'llama-server')
+    return {
+      contextSize: x.contextSize,
+      parallel: x.parallel,
+      batchSize: x.batchSize,
+      flashAttention: x.flashAttention,
+      kvCacheKeyType: x.kvCacheKeyType,
+      kvCacheValueType: x.kvCacheValueType,
+      gpuLayers: 0,
+      mmap: x.mmap,
+    };
   return {
     contextSize: x.contextSize,
     parallel: x.parallel,
@@ -350,8 +454,8 @@ async function promptOf(base, target, seed) {
   throw new Error(`could not build a prompt of ${target} tokens`);
 }
 
-/** Starts a real runner for `config`, fills its context, returns what it measured. */
-async function measure(modelPath, x) {
+/** Starts a real embedded runner for `config`, fills its context, returns what it measured. */
+async function measureEmbedded(modelPath, x) {
   const runnerConfig = {
     modelPath,
     contextSize: x.contextSize,
@@ -434,6 +538,191 @@ async function measure(modelPath, x) {
   }
 }
 
+/** GET `route` → [status, parsed JSON or undefined]; never throws on a refused connection. */
+async function getJson(base, route, signal) {
+  try {
+    const res = await fetch(base + route, { signal });
+    const text = await res.text();
+    let body;
+    try {
+      body = JSON.parse(text);
+    } catch {
+      body = undefined;
+    }
+    return [res.status, body];
+  } catch {
+    return [0, undefined];
+  }
+}
+
+/** The buffer sizes llama.cpp logs at load (MiB in the log; bytes here), by kind. */
+function parseBuffers(log) {
+  const out = { model: 0, repack: 0, kv: 0, compute: 0, output: 0 };
+  const mib = (v) => Math.round(Number(v) * 1024 * 1024);
+  for (const m of log.matchAll(/(\S+) model buffer size =\s+([\d.]+) MiB/g)) {
+    if (/REPACK/i.test(m[1])) out.repack += mib(m[2]);
+    else out.model += mib(m[2]);
+  }
+  for (const m of log.matchAll(/KV buffer size =\s+([\d.]+) MiB/g)) out.kv += mib(m[1]);
+  for (const m of log.matchAll(/compute buffer size =\s+([\d.]+) MiB/g)) out.compute += mib(m[1]);
+  for (const m of log.matchAll(/output buffer size =\s+([\d.]+) MiB/g)) out.output += mib(m[1]);
+  // What llama.cpp projects for the host (common/fit.cpp: model + context + compute).
+  out.total = out.model + out.repack + out.kv + out.compute + out.output;
+  return out;
+}
+
+/** Starts llama-server with `args`; resolves once GET /health answers 200. */
+async function startLlamaServer(args, port, env) {
+  const child = spawn(llamaServerBin, args, { env, stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d) => (stderr = (stderr + d).slice(-200_000)));
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  let code;
+  void exited.then((c) => (code = c ?? 'signal'));
+  const base = `http://127.0.0.1:${port}`;
+  const t0 = performance.now();
+  for (;;) {
+    if (code !== undefined) throw new Error(`llama-server exited ${code}: ${stderr.slice(-600)}`);
+    const [status] = await getJson(base, '/health', AbortSignal.timeout(2000));
+    if (status === 200) break;
+    if (performance.now() - t0 > 300_000) {
+      child.kill('SIGKILL');
+      throw new Error('llama-server was not healthy after 300 s');
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const stop = async () => {
+    child.kill('SIGTERM');
+    const t = setTimeout(() => child.kill('SIGKILL'), 5000);
+    await exited;
+    clearTimeout(t);
+  };
+  return { child, base, loadMs: performance.now() - t0, stderr: () => stderr, stop };
+}
+
+/**
+ * llama-server for `x`, started with exactly the argv headroom passes (llamaServerArgs) and the
+ * daemon's environment: fills every slot's context with one long prompt each (concurrently, one
+ * per slot, as clients would), then reads its peak RSS (VmHWM) and the peak of its anonymous
+ * memory (RssAnon, polled every 10 ms). Then a second, load-only start of the same argv with
+ * llama.cpp's trace log on (LLAMA_ARG_LOG_VERBOSITY=4, an environment variable: the argv stays
+ * headroom's) reads the buffer sizes llama.cpp allocated: its own estimate of the footprint.
+ */
+async function measureLlamaServer(modelPath, x) {
+  const runnerConfig = {
+    engine: 'llama-server',
+    modelPath,
+    contextSize: x.contextSize,
+    parallel: x.parallel,
+    threads,
+    batchSize: x.batchSize,
+    flashAttention: x.flashAttention,
+    kvCacheKeyType: x.kvCacheKeyType,
+    kvCacheValueType: x.kvCacheValueType,
+    mmap: x.mmap,
+    gpuLayers: 0,
+  };
+  const port = await freePort();
+  const server = await startLlamaServer(llamaServerArgs(runnerConfig, { port }), port, process.env);
+  const pid = server.child.pid;
+  let maxAnon = 0;
+  let maxHwm = 0;
+  const sample = () => {
+    const s = procStatus(pid);
+    if (s) [maxAnon, maxHwm] = [Math.max(maxAnon, s.anon), Math.max(maxHwm, s.hwm)];
+    return s;
+  };
+  const poll = setInterval(sample, 10);
+  try {
+    const atLoad = sample();
+    const { base } = server;
+    const [, slots] = await getJson(base, '/slots');
+    if (!Array.isArray(slots) || slots.length !== x.parallel)
+      throw new Error(`GET /slots: expected ${x.parallel} slots, got ${JSON.stringify(slots)}`);
+    const ctx = slots[0].n_ctx; // per slot, after llama.cpp's padding
+    // Fill each slot to ctx − 2 cells: the prompt (ctx − 3 tokens) plus one generated token.
+    const prompts = [];
+    for (let i = 0; i < x.parallel; i++) prompts.push(await promptOf(base, ctx - 3, 1000 + i));
+    const t0 = performance.now();
+    const signal = AbortSignal.timeout(60 * 60_000);
+    const answers = await Promise.all(
+      prompts.map((p, i) =>
+        post(
+          base,
+          '/completion',
+          {
+            prompt: p.text,
+            n_predict: 1,
+            temperature: 0,
+            ignore_eos: true,
+            id_slot: i,
+            cache_prompt: true,
+          },
+          signal,
+        ),
+      ),
+    );
+    const fillMs = performance.now() - t0;
+    const s = sample();
+    const [, after] = await getJson(base, '/slots');
+    const tokensInUse = answers.reduce(
+      (n, a) => n + (a.tokens_evaluated ?? a.timings?.prompt_n ?? 0) + (a.tokens_predicted ?? 0),
+      0,
+    );
+    return {
+      peakRss: Math.max(maxHwm, s?.hwm ?? 0),
+      peakAnon: maxAnon,
+      rssFull: s ? s.anon + s.file : undefined,
+      rssAnonFull: s?.anon,
+      file: s?.file,
+      atLoad,
+      contextSize: ctx,
+      tokensInUse,
+      slotsAfter: Array.isArray(after) ? after.map((a) => a.n_ctx) : undefined,
+      threads,
+      loadMs: server.loadMs,
+      fillMs,
+    };
+  } finally {
+    clearInterval(poll);
+    await server.stop();
+  }
+}
+
+/** llama.cpp's own figures for `x`: the buffer sizes it logs at load (see measureLlamaServer). */
+async function llamaCppBuffers(modelPath, x) {
+  const port = await freePort();
+  const config = {
+    engine: 'llama-server',
+    modelPath,
+    contextSize: x.contextSize,
+    parallel: x.parallel,
+    threads,
+    batchSize: x.batchSize,
+    flashAttention: x.flashAttention,
+    kvCacheKeyType: x.kvCacheKeyType,
+    kvCacheValueType: x.kvCacheValueType,
+    mmap: x.mmap,
+    gpuLayers: 0,
+  };
+  const server = await startLlamaServer(llamaServerArgs(config, { port }), port, {
+    ...process.env,
+    LLAMA_ARG_LOG_VERBOSITY: '4',
+  });
+  try {
+    return parseBuffers(server.stderr());
+  } finally {
+    await server.stop();
+  }
+}
+
+async function measure(modelPath, x) {
+  if (engine !== 'llama-server') return measureEmbedded(modelPath, x);
+  const measured = await measureLlamaServer(modelPath, x);
+  measured.llamaCpp = await llamaCppBuffers(modelPath, x);
+  return measured;
+}
+
 // ---------------------------------------------------------------------------------------------
 const MiB = 2 ** 20;
 const median = (a) => {
@@ -447,17 +736,29 @@ function summarize(rows) {
     medianAbsErrPct: median(ok.map((r) => Math.abs(r[k]))),
     maxAbsErrPct: ok.length ? Math.max(...ok.map((r) => Math.abs(r[k]))) : NaN,
   });
+  const cpp = ok.filter((r) => r.errLlamaCpp !== undefined);
   return {
     cases: ok.length,
     failed: rows.length - ok.length,
-    rss: stat('errRss'),
+    rss: { ...stat('errRss'), worstUnderPct: Math.min(0, ...ok.map((r) => r.errRss)) },
     anon: stat('errAnon'),
+    ...(cpp.length
+      ? {
+          llamaCpp: {
+            medianAbsErrPct: median(cpp.map((r) => Math.abs(r.errLlamaCpp))),
+            maxAbsErrPct: Math.max(...cpp.map((r) => Math.abs(r.errLlamaCpp))),
+            worstUnderPct: Math.min(0, ...cpp.map((r) => r.errLlamaCpp)),
+          },
+        }
+      : {}),
   };
 }
 
-function score(spec, x, measured) {
-  const fp = predictFootprint(spec, planConfig(x));
+function score(spec, x, measured, eng = engine) {
+  const fp = predictFootprint(spec, planConfig(x, eng), { engine: eng });
+  const llamaCpp = measured.llamaCpp;
   return {
+    engine: eng,
     case: x,
     predicted: {
       total: fp.total,
@@ -472,22 +773,30 @@ function score(spec, x, measured) {
     measured,
     errRss: ((fp.total - measured.peakRss) / measured.peakRss) * 100,
     errAnon: ((fp.byKind.anonymous - measured.peakAnon) / measured.peakAnon) * 100,
+    // llama.cpp's projection for the host (its buffers: model + KV + output + compute) vs the peak.
+    ...(llamaCpp
+      ? { errLlamaCpp: ((llamaCpp.total - measured.peakRss) / measured.peakRss) * 100 }
+      : {}),
   };
 }
 
 const fmt = (b) => (b / MiB).toFixed(1).padStart(7);
 const pct = (p) => `${p >= 0 ? '+' : ''}${p.toFixed(1)}%`.padStart(7);
 const HEADER =
-  'model                 ctx  par batch  fa  kv         mmap | peak RSS    pred    err | peak anon   pred    err | load s  fill s';
+  'model                 ctx  par batch  fa  kv         mmap | peak RSS    pred    err | peak anon   pred    err | load s  fill s' +
+  (engine === 'llama-server' ? ' | llama.cpp    err' : '');
 function line(r) {
   const x = r.case;
   const m = r.measured;
   const name = `${x.size}-gqa${x.gqa}-${x.type}`.padEnd(17);
-  return `${name} ${String(x.contextSize).padStart(6)} ${String(x.parallel).padStart(4)} ${String(x.batchSize).padStart(5)}  ${x.flashAttention ? 'on ' : 'off'} ${`${x.kvCacheKeyType}/${x.kvCacheValueType}`.padEnd(10)} ${x.mmap ? 'on  ' : 'off '} |${fmt(m.peakRss)} ${fmt(r.predicted.total)} ${pct(r.errRss)} |${fmt(m.peakAnon)} ${fmt(r.predicted.anonymous)} ${pct(r.errAnon)} | ${(m.loadMs / 1000).toFixed(1).padStart(6)} ${(m.fillMs / 1000).toFixed(1).padStart(7)}`;
+  return `${name} ${String(x.contextSize).padStart(6)} ${String(x.parallel).padStart(4)} ${String(x.batchSize).padStart(5)}  ${x.flashAttention ? 'on ' : 'off'} ${`${x.kvCacheKeyType}/${x.kvCacheValueType}`.padEnd(10)} ${x.mmap ? 'on  ' : 'off '} |${fmt(m.peakRss)} ${fmt(r.predicted.total)} ${pct(r.errRss)} |${fmt(m.peakAnon)} ${fmt(r.predicted.anonymous)} ${pct(r.errAnon)} | ${(m.loadMs / 1000).toFixed(1).padStart(6)} ${(m.fillMs / 1000).toFixed(1).padStart(7)}${m.llamaCpp ? ` | ${fmt(m.llamaCpp.total)} ${pct(r.errLlamaCpp)}` : ''}`;
 }
 function printSummary(s) {
   console.log(
-    `\npeak RSS: median |error| ${s.rss.medianAbsErrPct.toFixed(2)}%, max ${s.rss.maxAbsErrPct.toFixed(2)}% (targets 3% / 8%)` +
+    `\npeak RSS: median |error| ${s.rss.medianAbsErrPct.toFixed(2)}%, max ${s.rss.maxAbsErrPct.toFixed(2)}%, worst under ${s.rss.worstUnderPct.toFixed(2)}% over ${s.cases} cases (targets 3% / 8%)` +
+      (s.llamaCpp
+        ? `\nllama.cpp's buffers (model + KV + output + compute) vs peak RSS: median |error| ${s.llamaCpp.medianAbsErrPct.toFixed(2)}%, max ${s.llamaCpp.maxAbsErrPct.toFixed(2)}%, worst under ${s.llamaCpp.worstUnderPct.toFixed(2)}%`
+        : '') +
       `\npeak anonymous: median |error| ${s.anon.medianAbsErrPct.toFixed(2)}%, max ${s.anon.maxAbsErrPct.toFixed(2)}%` +
       (s.failed ? `\n${s.failed} case(s) failed` : ''),
   );
@@ -503,10 +812,15 @@ if (values.md) {
   const saved = JSON.parse(await readFile(resultsFile, 'utf8'));
   const mib = (b) => (b / MiB).toFixed(1);
   const sg = (p) => `${p >= 0 ? '+' : ''}${p.toFixed(1)}%`;
+  const cpp = saved.rows.some((r) => r.measured?.llamaCpp);
   console.log(
-    '| model | ctx | slots | FA | KV | mmap | threads | peak RSS MiB | predicted | error | peak anon MiB | predicted | error | fill s |',
+    '| model | ctx | slots | FA | KV | mmap | threads | peak RSS MiB | predicted | error | peak anon MiB | predicted | error | fill s |' +
+      (cpp ? " llama.cpp's buffers MiB | error |" : ''),
   );
-  console.log('|---|---:|---:|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|');
+  console.log(
+    '|---|---:|---:|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|' +
+      (cpp ? '---:|---:|' : ''),
+  );
   for (const r of saved.rows) {
     const x = r.case;
     const name = `${x.size} GQA ${x.gqa} ${x.type.toUpperCase()}`;
@@ -516,12 +830,16 @@ if (values.md) {
     }
     const m = r.measured;
     console.log(
-      `| ${name} | ${x.contextSize} | ${x.parallel} | ${x.flashAttention ? 'on' : 'off'} | ${x.kvCacheKeyType} | ${x.mmap ? 'on' : 'off'} | ${m.threads ?? 2} | ${mib(m.peakRss)} | ${mib(r.predicted.total)} | ${sg(r.errRss)} | ${mib(m.peakAnon)} | ${mib(r.predicted.anonymous)} | ${sg(r.errAnon)} | ${(m.fillMs / 1000).toFixed(1)} |`,
+      `| ${name} | ${x.contextSize} | ${x.parallel} | ${x.flashAttention ? 'on' : 'off'} | ${x.kvCacheKeyType} | ${x.mmap ? 'on' : 'off'} | ${m.threads ?? 2} | ${mib(m.peakRss)} | ${mib(r.predicted.total)} | ${sg(r.errRss)} | ${mib(m.peakAnon)} | ${mib(r.predicted.anonymous)} | ${sg(r.errAnon)} | ${(m.fillMs / 1000).toFixed(1)} |` +
+        (m.llamaCpp ? ` ${mib(m.llamaCpp.total)} | ${sg(r.errLlamaCpp)} |` : ''),
     );
   }
   const s = summarize(saved.rows);
   console.log(
-    `\nPeak RSS: median |error| ${s.rss.medianAbsErrPct.toFixed(2)} %, max ${s.rss.maxAbsErrPct.toFixed(2)} % over ${s.cases} cases` +
+    `\nPeak RSS: median |error| ${s.rss.medianAbsErrPct.toFixed(2)} %, max ${s.rss.maxAbsErrPct.toFixed(2)} %, worst under ${s.rss.worstUnderPct.toFixed(2)} % over ${s.cases} cases` +
+      (s.llamaCpp
+        ? `; llama.cpp's buffers: median |error| ${s.llamaCpp.medianAbsErrPct.toFixed(2)} %, max ${s.llamaCpp.maxAbsErrPct.toFixed(2)} %, worst under ${s.llamaCpp.worstUnderPct.toFixed(2)} %`
+        : '') +
       ` (targets 3 % / 8 %). Peak anonymous memory: median ${s.anon.medianAbsErrPct.toFixed(2)} %, max ${s.anon.maxAbsErrPct.toFixed(2)} %.`,
   );
   process.exit(0);
@@ -536,7 +854,7 @@ if (values.rescore) {
       continue;
     }
     const m = await modelFor(r.case.size, r.case.gqa, r.case.type);
-    rows.push(score(m.spec, r.case, r.measured));
+    rows.push(score(m.spec, r.case, r.measured, r.engine ?? 'embedded'));
   }
   console.log(
     `${rows.length} saved cases re-predicted; MiB; error = (predicted − measured) / measured`,
@@ -569,6 +887,8 @@ const started = new Date().toISOString();
 const body = (complete) => ({
   date: started,
   matrix: matrixName,
+  engine,
+  ...(engine === 'llama-server' ? { llamaServer: llamaServerBin } : {}),
   complete,
   node: process.version,
   machine: `${process.platform} ${process.arch}`,

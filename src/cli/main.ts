@@ -12,7 +12,8 @@ Usage:
   headroom serve [--config FILE] [--host ADDR] [--port N] [--models DIR]...
   headroom forge --out FILE [--params 50M | --layers N --embd N --heads N --kv-heads N --ff N --vocab N]
                  [--ctx N] [--type f32|f16|q8_0] [--tied] [--chat-template chatml] [--seed N]
-  headroom plan NAME|FILE [--ctx N] [--kv f16|q8_0|q4_0] [--fa on|off] [--parallel N] [--budget 8GB] [--json]
+  headroom plan NAME|FILE [--ctx N] [--kv f16|q8_0|q4_0] [--fa on|off] [--parallel N] [--budget 8GB]
+                 [--engine llama-server|embedded] [--json]
   headroom ps [--json] [--url URL]
   headroom load NAME [--ctx N] [--kv f16|q8_0|q4_0] [--parallel N] [--json] [--url URL]
   headroom unload NAME [--force] [--json] [--url URL]
@@ -68,6 +69,7 @@ const commands: Record<
       fa: { type: 'string' },
       parallel: { type: 'string' },
       budget: { type: 'string' },
+      engine: { type: 'string' },
       json: { type: 'boolean' },
     },
     run: async (v, p) => (await import('./plan.js')).plan(v, p),

@@ -8,11 +8,13 @@ import type { ModelSpec } from '../gguf/types.js';
 import { HeadroomError } from '../lib/errors.js';
 import { hardwareSnapshot } from '../monitor/index.js';
 import {
+  FOOTPRINT_ENGINES,
   defaultBudget,
   formatGB,
   hardwareFromSnapshot,
   planLoad,
   presetFor,
+  type FootprintEngine,
   type KvCacheType,
   type LoadPlan,
   type PlanConfig,
@@ -24,10 +26,14 @@ import { table } from './table.js';
 
 /**
  * `headroom plan <model name | path>`: the planner without a daemon. Reads the model's header (never
- * its tensors), the machine's memory, and prints what a load would take, the verdict and the
- * configs that fit. Exits 0 for `ok` and `warn`, 6 (refused) for `refuse`; a bad file exits 5 with
- * one line naming the file and the cause.
+ * its tensors), the machine's memory, and prints what a load would take on an engine (`--engine`,
+ * llama-server unless told otherwise: the daemon's default when its binary is there), the verdict
+ * and the configs that fit. Exits 0 for `ok` and `warn`, 6 (refused) for `refuse`; a bad file
+ * exits 5 with one line naming the file and the cause.
  */
+
+/** The engine `headroom plan` prices when `--engine` is not given (the daemon's default engine). */
+export const DEFAULT_PLAN_ENGINE: FootprintEngine = 'llama-server';
 
 const KV = new Set(['f16', 'q8_0', 'q4_0']);
 
@@ -155,8 +161,12 @@ function parseFlags(values: Record<string, unknown>): {
   flashAttention?: boolean;
   parallel?: number;
   budget?: number;
+  engine: FootprintEngine;
 } {
-  const out: ReturnType<typeof parseFlags> = {};
+  const engine = (values.engine as string | undefined) ?? DEFAULT_PLAN_ENGINE;
+  if (!(FOOTPRINT_ENGINES as readonly string[]).includes(engine))
+    throw new UsageError(`--engine must be ${FOOTPRINT_ENGINES.join(' or ')}, got "${engine}"`);
+  const out: ReturnType<typeof parseFlags> = { engine: engine as FootprintEngine };
   const ctx = intFlag(values, 'ctx');
   if (ctx !== undefined) {
     if (ctx < 16) throw new UsageError(`--ctx must be at least 16, got ${ctx}`);
@@ -232,6 +242,7 @@ export async function plan(
       flashAttention: flags.flashAttention,
       parallel: flags.parallel,
     },
+    engine: flags.engine,
     available: { bytes: room, gpus: hardware.gpus.map((g) => g.free) },
     hardware,
     level: preset.level,
@@ -258,6 +269,7 @@ export async function plan(
           cores: snapshot.cores,
           gpus: snapshot.gpus,
         },
+        engine: flags.engine,
         memoryClass: preset.memoryClass,
         level: preset.level,
         budget,
@@ -277,7 +289,13 @@ export async function plan(
     );
   } else {
     process.stdout.write(
-      render(file, spec, result, { budget, room, preset: preset.memoryClass, snapshot }),
+      render(file, spec, result, {
+        budget,
+        room,
+        preset: preset.memoryClass,
+        snapshot,
+        engine: flags.engine,
+      }),
     );
   }
   return result.verdict === 'refuse' ? ExitCode.refused : ExitCode.ok;
@@ -297,6 +315,7 @@ function render(
     room: number;
     preset: string;
     snapshot: { totalRam: number; available: number; cores: number };
+    engine: FootprintEngine;
   },
 ): string {
   const f = r.predicted;
@@ -310,6 +329,7 @@ function render(
     `budget   ${formatGB(m.budget)}; room for this load ${formatGB(m.room)}`,
     `verdict  ${r.verdict.toUpperCase()}: ${r.message}`,
     `config   ${r.fit ? configText(r.fit) : `none fits; requested ${configText(r.config)}`}`,
+    `engine   ${m.engine}`,
     '',
   );
   const kind = (anon: number, fileB: number): string =>
@@ -330,7 +350,7 @@ function render(
     [
       'overhead',
       formatGB(f.overhead),
-      `runtime ${formatGB(t.runtimeAnon + t.runtimeFile)}, growth while filling ${formatGB(t.runtimeGrowth)}, model host ${formatGB(t.modelHost)}`,
+      `runtime ${formatGB(t.runtimeAnon + t.runtimeFile)}, growth while filling ${formatGB(t.runtimeGrowth)}, model host ${formatGB(t.modelHost)}, slots ${formatGB(t.slotHost)}`,
     ],
     [
       'total (peak RSS)',

@@ -296,9 +296,14 @@ export class Headroom {
       ...(o.batchSize !== undefined ? { batchSize: o.batchSize } : {}),
     };
     const store = this.#store;
+    // A model configured for an engine this machine lacks runs on the default one.
+    const engine = this.engines.has(base.engine ?? 'embedded')
+      ? base.engine
+      : this.engines.defaultKind;
     const plan = planLoad({
       spec: prepared.spec,
       request,
+      ...(engine !== undefined ? { engine } : {}),
       available: {
         bytes: Number.isFinite(room) ? room : Number.MAX_SAFE_INTEGER,
         // Room on each GPU with a budget (none without GPUs): the preflight names a short GPU.
@@ -312,7 +317,7 @@ export class Headroom {
       ...(store
         ? {
             measured: (config) => {
-              const m = store.lookup({ file: prepared.file, config });
+              const m = store.lookup({ file: prepared.file, config: { ...config, engine } });
               return m
                 ? {
                     peak: m.peak,
@@ -335,10 +340,7 @@ export class Headroom {
       degraded: plan.causes.includes('reduced'),
       config: {
         ...base,
-        // A model configured for an engine this machine lacks runs on the default one.
-        engine: this.engines.has(base.engine ?? 'embedded')
-          ? base.engine
-          : this.engines.defaultKind,
+        engine,
         contextSize: f.contextSize,
         parallel: f.parallel,
         batchSize: f.batchSize,

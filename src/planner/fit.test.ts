@@ -146,6 +146,20 @@ describe('fitConfig', () => {
     expect(some.footprint.byDevice.gpus[0]).toBeLessThanOrEqual(1 * GiB);
   });
 
+  it("prices candidates with the engine's profile", () => {
+    const budgetBytes = 500 * MiB;
+    const server = fitConfig(medium, { budgetBytes, engine: 'llama-server' })!;
+    expect(server).toEqual(
+      fitConfig(medium, { budgetBytes, footprintOptions: { engine: 'llama-server' } }),
+    );
+    expect(server.footprint).toEqual(
+      predictFootprint(medium, server.config, { engine: 'llama-server' }),
+    );
+    expect(server.config.contextSize).toBeGreaterThan(
+      fitConfig(medium, { budgetBytes })!.config.contextSize,
+    );
+  });
+
   it('rejects a bad request with PlanError', () => {
     expect(() => fitConfig(medium, { budgetBytes: -1 })).toThrow(PlanError);
     expect(() => fitConfig(medium, { budgetBytes: 1e9, minContext: 0 })).toThrow(/minContext/);

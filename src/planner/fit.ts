@@ -19,6 +19,7 @@ import {
   PlanError,
   predictFootprint,
   type Footprint,
+  type FootprintEngine,
   type FootprintOptions,
   type KvCacheType,
   type PlanConfig,
@@ -41,6 +42,8 @@ export interface FitRequest {
   gpuBudgetBytes?: number;
   /** Context used when neither the request nor the model gives one. Defaults to 4096. */
   defaultContext?: number;
+  /** The engine whose profile prices the candidates (FootprintOptions.engine). Defaults to 'embedded'. */
+  engine?: FootprintEngine;
   footprintOptions?: FootprintOptions;
 }
 
@@ -138,7 +141,11 @@ export function fitConfig(spec: ModelSpec, req: FitRequest): Fit | undefined {
     ...(requested.promptTurns !== undefined ? { promptTurns: requested.promptTurns } : {}),
     gpuLayers: requested.gpuLayers ?? 0,
   };
-  const fp = (c: PlanConfig): Footprint => predictFootprint(spec, c, req.footprintOptions);
+  const fpOpts =
+    req.engine !== undefined
+      ? { ...req.footprintOptions, engine: req.engine }
+      : req.footprintOptions;
+  const fp = (c: PlanConfig): Footprint => predictFootprint(spec, c, fpOpts);
 
   let best: Fit | undefined;
   for (const [k, v] of kvChoices(level, requested)) {

@@ -2,10 +2,12 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
   FOOTPRINT_CONSTANTS,
+  FOOTPRINT_PROFILES,
   PlanError,
   contextCells,
   kvBytesPerCell,
   predictFootprint,
+  type FootprintEngine,
   type PlanConfig,
 } from './footprint.js';
 import { LARGE, LLAMA3_8B_Q4_K_M, MEDIUM, SMALL, llamaSpec } from './test-specs.js';
@@ -152,6 +154,207 @@ describe('predictFootprint terms (pinned)', () => {
         "work": 8,
       }
     `);
+  });
+});
+
+/** The terms of the llama-server profile in MiB with one decimal: what its snapshots pin. */
+function serverMib(
+  spec = llamaSpec(SMALL),
+  config: Partial<PlanConfig> = {},
+  engine: FootprintEngine = 'llama-server',
+): Record<string, number> {
+  const f = predictFootprint(spec, { ...base, ...config }, { engine });
+  const r = (n: number): number => Math.round((n / MiB) * 10) / 10;
+  return {
+    total: r(f.total),
+    weights: r(f.weights),
+    kvCache: r(f.kvCache),
+    compute: r(f.compute),
+    overhead: r(f.overhead),
+    anonymous: r(f.byKind.anonymous),
+    fileBacked: r(f.byKind.fileBacked),
+    graph: r(f.terms.computeGraph),
+    work: r(f.terms.computeWork),
+    runtime: r(f.terms.runtimeAnon + f.terms.runtimeFile),
+    modelHost: r(f.terms.modelHost),
+    kvCellHost: r(f.terms.kvCellHost),
+    slotHost: r(f.terms.slotHost),
+    tokenGarbage: r(f.terms.tokenGarbage),
+    cells: f.terms.contextCells,
+  };
+}
+
+describe('predictFootprint terms, llama-server profile (pinned)', () => {
+  it('20M F16, 2048, flash attention on', () => {
+    expect(serverMib()).toMatchInlineSnapshot(`
+      {
+        "anonymous": 24.7,
+        "cells": 2048,
+        "compute": 11.2,
+        "fileBacked": 47.5,
+        "graph": 10.1,
+        "kvCache": 6,
+        "kvCellHost": 0.1,
+        "modelHost": 1.4,
+        "overhead": 19.5,
+        "runtime": 17.4,
+        "slotHost": 0.5,
+        "tokenGarbage": 0,
+        "total": 72.3,
+        "weights": 35.6,
+        "work": 1,
+      }
+    `);
+  });
+  it('20M F16, 8192, flash attention off: the whole batch of attention scores and its work copy', () => {
+    expect(serverMib(llamaSpec(SMALL), { contextSize: 8192, flashAttention: false }))
+      .toMatchInlineSnapshot(`
+        {
+          "anonymous": 339.3,
+          "cells": 8192,
+          "compute": 306.3,
+          "fileBacked": 47.5,
+          "graph": 210.3,
+          "kvCache": 24,
+          "kvCellHost": 0.5,
+          "modelHost": 1.4,
+          "overhead": 20.9,
+          "runtime": 17.4,
+          "slotHost": 1.6,
+          "tokenGarbage": 0,
+          "total": 386.8,
+          "weights": 35.6,
+          "work": 96,
+        }
+      `);
+  });
+  it('155M Q8_0 without mmap, 4 slots of 2048', () => {
+    expect(serverMib(llamaSpec(MEDIUM, 'Q8_0'), { mmap: false, parallel: 4 }))
+      .toMatchInlineSnapshot(`
+        {
+          "anonymous": 282.3,
+          "cells": 8192,
+          "compute": 25.4,
+          "fileBacked": 11.9,
+          "graph": 23.8,
+          "kvCache": 88,
+          "kvCellHost": 0.5,
+          "modelHost": 2.9,
+          "overhead": 23.2,
+          "runtime": 17.4,
+          "slotHost": 2.5,
+          "tokenGarbage": 0,
+          "total": 294.2,
+          "weights": 157.5,
+          "work": 1.4,
+        }
+      `);
+  });
+  it('1B F16, 32768, q8_0 KV, two slots', () => {
+    expect(
+      serverMib(llamaSpec(LARGE), {
+        contextSize: 32768,
+        parallel: 2,
+        kvCacheKeyType: 'q8_0',
+        kvCacheValueType: 'q8_0',
+      }),
+    ).toMatchInlineSnapshot(`
+      {
+        "anonymous": 1468.1,
+        "cells": 65536,
+        "compute": 80.8,
+        "fileBacked": 1937.2,
+        "graph": 75.3,
+        "kvCache": 1360,
+        "kvCellHost": 4,
+        "modelHost": 5.6,
+        "overhead": 39.1,
+        "runtime": 17.4,
+        "slotHost": 12.1,
+        "tokenGarbage": 0,
+        "total": 3405.3,
+        "weights": 1925.3,
+        "work": 5.3,
+      }
+    `);
+  });
+  it("8B Q4_K_M at 8192, 8 slots of 1024: a 128k vocabulary's sampler state per slot", () => {
+    expect(serverMib(LLAMA3_8B_Q4_K_M, { contextSize: 1024, parallel: 8 })).toMatchInlineSnapshot(`
+      {
+        "anonymous": 4635.2,
+        "cells": 8192,
+        "compute": 112.9,
+        "fileBacked": 1248.7,
+        "graph": 101,
+        "kvCache": 1024,
+        "kvCellHost": 0.5,
+        "modelHost": 22.5,
+        "overhead": 54.2,
+        "runtime": 17.4,
+        "slotHost": 13.8,
+        "tokenGarbage": 0,
+        "total": 5883.8,
+        "weights": 4692.8,
+        "work": 8,
+      }
+    `);
+  });
+});
+
+describe('footprint profiles', () => {
+  it('the embedded profile is the default, and is FOOTPRINT_CONSTANTS', () => {
+    const spec = llamaSpec(MEDIUM);
+    const cfg = { ...base, contextSize: 32768, parallel: 2, flashAttention: false };
+    expect(predictFootprint(spec, cfg)).toEqual(
+      predictFootprint(spec, cfg, { engine: 'embedded' }),
+    );
+    const C = FOOTPRINT_CONSTANTS;
+    expect(FOOTPRINT_PROFILES.embedded).toMatchObject({
+      runtimeAnon: C.runtimeAnon,
+      runtimeFile: C.runtimeFile,
+      modelHostBase: C.modelHostBase,
+      modelHostPerToken: C.modelHostPerToken,
+      kvCellHost: C.kvCellHost,
+      tokenGarbage: true,
+      slotBase: 0,
+      slotPerToken: 0,
+      slotPerCell: 0,
+      embdTensors: { flashAttentionOn: C.embdTensors, flashAttentionOff: C.embdTensors },
+      prompt: { chunk: 64, turns: true, attentionCap: 8 * MiB },
+    });
+  });
+
+  it('llama-server: no Node.js runtime and no V8 token garbage, so tens of MiB less', () => {
+    const spec = llamaSpec(SMALL);
+    const cfg = { ...base, contextSize: 32768 };
+    const server = predictFootprint(spec, cfg, { engine: 'llama-server' });
+    const embedded = predictFootprint(spec, cfg);
+    expect(server.terms.tokenGarbage).toBe(0);
+    expect(embedded.terms.tokenGarbage).toBeGreaterThan(0);
+    expect(server.terms.runtimeAnon + server.terms.runtimeFile).toBeLessThan(
+      (embedded.terms.runtimeAnon + embedded.terms.runtimeFile) / 4,
+    );
+    // llama.cpp's own buffers are the same library's in both.
+    expect(server.weights).toBe(embedded.weights);
+    expect(server.kvCache).toBe(embedded.kvCache);
+    expect(embedded.total - server.total).toBeGreaterThan(60 * MiB);
+  });
+
+  it('llama-server: each slot holds a sampler candidate array of 12 bytes per vocabulary entry and its tokens', () => {
+    const P = FOOTPRINT_PROFILES['llama-server'];
+    const spec = llamaSpec(SMALL);
+    const slots = (parallel: number, contextSize = 2048) =>
+      predictFootprint(spec, { ...base, contextSize, parallel }, { engine: 'llama-server' }).terms
+        .slotHost;
+    expect(P.slotPerToken).toBe(12);
+    expect(slots(1)).toBe(Math.round(P.slotBase + 12 * spec.vocabSize + P.slotPerCell * 2048));
+    expect(slots(4, 512) - slots(1)).toBe(Math.round(3 * (P.slotBase + 12 * spec.vocabSize)));
+  });
+
+  it('rejects an engine it has no profile for with PlanError', () => {
+    expect(() =>
+      predictFootprint(llamaSpec(SMALL), base, { engine: 'ollama' as FootprintEngine }),
+    ).toThrow(PlanError);
   });
 });
 

@@ -131,6 +131,8 @@ export interface FootprintTerms {
   kvCellHost: number;
   /** Copies of the sequences' token arrays awaiting V8 (FOOTPRINT_CONSTANTS.tokenGarbageMax). */
   tokenGarbage: number;
+  /** The runner's own per-slot state: request, token copies, sampler (FootprintProfile.slot*). */
+  slotHost: number;
 }
 
 export interface FootprintOptions {
@@ -139,6 +141,8 @@ export interface FootprintOptions {
    * usual case). Defaults to true.
    */
   cpuRepack?: boolean;
+  /** The program the runner is: which FOOTPRINT_PROFILES entry prices it. Defaults to 'embedded'. */
+  engine?: FootprintEngine;
 }
 
 /** A spec or config the model cannot be computed for (HTTP 400, CLI usage error). */
@@ -241,6 +245,120 @@ export const FOOTPRINT_CONSTANTS = {
    */
   slotExtra: 0,
 } as const;
+
+/**
+ * The runner programs the planner prices (the engines' kinds, engines/types.ts EngineKind; not
+ * imported: the planner is pure and never imports an engine).
+ */
+export type FootprintEngine = 'embedded' | 'llama-server';
+
+export const FOOTPRINT_ENGINES: readonly FootprintEngine[] = ['embedded', 'llama-server'];
+
+/**
+ * What one engine's runner holds besides llama.cpp's own buffers (weights, KV cache, compute,
+ * output), which are the same library in both and priced by the same terms. Bytes.
+ */
+export interface FootprintProfile {
+  /** Anonymous memory of the runner process before it loads a model. */
+  runtimeAnon: number;
+  /** File-backed pages of the runner's program and libraries before it loads a model. */
+  runtimeFile: number;
+  /** Host structures of a loaded model: fixed part, and per vocabulary entry. */
+  modelHostBase: number;
+  modelHostPerToken: number;
+  /** KV cache bookkeeping per filled cell (llama_kv_cells). */
+  kvCellHost: number;
+  /** V8's uncollected token-array copies (FOOTPRINT_CONSTANTS.tokenGarbage*) apply. */
+  tokenGarbage: boolean;
+  /** Per slot: the runner's fixed state of a slot and its request. */
+  slotBase: number;
+  /** Per slot and vocabulary entry: the sampler's candidate array. */
+  slotPerToken: number;
+  /** Per slot and cell of its context: the runner's copies of the slot's tokens. */
+  slotPerCell: number;
+  /**
+   * Graph tensors of width n_embd alive beside the largest phase of a prompt step, with flash
+   * attention on and off (FOOTPRINT_CONSTANTS.embdTensors for the embedded runner).
+   */
+  embdTensors: { flashAttentionOn: number; flashAttentionOff: number };
+  /**
+   * How the runner evaluates a prompt (PlanConfig's promptChunk, promptTurns, attentionCap when a
+   * plan leaves them out: planLoad's defaults): tokens per sequence and step (undefined: whole
+   * batches), whether slots take turns, the cap on one step's attention scores (undefined: none).
+   */
+  prompt: { chunk?: number; turns: boolean; attentionCap?: number };
+}
+
+/**
+ * The footprint profile of each engine's runner.
+ *
+ * embedded: node-llama-cpp in a Node.js process (FOOTPRINT_CONSTANTS, unchanged by the profiles).
+ *
+ * llama-server: llama.cpp's own server, one process per model (engines/llama-server), as built from
+ * the llama.cpp node-llama-cpp 3.22.1 bundles. Its constants were fitted on the training matrix of
+ * bench/planner-accuracy.mjs `--engine llama-server` (the 20M and 150M shapes, 2048–8192 cells per
+ * slot, 1–4 slots, and two 8-slot runs of the 20M shape) and checked on held-out shapes up to
+ * 32768 cells and 8 slots (docs/benchmarks/planner.md, "llama-server profile"). What differs from
+ * the embedded runner:
+ * - no JavaScript runtime: before a model the process holds a few MiB of heap and thread stacks,
+ *   and the file-backed pages of its program and libraries (the static binary measured here, or
+ *   libllama/libggml: a build with shared libraries maps other pages);
+ * - prompts are read in whole batches of up to n_batch tokens shared by the slots with prompt left
+ *   (tools/server update_slots), with no cap on the attention scores and no turns: a step's
+ *   compute graph is the whole ubatch, as llama.cpp reserves it;
+ * - no V8, so no token-array garbage;
+ * - per slot: its sampler chain (common_sampler: a candidate array of n_vocab llama_token_data,
+ *   12 bytes each) and its fixed state, and per cell the slot's and its request's copies of the
+ *   prompt (text, tokens) beside the KV cells' fixed vectors.
+ */
+export const FOOTPRINT_PROFILES: Readonly<Record<FootprintEngine, Readonly<FootprintProfile>>> = {
+  embedded: {
+    runtimeAnon: FOOTPRINT_CONSTANTS.runtimeAnon,
+    runtimeFile: FOOTPRINT_CONSTANTS.runtimeFile,
+    modelHostBase: FOOTPRINT_CONSTANTS.modelHostBase,
+    modelHostPerToken: FOOTPRINT_CONSTANTS.modelHostPerToken,
+    kvCellHost: FOOTPRINT_CONSTANTS.kvCellHost,
+    tokenGarbage: true,
+    slotBase: 0,
+    slotPerToken: 0,
+    slotPerCell: 0,
+    embdTensors: {
+      flashAttentionOn: FOOTPRINT_CONSTANTS.embdTensors,
+      flashAttentionOff: FOOTPRINT_CONSTANTS.embdTensors,
+    },
+    // engines/embedded PROMPT_CHUNK_TOKENS and ATTENTION_SCRATCH_CAP (not imported: planner is pure).
+    prompt: { chunk: 64, turns: true, attentionCap: 8 * MiB },
+  },
+  'llama-server': {
+    // Heap, thread stacks and the model-independent part of the host structures, fitted so that
+    // no training case is predicted low: 3.6–3.7 MiB at load in every training case (less the KV
+    // cache, vocabulary, slots and cells), the rest comes with serving requests (HTTP threads,
+    // request and response buffers).
+    runtimeAnon: 5.5 * MiB,
+    // RssFile less the model's mapped weights: 11.6–12.0 MiB over the training cases (the static
+    // llama-server binary with libc, libstdc++ and libgomp).
+    runtimeFile: 11.9 * MiB,
+    modelHostBase: 0,
+    // Anonymous memory at load, less the KV cache, grows 1.44 MiB from the 8192- to the
+    // 16384-entry vocabulary of the training shapes (vocabulary text, maps and scores).
+    modelHostPerToken: 184,
+    // llama.cpp's own per-cell bookkeeping, as in the embedded runner (the same library).
+    kvCellHost: FOOTPRINT_CONSTANTS.kvCellHost,
+    tokenGarbage: false,
+    // Anonymous memory at load grows ~78 KiB a slot beyond its output buffer (slot state, batch).
+    slotBase: 78 * 1024,
+    // sizeof(llama_token_data): the sampler's candidate array, one per slot serving a request.
+    slotPerToken: 12,
+    // Fitted: the KV cells' fixed vectors (~60 B a cell at load: positions, shifts, sequence
+    // bitsets) and the prompt as the request, the slot and its cache hold it.
+    slotPerCell: 180,
+    // Fitted on the training cases: with flash attention on, llama.cpp's compute buffer holds
+    // ~2.7 tensors of n_embd × n_tokens (f32) more than the embedded runner's 4 of its 64-token
+    // steps; with it off the large attention scores leave room for fewer beside them.
+    embdTensors: { flashAttentionOn: 5.5, flashAttentionOff: 3 },
+    prompt: { turns: false },
+  },
+};
 
 const KV_BYTES: Record<KvCacheType, number> = { f16: 2, q8_0: 34 / 32, q4_0: 18 / 32 };
 
@@ -354,6 +472,7 @@ export function predictFootprint(
 ): Footprint {
   validatePlanInput(spec, config);
   const C = FOOTPRINT_CONSTANTS;
+  const P = footprintProfile(options.engine);
   const fa = config.flashAttention || config.kvCacheValueType !== 'f16';
   const [cellsPerSeq, cells] = contextCells(config.contextSize, config.parallel);
   // llama.cpp: n_batch = min(n_ctx, batch) (causal attention); n_ubatch = min(n_batch, ubatch); the
@@ -411,7 +530,8 @@ export function predictFootprint(
       : kqFull;
   const maskBytes = !attention ? 0 : fa ? cellsPerSeq * T * 2 : kqBytes / H;
   const ffnBytes = 2 * F * T * 4;
-  const embdPhase = C.embdTensors * E * T * 4;
+  const embdPhase =
+    (fa ? P.embdTensors.flashAttentionOn : P.embdTensors.flashAttentionOff) * E * T * 4;
   const graph = maskBytes + Math.max(kqBytes, ffnBytes) + embdPhase;
   // Work buffer: the largest src1 conversion of a matrix product.
   const vdb = vecDotBytes(dominantWeightType(spec));
@@ -436,25 +556,36 @@ export function predictFootprint(
   const computeRam = graph + work + slack + modelExtra + outputBuffer - computeGpu;
 
   // ---- overhead
-  const modelHost = C.modelHostBase + C.modelHostPerToken * spec.vocabSize;
+  const modelHost = P.modelHostBase + P.modelHostPerToken * spec.vocabSize;
   const runtimeGrowth =
     Math.min(C.growthMax, C.growthPerCell * Math.max(0, cells - C.growthFrom)) +
     C.slotExtra * Math.max(0, config.parallel - 2);
-  const kvCellHost = C.kvCellHost * cells;
-  const tokenGarbage = Math.min(
-    C.tokenGarbageMax,
-    C.tokenGarbageAt32k * config.parallel * (cellsPerSeq / 32768) ** 2,
-  );
+  const kvCellHost = P.kvCellHost * cells;
+  const tokenGarbage = P.tokenGarbage
+    ? Math.min(
+        C.tokenGarbageMax,
+        C.tokenGarbageAt32k * config.parallel * (cellsPerSeq / 32768) ** 2,
+      )
+    : 0;
+  const slotHost =
+    config.parallel * (P.slotBase + P.slotPerToken * spec.vocabSize) + P.slotPerCell * cells;
   const overhead =
-    C.runtimeAnon + C.runtimeFile + modelHost + kvCellHost + tokenGarbage + runtimeGrowth;
+    P.runtimeAnon +
+    P.runtimeFile +
+    modelHost +
+    kvCellHost +
+    tokenGarbage +
+    slotHost +
+    runtimeGrowth;
 
-  const fileBacked = C.runtimeFile + weightsFile;
+  const fileBacked = P.runtimeFile + weightsFile;
   const anonymous =
-    C.runtimeAnon +
+    P.runtimeAnon +
     runtimeGrowth +
     modelHost +
     kvCellHost +
     tokenGarbage +
+    slotHost +
     weightsAnon +
     kvRam +
     computeRam;
@@ -480,13 +611,23 @@ export function predictFootprint(
       modelExtra: r(modelExtra),
       runtimeGrowth: r(runtimeGrowth),
       outputBuffer: r(outputBuffer),
-      runtimeAnon: C.runtimeAnon,
-      runtimeFile: C.runtimeFile,
+      runtimeAnon: r(P.runtimeAnon),
+      runtimeFile: r(P.runtimeFile),
       modelHost: r(modelHost),
       kvCellHost: r(kvCellHost),
       tokenGarbage: r(tokenGarbage),
+      slotHost: r(slotHost),
     },
   };
+}
+
+/** The profile of `engine` (undefined: the embedded runner). Throws PlanError on an unknown engine. */
+export function footprintProfile(engine: FootprintEngine = 'embedded'): Readonly<FootprintProfile> {
+  if (!Object.hasOwn(FOOTPRINT_PROFILES, engine))
+    throw new PlanError(`engine must be ${FOOTPRINT_ENGINES.join(' or ')}, got ${String(engine)}`, {
+      param: 'engine',
+    });
+  return FOOTPRINT_PROFILES[engine];
 }
 
 /** Average bytes per weight of the file (tensorBytes / parameterCount); 0 when unknown. */

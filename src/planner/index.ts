@@ -4,8 +4,8 @@
  *
  * The high-level entry, for the daemon and `headroom plan` alike:
  *
- *   planLoad({ spec, request: { contextSize?, kv?, flashAttention?, parallel?, batchSize?,
- *              gpuLayers?, mmap?, promptChunk? },
+ *   planLoad({ spec, engine?: 'embedded' | 'llama-server', request: { contextSize?, kv?,
+ *              flashAttention?, parallel?, batchSize?, gpuLayers?, mmap?, promptChunk? },
  *              available: { bytes, gpus? }, hardware?, level?, lowMemory?, minContext?,
  *              measured?: (config) => store.lookup({ file, config }), variants?, modelName? })
  *     → { verdict, reasons, guidance, causes, fit (PlanConfig | undefined), config, predicted
@@ -22,15 +22,20 @@
  */
 export {
   FOOTPRINT_CONSTANTS,
+  FOOTPRINT_ENGINES,
+  FOOTPRINT_PROFILES,
   PlanError,
   bytesPerWeight,
   contextCells,
   dominantWeightType,
+  footprintProfile,
   kvBytesPerCell,
   predictFootprint,
   validatePlanInput,
   type Footprint,
+  type FootprintEngine,
   type FootprintOptions,
+  type FootprintProfile,
   type FootprintTerms,
   type KvCacheType,
   type PlanConfig,

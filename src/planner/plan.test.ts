@@ -152,6 +152,59 @@ describe('planLoad', () => {
     expect(plan.predicted.total).toBeLessThanOrEqual(bytes);
   });
 
+  it('plans for the engine it is given: llama-server reads prompts in whole batches, with its own profile', () => {
+    const request = { contextSize: 8192, flashAttention: false };
+    const server = planLoad({
+      spec: small,
+      request,
+      engine: 'llama-server',
+      available: { bytes: 8 * GiB },
+    });
+    const embedded = planLoad({ spec: small, request, available: { bytes: 8 * GiB } });
+    // No prompt chunk, cap or turns: a step is the whole batch, as llama-server reads it.
+    expect(server.fit).toEqual({
+      contextSize: 8192,
+      parallel: 1,
+      batchSize: 512,
+      flashAttention: false,
+      kvCacheKeyType: 'f16',
+      kvCacheValueType: 'f16',
+      gpuLayers: 0,
+      mmap: true,
+    });
+    expect(server.predicted).toEqual(
+      predictFootprint(small, server.fit!, { engine: 'llama-server' }),
+    );
+    expect(embedded.fit).toMatchObject({
+      promptChunk: 64,
+      attentionCap: DEFAULT_ATTENTION_CAP,
+      promptTurns: true,
+    });
+    expect(embedded.predicted).toEqual(predictFootprint(small, embedded.fit!));
+    // The embedded runner's 64-token chunks under its cap touch far less of the attention matrix
+    // than llama-server's 512-token batches; everything else costs llama-server less.
+    expect(server.predicted.terms.computeGraph).toBeGreaterThan(
+      embedded.predicted.terms.computeGraph,
+    );
+    expect(server.predicted.overhead).toBeLessThan(embedded.predicted.overhead);
+  });
+
+  it('an explicit engine of "embedded" plans exactly as no engine does', () => {
+    const input = { spec: medium, request: { contextSize: 4096 }, available: { bytes: 300 * MiB } };
+    expect(planLoad({ ...input, engine: 'embedded' })).toEqual(planLoad(input));
+    expect(requestedConfig(medium, {}, undefined, 'llama-server')).not.toHaveProperty(
+      'promptChunk',
+    );
+  });
+
+  it('the fit search prices the engine: the same room holds a longer llama-server context', () => {
+    const bytes = 200 * MiB;
+    const server = planLoad({ spec: small, engine: 'llama-server', available: { bytes } });
+    const embedded = planLoad({ spec: small, available: { bytes } });
+    expect(server.fit!.contextSize).toBeGreaterThan(embedded.fit!.contextSize);
+    expect(server.predicted.total).toBeLessThanOrEqual(bytes);
+  });
+
   it('offloads layers to the GPU given its free memory', () => {
     const plan = planLoad({ spec: medium, available: { bytes: 8 * GiB, gpus: [4 * GiB] } });
     expect(plan.fit!.gpuLayers).toBe(MEDIUM.layers + 1);

@@ -27,10 +27,13 @@ import {
   type Variant,
 } from './fit.js';
 import {
+  FOOTPRINT_PROFILES,
   PlanError,
+  footprintProfile,
   predictFootprint,
   validatePlanInput,
   type Footprint,
+  type FootprintEngine,
   type FootprintOptions,
   type KvCacheType,
   type PlanConfig,
@@ -62,18 +65,19 @@ export interface LoadRequest {
   mmap?: boolean;
   /**
    * Tokens per sequence the engine evaluates in one prompt step (PlanConfig.promptChunk). Defaults
-   * to 64, the embedded runner's chunk (engines/embedded PROMPT_CHUNK_TOKENS); pass the batch size
-   * for an engine that evaluates whole batches.
+   * to the engine's profile (FootprintProfile.prompt): 64 for the embedded runner
+   * (engines/embedded PROMPT_CHUNK_TOKENS), whole batches for llama-server.
    */
   promptChunk?: number;
   /**
-   * PlanConfig.attentionCap. Defaults to the embedded runner's cap (DEFAULT_ATTENTION_CAP) when
-   * `promptChunk` is left to its default too (planning for the embedded runner); no cap otherwise.
+   * PlanConfig.attentionCap. Defaults to the engine's cap (the embedded runner's
+   * DEFAULT_ATTENTION_CAP; none for llama-server) when `promptChunk` is left to its default too; no
+   * cap otherwise.
    */
   attentionCap?: number;
   /**
-   * PlanConfig.promptTurns. Defaults to true (the embedded runner) when `promptChunk` is left to
-   * its default too; false otherwise.
+   * PlanConfig.promptTurns. Defaults to the engine's profile (true for the embedded runner, false
+   * for llama-server) when `promptChunk` is left to its default too; false otherwise.
    */
   promptTurns?: boolean;
 }
@@ -81,6 +85,11 @@ export interface LoadRequest {
 export interface PlanLoadInput {
   spec: ModelSpec;
   request?: LoadRequest;
+  /**
+   * The program that will run the model: its footprint profile prices the load
+   * (FOOTPRINT_PROFILES). Defaults to 'embedded'.
+   */
+  engine?: FootprintEngine;
   /**
    * Bytes this load may take at its peak (the daemon: its budget left after planned evictions; the
    * CLI: min(budget, available memory, cgroup room)), and the free bytes of each GPU.
@@ -142,23 +151,28 @@ export interface LoadPlan {
 }
 
 /** The embedded runner's prompt chunk (engines/embedded PROMPT_CHUNK_TOKENS; not imported: planner is pure). */
-export const DEFAULT_PROMPT_CHUNK = 64;
+export const DEFAULT_PROMPT_CHUNK: number = FOOTPRINT_PROFILES.embedded.prompt.chunk!;
 
 /**
  * The embedded runner's cap on the attention scores of one prompt step with flash attention off
  * (engines/embedded ATTENTION_SCRATCH_CAP; not imported: planner is pure).
  */
-export const DEFAULT_ATTENTION_CAP = 8 * 1024 * 1024;
+export const DEFAULT_ATTENTION_CAP: number = FOOTPRINT_PROFILES.embedded.prompt.attentionCap!;
 
 /** Fraction of the context in use above which a measured peak is the full-context peak. */
 export const FULL_CONTEXT_FILL = 0.9;
 
-/** The request completed with the defaults (what the user would get with the room to spare). */
+/**
+ * The request completed with the defaults (what the user would get with the room to spare); the
+ * prompt step from `engine`'s profile.
+ */
 export function requestedConfig(
   spec: ModelSpec,
   request: LoadRequest = {},
   defaultContext?: number,
+  engine: FootprintEngine = 'embedded',
 ): PlanConfig {
+  const prompt = footprintProfile(engine).prompt;
   const kv = request.kv ?? 'f16';
   if (kv !== 'f16' && request.flashAttention === false)
     throw new PlanError(
@@ -174,13 +188,14 @@ export function requestedConfig(
     kvCacheValueType: kv,
     gpuLayers: request.gpuLayers ?? 0,
     mmap: request.mmap ?? true,
-    promptChunk: request.promptChunk ?? DEFAULT_PROMPT_CHUNK,
   };
-  const cap =
-    request.attentionCap ?? (request.promptChunk === undefined ? DEFAULT_ATTENTION_CAP : undefined);
+  const chunk = request.promptChunk ?? prompt.chunk;
+  if (chunk !== undefined) config.promptChunk = chunk;
+  const engineDefaults = request.promptChunk === undefined;
+  const cap = request.attentionCap ?? (engineDefaults ? prompt.attentionCap : undefined);
   if (cap !== undefined) config.attentionCap = cap;
-  // The embedded runner (the defaults) lets prompt chunks of different slots take turns.
-  const turns = request.promptTurns ?? (request.promptChunk === undefined ? true : undefined);
+  // The embedded runner lets prompt chunks of different slots take turns; llama-server does not.
+  const turns = request.promptTurns ?? (engineDefaults && prompt.turns ? true : undefined);
   if (turns !== undefined) config.promptTurns = turns;
   validatePlanInput(spec, config);
   return config;
@@ -225,8 +240,11 @@ export function planLoad(input: PlanLoadInput): LoadPlan {
   const { spec, available } = input;
   const request = input.request ?? {};
   checkAvailable(available);
-  const fpOpts = input.footprintOptions;
-  const requested = requestedConfig(spec, request, input.defaultContext);
+  const fpOpts =
+    input.engine !== undefined
+      ? { ...input.footprintOptions, engine: input.engine }
+      : input.footprintOptions;
+  const requested = requestedConfig(spec, request, input.defaultContext, fpOpts?.engine);
   const requestedFp = predictFootprint(spec, requested, fpOpts);
   const room = available.bytes;
   const gpuBudget = available.gpus?.[0];
@@ -246,7 +264,7 @@ export function planLoad(input: PlanLoadInput): LoadPlan {
         ...(request.gpuLayers !== undefined || gpuBudget === undefined
           ? { gpuLayers: requested.gpuLayers }
           : {}),
-        promptChunk: requested.promptChunk,
+        ...(requested.promptChunk !== undefined ? { promptChunk: requested.promptChunk } : {}),
         ...(requested.attentionCap !== undefined ? { attentionCap: requested.attentionCap } : {}),
         ...(requested.promptTurns !== undefined ? { promptTurns: requested.promptTurns } : {}),
       },

@@ -66,6 +66,25 @@ describe('MeasuredStore', () => {
     );
   });
 
+  it("keys on the engine: one engine's measurement never stands in for another's", async () => {
+    const store = await MeasuredStore.create(path.join(dir, 's.json'));
+    await store.record({ file, config: { ...config, engine: 'llama-server' } }, m);
+    expect(store.lookup({ file, config: { ...config, engine: 'llama-server' } })).toBeDefined();
+    expect(store.lookup({ file, config })).toBeUndefined();
+    expect(store.lookup({ file, config: { ...config, engine: 'embedded' } })).toBeUndefined();
+    // An embedded runner's key names no engine (absent = embedded), so store files whose keys
+    // name none keep applying to it.
+    expect(measurementKey({ file, config: { ...config, engine: 'embedded' } })).toBe(
+      measurementKey({ file, config }),
+    );
+    expect(measurementKey({ file, config })).toBe(
+      '/models/a.gguf|1000|1700000000000|ctx=4096|par=1|batch=512|fa=1|kv=f16/f16|gpu=0|mmap=1',
+    );
+    expect(measurementKey({ file, config: { ...config, engine: 'llama-server' } })).toBe(
+      '/models/a.gguf|1000|1700000000000|ctx=4096|par=1|batch=512|fa=1|kv=f16/f16|gpu=0|mmap=1|engine=llama-server',
+    );
+  });
+
   it('keeps the peak and anonymous watermark; rss and load time are the latest', async () => {
     const store = await MeasuredStore.create(path.join(dir, 's.json'));
     await store.record(key, { rss: 500, rssAnon: 400, peak: 600, loadMs: 300, contextFill: 1 });

@@ -6,8 +6,8 @@
  * Contracts:
  * - A file is identified by path + size + mtime (`fileIdentity`): replacing or rewriting the GGUF
  *   file makes its old measurements unreachable (they age out by the size bound).
- * - The config part of a key is the fields that change memory (context, slots, batch, flash
- *   attention, KV types, GPU layers, mmap); a RunnerConfig can be passed as it is.
+ * - The config part of a key is the fields that change memory (engine, context, slots, batch,
+ *   flash attention, KV types, GPU layers, mmap); a RunnerConfig can be passed as it is.
  * - `record` merges with what is stored: `peak` and `rssAnon` keep the maximum seen (a watermark:
  *   a runner measured right after loading must not lower the peak measured when it was full),
  *   `rss`, `loadMs` and `contextFill` take the latest report.
@@ -23,7 +23,7 @@ import { mkdir, readFile, rename, stat, unlink, writeFile } from 'node:fs/promis
 import path from 'node:path';
 import { throwIfAborted } from '../lib/abort.js';
 import { HeadroomError } from '../lib/errors.js';
-import type { KvCacheType } from './footprint.js';
+import type { FootprintEngine, KvCacheType } from './footprint.js';
 
 /** Identity of a GGUF file as stored: absolute path, size in bytes and modification time in ms. */
 export interface FileIdentity {
@@ -42,6 +42,12 @@ export interface MeasuredConfig {
   kvCacheValueType: KvCacheType;
   gpuLayers: number;
   mmap: boolean;
+  /**
+   * The program that ran the config: one engine's measurement never stands in for another's (a
+   * llama-server runner holds tens of MiB less than the embedded one). Absent means the embedded
+   * runner, as in RunnerConfig.
+   */
+  engine?: FootprintEngine;
 }
 
 export interface MeasurementKey {
@@ -119,6 +125,9 @@ export function measurementKey(key: MeasurementKey): string {
     `kv=${c.kvCacheKeyType}/${c.kvCacheValueType}`,
     `gpu=${c.gpuLayers}`,
     `mmap=${c.mmap ? 1 : 0}`,
+    // An embedded runner's key has no engine part (absent means embedded, as in RunnerConfig), so
+    // store files whose keys name no engine keep applying to it; any other engine is named.
+    ...(c.engine !== undefined && c.engine !== 'embedded' ? [`engine=${c.engine}`] : []),
   ].join('|');
 }
 

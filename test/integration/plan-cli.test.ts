@@ -41,6 +41,7 @@ function headroom(...args: string[]): Promise<Run> {
 /** The fields of `headroom plan --json` these tests read. */
 interface PlanOut {
   file: string;
+  engine: string;
   verdict: string;
   reasons: string[];
   guidance: string[];
@@ -175,6 +176,20 @@ describe('headroom plan', () => {
     expect(out.alternatives.at(-1)).toMatchObject({ variant: 'Q8_0' });
   });
 
+  it('--engine picks the footprint profile: llama-server by default, the embedded runner on request', async () => {
+    const server = await planJson(f16);
+    const explicit = await planJson(f16, '--engine', 'llama-server');
+    const embedded = await planJson(f16, '--engine', 'embedded');
+    expect(server.out.engine).toBe('llama-server');
+    expect(embedded.out.engine).toBe('embedded');
+    expect(explicit.out.predicted).toEqual(server.out.predicted);
+    // No Node.js runtime in a llama-server process: tens of MB less at the same config.
+    expect(embedded.out.predicted.total - server.out.predicted.total).toBeGreaterThan(40e6);
+    const bad = await headroom('plan', f16, '--engine', 'ollama');
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/--engine must be embedded or llama-server, got "ollama"/);
+  });
+
   it('prints the breakdown, the verdict and the alternatives as a table', async () => {
     const run = await headroom('plan', f16);
     expect(run.code).toBe(0);
@@ -182,10 +197,10 @@ describe('headroom plan', () => {
     expect(run.stdout).toMatch(/^TERM +BYTES +NOTE$/m);
     for (const term of ['weights', 'KV cache', 'compute', 'overhead', 'total \\(peak RSS\\)'])
       expect(run.stdout).toMatch(new RegExp(`^${term} +\\d+ MB`, 'm'));
-    const refused = await headroom('plan', f16, '--budget', '50MB', '--ctx', '2048');
+    const refused = await headroom('plan', f16, '--budget', '20MB', '--ctx', '2048');
     expect(refused.code).toBe(6);
     expect(refused.stdout).toMatch(
-      /^verdict {2}REFUSE: needs \d+ MB, the model budget leaves 50 MB/m,
+      /^verdict {2}REFUSE: needs \d+ MB, the model budget leaves 20 MB/m,
     );
     expect(refused.stdout).toMatch(/^guidance$/m);
   });

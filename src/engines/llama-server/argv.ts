@@ -11,6 +11,7 @@ import type { RunnerConfig } from '../types.js';
  * - `-ngl` always: newer builds offload every layer to a GPU when asked nothing.
  * - `--no-kv-unified`: one KV buffer per slot, as planned (unified is its default only when the
  *   slot count is automatic, which it never is here).
+ * - `--load-mode none` for a config without mmap (this version has no `--no-mmap`).
  * - `-ub` = `-b`: the planner sizes compute buffers for a whole batch (node-llama-cpp does the same).
  */
 export function llamaServerArgs(
@@ -63,7 +64,9 @@ export function llamaServerArgs(
     '--no-webui',
   ];
   if (opts.alias !== undefined) args.push('--alias', opts.alias);
-  if (!config.mmap) args.push('--no-mmap');
+  // This llama.cpp has no --no-mmap (it exits 1 on it): `--load-mode none` reads the weights into
+  // memory; its default (`auto`) memory-maps them on a CPU.
+  if (!config.mmap) args.push('--load-mode', 'none');
   if (config.embeddings) args.push('--embeddings');
   if (opts.slotSavePath !== undefined) args.push('--slot-save-path', opts.slotSavePath);
   if (opts.extraArgs) args.push(...opts.extraArgs);
