@@ -13,15 +13,13 @@
  */
 import http from 'node:http';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { sleep } from '../../src/lib/abort.js';
 import { startDaemon, type DaemonProcess } from '../helpers/daemon.js';
+import { describeEachEngine, runnerProbe, type RunnerProbe } from '../helpers/engines.js';
 import { tinyChatModel } from '../helpers/models.js';
 
-interface Stats {
-  busy: number;
-  generated: number;
-}
+type Stats = Pick<RunnerProbe, 'busy' | 'generated'>;
 
 function gauge(text: string, name: string): number {
   const m = new RegExp(`^${name} (\\S+)$`, 'm').exec(text);
@@ -35,7 +33,7 @@ function gauge(text: string, name: string): number {
  */
 const MAX_BUFFERED = 80 * 1024;
 
-describe('a client that stops reading a stream', () => {
+describeEachEngine('a client that stops reading a stream', (engine) => {
   let daemon: DaemonProcess;
   const MODEL = 'tiny-chat';
   const MAX_TOKENS = 1000;
@@ -48,6 +46,7 @@ describe('a client that stops reading a stream', () => {
       modelDirs: [path.dirname(file)],
       demoModel: false,
       runner: { contextSize: 4096, threads: 1, parallel: 1 },
+      engines: engine.engines,
     });
   });
 
@@ -62,8 +61,7 @@ describe('a client that stops reading a stream', () => {
       body: '{}',
     });
     const runnerUrl = ((await load.json()) as { url: string }).url;
-    const stats = async (): Promise<Stats> =>
-      (await (await fetch(`${runnerUrl}/stats`)).json()) as Stats;
+    const stats = (): Promise<Stats> => runnerProbe(engine, runnerUrl);
     const before = await stats();
 
     const res = await new Promise<http.IncomingMessage>((resolve, reject) => {
