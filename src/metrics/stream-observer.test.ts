@@ -39,6 +39,17 @@ describe('StreamObserver', () => {
     expect(obs.usage).toEqual({ promptTokens: 12, completionTokens: 5, cachedTokens: 7 });
     expect(obs.events).toBe(5);
     expect(obs.firstAt).toBe(1);
+    expect(obs.done).toBe(true);
+  });
+
+  it('knows the final event went out only once it has', () => {
+    const obs = new StreamObserver({ sse: true });
+    obs.push(Buffer.from(stream.slice(0, 4).join('')));
+    expect(obs.done).toBe(false);
+    obs.push(Buffer.from('data: [DO'));
+    expect(obs.done).toBe(false);
+    obs.push(Buffer.from('NE]\n\n'));
+    expect(obs.done).toBe(true);
   });
 
   it('removes the usage event when stripping, and only it (generated text quoting "usage": is escaped)', () => {

@@ -53,6 +53,9 @@ export interface StreamObserverOptions {
   now?: () => number;
 }
 
+/** The OpenAI stream's last event. */
+const DONE_EVENT = Buffer.from('data: [DONE]\n\n');
+
 export class StreamObserver {
   /** When the first chunk arrived (`now()` clock). */
   firstAt: number | undefined;
@@ -61,6 +64,8 @@ export class StreamObserver {
   usage: Usage | undefined;
   /** The `error.code` of a JSON error answer, read at `end()`. */
   errorCode: string | undefined;
+  /** The stream's last event (`data: [DONE]`) went out: the client has the whole answer. */
+  done = false;
   readonly #sse: boolean;
   readonly #strip: boolean;
   readonly #now: () => number;
@@ -104,6 +109,8 @@ export class StreamObserver {
       out = buf.subarray(0, cut + 2);
     }
     for (let i = out.indexOf(SEP); i !== -1; i = out.indexOf(SEP, i + 2)) this.events++;
+    if (out.length >= DONE_EVENT.length && out.subarray(-DONE_EVENT.length).equals(DONE_EVENT))
+      this.done = true;
     if (out.indexOf(USAGE_KEY) !== -1) return this.#takeUsage(out);
     return out;
   }

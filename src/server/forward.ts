@@ -108,7 +108,9 @@ export function forwardToRunner(opts: ForwardOptions): void {
   function onClientClose(): void {
     if (!res.writableFinished) {
       upstream.destroy();
-      finish('client-gone');
+      // A client that closes once it has the final event (the openai client does, and llama-server
+      // ends its chunked answer a moment after it) got the whole answer.
+      finish(observer?.done === true ? 'done' : 'client-gone');
     }
   }
   function onDrain(): void {

@@ -5,6 +5,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { readModelSpec } from '../../src/gguf/index.js';
 import { planLoad } from '../../src/planner/index.js';
 import { startDaemon, type DaemonProcess } from '../helpers/daemon.js';
+import { testLlamaServerBinary } from '../helpers/engines.js';
 import { cachedModel } from '../helpers/models.js';
 
 /**
@@ -58,10 +59,13 @@ describe('cgroup rotation (real memory)', () => {
         }),
       ),
     );
-    // The planner's prediction for one of them, as the daemon will plan it.
+    // The planner's prediction for one of them, as the daemon will plan it: on llama-server
+    // where there is one (the daemon's default), else on the embedded runner.
+    const engine = 'path' in testLlamaServerBinary() ? 'llama-server' : 'embedded';
     const spec = await readModelSpec(files[0]!);
     const predicted = planLoad({
       spec,
+      engine,
       request: { contextSize: CONTEXT, parallel: 1 },
       available: { bytes: Number.MAX_SAFE_INTEGER },
     }).predicted.total;
@@ -78,6 +82,7 @@ describe('cgroup rotation (real memory)', () => {
         ),
         modelDirs: [],
         runner: { contextSize: CONTEXT, threads: 1 },
+        engines: { default: engine },
         scheduler: { budget: { reserve }, ttl: 'never' },
       },
       { cgroupProcs: path.join(cg.dir, 'cgroup.procs'), timeoutMs: 60_000 },
