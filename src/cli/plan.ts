@@ -37,7 +37,7 @@ const VARIANT_RE = /^(.*?)[-_.]((?:B?F(?:16|32))|(?:I?Q\d(?:_[A-Z0-9]+)*))$/i;
 class ModelNotFoundError extends HeadroomError {
   constructor(name: string, dirs: string[]) {
     super(
-      'MODEL_NOT_FOUND',
+      'model_not_found',
       `no model named "${name}" in ${dirs.join(', ') || 'any model directory'}: give the path of a .gguf file, or put it in one of those directories`,
       { status: 404 },
     );

@@ -141,7 +141,7 @@ export interface FootprintOptions {
   cpuRepack?: boolean;
 }
 
-/** A spec or config the model cannot be computed for (HTTP 400, CLI usage error). */
+/** A spec or config the model cannot be computed for (HTTP 400). */
 export class PlanError extends HeadroomError {
   override readonly name = 'PlanError';
   constructor(message: string, details: Record<string, unknown> = {}) {

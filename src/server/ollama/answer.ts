@@ -1,4 +1,6 @@
-import type { ErrorEnvelope } from '../../lib/envelope.js';
+import { envelopeOf, type ErrorEnvelope } from '../../lib/envelope.js';
+import { isErrorCode } from '../../lib/error-codes.js';
+import { HeadroomError } from '../../lib/errors.js';
 import type { AnswerTransform } from '../forward.js';
 import { parseRunnerEvent, splitEvents, type RunnerChunk } from './translate.js';
 
@@ -17,6 +19,13 @@ import { parseRunnerEvent, splitEvents, type RunnerChunk } from './translate.js'
 export function ollamaError(envelope: ErrorEnvelope, midStream = false): string {
   const text = JSON.stringify({ error: envelope.error.message });
   return midStream ? `${text}\n` : text;
+}
+
+/** An error event of the runner's stream, in headroom's envelope (its code kept when it is one of ours). */
+function runnerError(e: { message: string; code?: string }): ErrorEnvelope {
+  return envelopeOf(
+    new HeadroomError(isErrorCode(e.code) ? e.code : 'runner_failed', e.message, { status: 502 }),
+  ).body;
 }
 
 export interface OllamaAnswerOptions {
@@ -45,7 +54,8 @@ export function ollamaAnswer(o: OllamaAnswerOptions): AnswerTransform {
   let firstTokenAt: bigint | undefined;
   /** Lines already given out (the stream has begun). */
   let sent = false;
-  let failed: string | undefined;
+  /** The runner's error event, as headroom's envelope. */
+  let failed: ErrorEnvelope | undefined;
 
   const object = (extra: Record<string, unknown>): string =>
     JSON.stringify({ model: o.model, created_at: new Date(wallMs()).toISOString(), ...extra });
@@ -68,10 +78,10 @@ export function ollamaAnswer(o: OllamaAnswerOptions): AnswerTransform {
         }
         if (!c) continue;
         if (c.error) {
-          failed = c.error.message;
+          failed = runnerError(c.error);
           if (!sent && !out) return '';
           sent = true;
-          return `${out}${JSON.stringify({ error: failed })}\n`;
+          return out + ollamaError(failed, true);
         }
         if (c.usage) usage = c.usage;
         if (c.finishReason) finish = c.finishReason;
@@ -87,7 +97,7 @@ export function ollamaAnswer(o: OllamaAnswerOptions): AnswerTransform {
     end() {
       if (failed !== undefined) {
         // Sent as a line already when the stream had begun.
-        return sent ? { body: '' } : { body: JSON.stringify({ error: failed }), status: 502 };
+        return sent ? { body: '' } : { body: ollamaError(failed), status: 502 };
       }
       const t = now();
       const evalStart = firstTokenAt ?? t;
@@ -128,11 +138,12 @@ export function ollamaEmbedAnswer(
       } catch {
         out = {};
       }
-      if (!Array.isArray(out.data))
-        return {
-          body: JSON.stringify({ error: 'the runner answered without embeddings; retry' }),
-          status: 502,
-        };
+      if (!Array.isArray(out.data)) {
+        const failed = envelopeOf(
+          new HeadroomError('runner_failed', 'The runner answered without embeddings; retry.'),
+        );
+        return { body: ollamaError(failed.body), status: failed.status };
+      }
       return {
         body: JSON.stringify({
           model: o.model,

@@ -154,7 +154,7 @@ export function ollamaRoutes(app: FastifyInstance, core: ServerCore): void {
 }
 
 function badRequest(param: string, message: string): HeadroomError {
-  return new HeadroomError('invalid_request_error', message, { status: 400, details: { param } });
+  return new HeadroomError('invalid_request', message, { status: 400, details: { param } });
 }
 
 function parseKeepAlive(v: number | string | undefined): number | null | undefined {
