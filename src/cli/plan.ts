@@ -19,7 +19,7 @@ import {
   type Variant,
 } from '../planner/index.js';
 import { ExitCode, UsageError } from './exit.js';
-import { intFlag } from './main.js';
+import { intFlag } from './flags.js';
 import { table } from './table.js';
 
 /**

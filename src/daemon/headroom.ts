@@ -29,7 +29,7 @@ import {
 } from '../scheduler/core.js';
 import { ModelManager, type MeasureInput, type MeasureResult } from '../scheduler/model-manager.js';
 import type { ModelEntry, RunnerHandle, StartRunner } from '../scheduler/types.js';
-import type { ProcessMemory } from '../server/core.js';
+import type { ModelFile, ProcessMemory } from '../server/core.js';
 import { RunnerProcess, readLogTail, type SpawnSpec } from '../supervisor/index.js';
 import { scanModels } from './catalog.js';
 import { RunnerPids } from './runner-pids.js';
@@ -266,11 +266,23 @@ export class Headroom {
   }
 
   async #prepare(entry: ModelEntry, signal: AbortSignal | undefined): Promise<void> {
-    const file = await fileIdentity(entry.path, signal);
-    const known = this.#prepared.get(entry.path);
-    if (known && known.file.size === file.size && known.file.mtimeMs === file.mtimeMs) return;
-    const spec = await readModelSpec(entry.path, signal);
-    this.#prepared.set(entry.path, { spec, file });
+    await this.#read(entry.path, signal);
+  }
+
+  /** The file's header, read again only when the file changed (size or time). */
+  async #read(file: string, signal: AbortSignal | undefined): Promise<Prepared> {
+    const id = await fileIdentity(file, signal);
+    const known = this.#prepared.get(file);
+    if (known && known.file.size === id.size && known.file.mtimeMs === id.mtimeMs) return known;
+    const prepared = { spec: await readModelSpec(file, signal), file: id };
+    this.#prepared.set(file, prepared);
+    return prepared;
+  }
+
+  /** A model file's size, time and header facts (the Ollama routes' details). */
+  async modelFile(file: string): Promise<ModelFile> {
+    const { spec, file: id } = await this.#read(file, undefined);
+    return { size: id.size, mtimeMs: id.mtimeMs, spec };
   }
 
   #plan(

@@ -12,7 +12,7 @@
 import os from 'node:os';
 import type { Config } from '../config/load.js';
 import type { Logger } from '../lib/logger.js';
-import type { MonitorConfig } from '../monitor/config.js';
+import type { MonitorConfig } from '../config/monitor.js';
 import { defaultThresholds, thresholdsFromConfig } from '../monitor/pressure.js';
 import {
   Sampler,

@@ -75,7 +75,11 @@ export {
   type LinuxSampleOptions,
   type ProcessSample,
 } from './sample.js';
-export { monitorConfigSchema, DEFAULT_MONITOR_CONFIG, type MonitorConfig } from './config.js';
+export {
+  monitorConfigSchema,
+  DEFAULT_MONITOR_CONFIG,
+  type MonitorConfig,
+} from '../config/monitor.js';
 export * from './pressure.js';
 export { RingBuffer } from './ring.js';
 export * from './sysfs.js';

@@ -30,6 +30,9 @@ function core(monitor: Sampler | undefined): ServerCore {
     manager,
     processMemory: async () => undefined,
     logTail: async () => '',
+    modelFile: async () => {
+      throw new Error('this test reads no model files');
+    },
     ...(monitor ? { monitor } : {}),
   };
 }

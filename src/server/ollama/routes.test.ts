@@ -102,6 +102,9 @@ function appFor(url: string, engine?: Parameters<NonNullable<ServerCore['engineO
     } as unknown as ServerCore['manager'],
     processMemory: async () => undefined,
     logTail: async () => '',
+    modelFile: async () => {
+      throw new Error('this test reads no model files');
+    },
     ...(engine
       ? {
           engineOf: () => ({

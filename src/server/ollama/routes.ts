@@ -1,10 +1,8 @@
 import type { FastifyInstance, FastifyReply } from 'fastify';
-import { stat } from 'node:fs/promises';
-import { readModelSpec, type ModelSpec } from '../../gguf/index.js';
 import { envelopeOf } from '../../lib/envelope.js';
 import { HeadroomError } from '../../lib/errors.js';
 import type { Lease } from '../../scheduler/model-manager.js';
-import type { ServerCore } from '../core.js';
+import type { ModelFile, ServerCore } from '../core.js';
 import { relay } from '../relay.js';
 import { ollamaAnswer, ollamaEmbedAnswer, ollamaError } from './answer.js';
 import {
@@ -33,7 +31,10 @@ export function ollamaRoutes(app: FastifyInstance, core: ServerCore): void {
       if (retryAfter !== undefined) void reply.header('retry-after', String(retryAfter));
       void reply.status(status).type('application/json').send(ollamaError(body));
     });
-    const details = detailsCache();
+    const details = async (path: string) => {
+      const f = await core.modelFile(path);
+      return { ...f, details: detailsOf(f.spec) };
+    };
 
     api.get('/api/version', async () => ({ version: core.version }));
 
@@ -238,36 +239,14 @@ function loadNsOf(lease: Lease): bigint {
   return BigInt(Math.round((lease.timing.loadMs ?? 0) * 1e6));
 }
 
-interface FileDetails {
-  size: number;
-  mtimeMs: number;
-  spec: ModelSpec;
-  details: Record<string, unknown>;
-}
-
-/** Per-file facts for /api/tags, /api/ps and /api/show, read once per file version. */
-function detailsCache(): (path: string) => Promise<FileDetails> {
-  const cache = new Map<string, FileDetails>();
-  return async (path) => {
-    const st = await stat(path);
-    const hit = cache.get(path);
-    if (hit && hit.size === st.size && hit.mtimeMs === st.mtimeMs) return hit;
-    const spec = await readModelSpec(path);
-    const d: FileDetails = {
-      size: st.size,
-      mtimeMs: st.mtimeMs,
-      spec,
-      details: {
-        format: 'gguf',
-        family: spec.architecture,
-        families: [spec.architecture],
-        parameter_size: formatParams(spec.parameterCount),
-        quantization_level: spec.fileType?.replace(/^MOSTLY_/, '') ?? 'unknown',
-      },
-    };
-    if (cache.size > 256) cache.clear();
-    cache.set(path, d);
-    return d;
+/** Ollama's `details` of a model file. */
+function detailsOf(spec: ModelFile['spec']): Record<string, unknown> {
+  return {
+    format: 'gguf',
+    family: spec.architecture,
+    families: [spec.architecture],
+    parameter_size: formatParams(spec.parameterCount),
+    quantization_level: spec.fileType?.replace(/^MOSTLY_/, '') ?? 'unknown',
   };
 }
 
