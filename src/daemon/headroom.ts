@@ -40,7 +40,7 @@ import {
   type LlamaServerBinary,
 } from './engines.js';
 import { TRIM_TIMEOUT_MS, startPressureMonitor, type PressureMonitor } from './reactions.js';
-import type { MonitorFeed } from '../monitor/sampler.js';
+import type { MonitorFeed } from '../monitor/feed.js';
 
 /** Requests after which a multi-slot runner's peaks are not recorded (see #measure). */
 const CLEAN_REQUESTS = 4;
@@ -116,7 +116,7 @@ export class Headroom {
   // create(), applied to new loads in #startRunner, disposed first in dispose().
   #pressure: PressureMonitor | undefined;
   get monitor(): MonitorFeed | undefined {
-    return this.#pressure?.sampler;
+    return this.#pressure?.feed;
   }
   // --- end monitor
 

@@ -84,4 +84,7 @@ export * from './pressure.js';
 export { RingBuffer } from './ring.js';
 export * from './sysfs.js';
 export * from './trends.js';
+export * from './feed.js';
+export * from './reading.js';
+export * from './alert-rules.js';
 export * from './sampler.js';

@@ -1,6 +1,6 @@
 import type { Engine } from '../engines/engine.js';
 import type { RunnerConfig } from '../engines/types.js';
-import type { MonitorFeed } from '../monitor/sampler.js';
+import type { MonitorFeed } from '../monitor/feed.js';
 import type { ModelManager } from '../scheduler/model-manager.js';
 
 /** What the Ollama routes tell of a model file (/api/tags, /api/ps, /api/show). */
