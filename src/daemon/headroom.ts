@@ -112,13 +112,15 @@ export class Headroom {
   readonly #prepared = new Map<string, Prepared>();
   readonly #lastPlan = new Map<string, LoadPlan>();
   #store: MeasuredStore | undefined;
-  // --- monitor (issue #5, monitor engineer): live sampler + pressure reactions. Created in
-  // create(), applied to new loads in #startRunner, disposed first in dispose().
+  /**
+   * The live sampler and its pressure reactions: created in create(), applied to new loads in
+   * #startRunner, disposed first in dispose(). Undefined with `monitor.enabled: false`.
+   */
   #pressure: PressureMonitor | undefined;
+  /** The monitor's feed (samples, alerts, events); undefined when the monitor is off. */
   get monitor(): MonitorFeed | undefined {
     return this.#pressure?.feed;
   }
-  // --- end monitor
 
   private constructor(
     config: Config,
@@ -465,7 +467,7 @@ export class Headroom {
       await h.#forgeDemoModel();
       await h.refreshCatalog();
     }
-    // monitor (issue #5): sampler + reactions, unless `monitor.enabled: false`.
+    // The sampler and its reactions, unless `monitor.enabled: false`.
     if (config.monitor.enabled) h.#pressure = await startPressureMonitor(config, h.manager, log);
     for (const name of config.scheduler.preload) {
       // In the background: the daemon serves while preloads run; a failure is logged, not fatal.
@@ -510,7 +512,7 @@ export class Headroom {
 
   /** Stops every runner. Idempotent. */
   dispose(): Promise<void> {
-    // monitor (issue #5): stop reacting before the runners stop.
+    // Stop reacting to pressure before the runners stop.
     this.#disposed ??= (this.#pressure?.dispose() ?? Promise.resolve())
       .then(() => this.manager.dispose())
       .then(() => this.#store?.dispose());
