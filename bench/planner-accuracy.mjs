@@ -24,7 +24,7 @@
 //   attention on/off; contexts 2048 and 8192; one 32768 (20M, the trained context); two slots.
 // - default: the sampled matrix: quick plus the rest of 20M at 2048/8192, 150M at 2048/8192 and
 //   1B at 2048; 32768 only for 20M (flash attention on and off).
-// - full: the whole cross product of models, contexts, KV types and flash attention (hours on two cores).
+// - full: every size × GQA × weight type × context × KV type (hours on two cores).
 // - slots (4 cases): 1, 2 and 4 slots at 4096 cells, and 4 slots at 8192, on the demo shape.
 // - heldout (12 cases): shapes and settings the constants were never fitted on (HELDOUT_SIZES).
 // - long (6 cases): 16384 and 32768 cells on a tiny held-out shape (flash attention on and off),
