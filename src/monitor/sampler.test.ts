@@ -4,7 +4,7 @@ import { cp, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { defaultThresholds, thresholdsFromConfig } from './pressure.js';
 import type { LevelChange, MonitorSample } from './feed.js';
 import { Sampler } from './sampler.js';
@@ -76,17 +76,23 @@ describe('Sampler on this machine', () => {
   });
 
   it('samples on its timer, bounded by historySize, and stops on dispose', async () => {
-    const s = await sampler({ intervalMs: 20, historySize: 4 });
-    const seen: number[] = [];
-    s.on('sample', (x) => seen.push(x.seq));
-    while (seen.length < 6) await once(s, 'sample');
-    expect(s.history().length).toBe(4);
-    expect(s.history().map((h) => h.seq)).toEqual(seen.slice(-4));
-    await s.dispose();
-    await s.dispose();
-    const n = seen.length;
-    await new Promise((r) => setTimeout(r, 80));
-    expect(seen.length).toBe(n);
+    // The sampler's timer runs on a fake clock: each interval is one sample, and after dispose
+    // no amount of time brings another (the readings themselves are real).
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    try {
+      const s = await sampler({ intervalMs: 20, historySize: 4 });
+      const seen: number[] = [];
+      s.on('sample', (x) => seen.push(x.seq));
+      for (let i = 0; i < 6; i++) await vi.advanceTimersByTimeAsync(20);
+      expect(seen).toEqual([2, 3, 4, 5, 6, 7]);
+      expect(s.history().map((h) => h.seq)).toEqual([4, 5, 6, 7]);
+      await s.dispose();
+      await s.dispose();
+      await vi.advanceTimersByTimeAsync(1000);
+      expect(seen).toHaveLength(6);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('emits a level change and a pressure alert when the thresholds say so, with their reasons', async () => {

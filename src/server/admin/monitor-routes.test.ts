@@ -1,6 +1,6 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import { silentLogger } from '../../lib/logger.js';
 import { MonitorHub } from '../../daemon/monitor-feed.js';
 import { Sampler } from '../../monitor/sampler.js';
@@ -127,9 +127,7 @@ describe('monitor routes', () => {
       await got(/event: reaction\ndata: \{"at":2,"reaction":\{"action":"unload"/);
       expect(text).not.toMatch(/event: model/); // filtered out by ?types
       req.destroy();
-      for (let i = 0; i < 50 && feed.listenerCount('event') > before; i++)
-        await new Promise((r) => setTimeout(r, 10));
-      expect(feed.listenerCount('event')).toBe(before);
+      await vi.waitFor(() => expect(feed.listenerCount('event')).toBe(before));
     } finally {
       await server.close();
     }
