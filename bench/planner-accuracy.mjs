@@ -24,7 +24,7 @@
 //   attention on/off; contexts 2048 and 8192; one 32768 (20M, the trained context); two slots.
 // - default: the sampled matrix: quick plus the rest of 20M at 2048/8192, 150M at 2048/8192 and
 //   1B at 2048; 32768 only for 20M (flash attention on and off).
-// - full: the whole cross product of issue 3 (hours on two cores).
+// - full: every size × GQA × weight type × context × KV type (hours on two cores).
 // - slots (4 cases): 1, 2 and 4 slots at 4096 cells, and 4 slots at 8192, on the demo shape.
 // - heldout (12 cases): shapes and settings the constants were never fitted on (HELDOUT_SIZES).
 // - long (6 cases): 16384 and 32768 cells on a tiny held-out shape (flash attention on and off),
@@ -317,7 +317,7 @@ function matrix(kind) {
     c('1B', 4, 'f16', 2048, true),
     c('1B', 8, 'q8_0', 2048, true, 'q8_0'),
     c('20M', 4, 'f16', 32768, false),
-    // The long tail (session 5): the 1B model at 8192 and 150M at its trained 32768.
+    // The long tail: the 1B model at 8192 and 150M at its trained 32768.
     c('1B', 8, 'q8_0', 8192, true),
     c('150M', 8, 'q8_0', 32768, true),
   );
@@ -500,7 +500,7 @@ async function measureEmbedded(modelPath, x) {
     for (let i = 0; i < x.parallel; i++) prompts.push(await promptOf(base, ctx - 3, 1000 + i));
     const t0 = performance.now();
     // 60 min: the 20M model at 32768 cells with flash attention on had read only 18151 tokens
-    // after 20 min with 2 threads on this VM (session 7).
+    // after 20 min with 2 threads on this VM.
     const signal = AbortSignal.timeout(60 * 60_000);
     await Promise.all(
       prompts.map((p) =>

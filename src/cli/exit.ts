@@ -1,34 +1,32 @@
-import { isHeadroomError } from '../lib/errors.js';
+import { EXIT_CODES, exitCodeOf } from '../lib/error-codes.js';
+import { HeadroomError, isHeadroomError } from '../lib/errors.js';
 
-/** Exit codes of the CLI, mapped from error codes in this one place. */
-export const ExitCode = {
-  ok: 0,
-  failure: 1,
-  usage: 2,
-  notFound: 3,
-  daemonUnreachable: 4,
-  badModelFile: 5,
-  refused: 6,
-} as const;
+/** Exit codes of the CLI; which error code exits with which is the registry's (lib/error-codes.ts). */
+export const ExitCode = EXIT_CODES;
 
-export class UsageError extends Error {
+/** A command line headroom cannot run; the message says how to fix it. */
+export class UsageError extends HeadroomError {
   override readonly name = 'UsageError';
+  constructor(message: string) {
+    super('CLI_USAGE', message);
+  }
 }
 
-export class DaemonUnreachableError extends Error {
+export class DaemonUnreachableError extends HeadroomError {
   override readonly name = 'DaemonUnreachableError';
+  constructor(message: string) {
+    super('CLI_DAEMON_UNREACHABLE', message);
+  }
 }
 
 export function exitCodeFor(err: unknown): number {
-  if (err instanceof UsageError) return ExitCode.usage;
-  if (err instanceof DaemonUnreachableError) return ExitCode.daemonUnreachable;
-  if (isHeadroomError(err)) {
-    if (err.code.startsWith('GGUF_')) return ExitCode.badModelFile;
-    if (err.code === 'CONFIG_INVALID') return ExitCode.usage;
+  if (!isHeadroomError(err)) return ExitCode.failure;
+  // The daemon answered a code this CLI does not know (a newer daemon): go by its status.
+  if (err.code === 'CLI_DAEMON_ERROR') {
     if (err.status === 404) return ExitCode.notFound;
     if (err.status === 503 || err.status === 429) return ExitCode.refused;
   }
-  return ExitCode.failure;
+  return exitCodeOf(err.code);
 }
 
 /** One line for a person: what happened (and, in the message, what to do). */

@@ -2,7 +2,7 @@ import path from 'node:path';
 import { formatBytes } from '../config/units.js';
 import { forgeModel, parseParamCount, type ForgeOptions } from '../gguf/forge.js';
 import { UsageError } from './exit.js';
-import { intFlag } from './main.js';
+import { intFlag } from './flags.js';
 
 const TYPES = new Set(['f32', 'f16', 'q8_0']);
 

@@ -1,3 +1,4 @@
+import { isErrorCode } from '../lib/error-codes.js';
 import { HeadroomError } from '../lib/errors.js';
 import { DaemonUnreachableError } from './exit.js';
 
@@ -28,15 +29,18 @@ export async function callDaemon<T>(
   const text = await res.text();
   if (!res.ok) {
     let message = text;
-    let code = 'daemon_error';
+    let code: unknown;
     try {
       const parsed = JSON.parse(text) as { error?: { message?: string; code?: string } };
       message = parsed.error?.message ?? text;
-      code = parsed.error?.code ?? code;
+      code = parsed.error?.code;
     } catch {
       // not JSON: keep the text
     }
-    throw new HeadroomError(code, message, { status: res.status });
+    throw new HeadroomError(isErrorCode(code) ? code : 'CLI_DAEMON_ERROR', message, {
+      status: res.status,
+      ...(code !== undefined ? { details: { daemonCode: code } } : {}),
+    });
   }
   const ct = res.headers.get('content-type') ?? '';
   return (ct.includes('json') ? JSON.parse(text) : text) as T;

@@ -1,7 +1,7 @@
 import { formatBytes } from '../config/units.js';
 import { UsageError } from './exit.js';
 import { callDaemon, daemonUrl } from './http.js';
-import { intFlag } from './main.js';
+import { intFlag } from './flags.js';
 import { table } from './table.js';
 
 interface ModelRow {

@@ -21,7 +21,7 @@ import {
   type Variant,
 } from '../planner/index.js';
 import { ExitCode, UsageError } from './exit.js';
-import { intFlag } from './main.js';
+import { intFlag } from './flags.js';
 import { table } from './table.js';
 
 /**
@@ -43,7 +43,7 @@ const VARIANT_RE = /^(.*?)[-_.]((?:B?F(?:16|32))|(?:I?Q\d(?:_[A-Z0-9]+)*))$/i;
 class ModelNotFoundError extends HeadroomError {
   constructor(name: string, dirs: string[]) {
     super(
-      'MODEL_NOT_FOUND',
+      'model_not_found',
       `no model named "${name}" in ${dirs.join(', ') || 'any model directory'}: give the path of a .gguf file, or put it in one of those directories`,
       { status: 404 },
     );

@@ -5,7 +5,7 @@ import { homeLayout, resolveHome } from '../config/home.js';
 import { ConfigError, normaliseConfig } from '../config/load.js';
 import { Daemon } from '../main.js';
 import { UsageError } from './exit.js';
-import { intFlag } from './main.js';
+import { intFlag } from './flags.js';
 
 const LOOPBACK = new Set(['127.0.0.1', 'localhost', '::1']);
 

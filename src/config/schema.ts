@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { DEFAULT_MONITOR_CONFIG, monitorConfigSchema } from '../monitor/config.js';
+import { DEFAULT_MONITOR_CONFIG, monitorConfigSchema } from './monitor.js';
 
 /**
  * The daemon's configuration. Every option has a default, so an empty file (or none) is valid.
@@ -366,7 +366,7 @@ export const configSchema = z
       .default({ maxBytes: '5MiB', keep: 1 }),
     monitor: monitorConfigSchema
       .default(DEFAULT_MONITOR_CONFIG)
-      .describe('Memory monitor and pressure reactions (src/monitor/config.ts).'),
+      .describe('Memory monitor and pressure reactions (src/config/monitor.ts).'),
   })
   .strict();
 

@@ -29,7 +29,7 @@ import {
 } from '../scheduler/core.js';
 import { ModelManager, type MeasureInput, type MeasureResult } from '../scheduler/model-manager.js';
 import type { ModelEntry, RunnerHandle, StartRunner } from '../scheduler/types.js';
-import type { ProcessMemory } from '../server/core.js';
+import type { ModelFile, ProcessMemory } from '../server/core.js';
 import { RunnerProcess, readLogTail, type SpawnSpec } from '../supervisor/index.js';
 import { scanModels } from './catalog.js';
 import { RunnerPids } from './runner-pids.js';
@@ -40,7 +40,7 @@ import {
   type LlamaServerBinary,
 } from './engines.js';
 import { TRIM_TIMEOUT_MS, startPressureMonitor, type PressureMonitor } from './reactions.js';
-import type { MonitorFeed } from '../monitor/sampler.js';
+import type { MonitorFeed } from '../monitor/feed.js';
 
 /** Requests after which a multi-slot runner's peaks are not recorded (see #measure). */
 const CLEAN_REQUESTS = 4;
@@ -112,13 +112,15 @@ export class Headroom {
   readonly #prepared = new Map<string, Prepared>();
   readonly #lastPlan = new Map<string, LoadPlan>();
   #store: MeasuredStore | undefined;
-  // --- monitor (issue #5, monitor engineer): live sampler + pressure reactions. Created in
-  // create(), applied to new loads in #startRunner, disposed first in dispose().
+  /**
+   * The live sampler and its pressure reactions: created in create(), applied to new loads in
+   * #startRunner, disposed first in dispose(). Undefined with `monitor.enabled: false`.
+   */
   #pressure: PressureMonitor | undefined;
+  /** The monitor's feed (samples, alerts, events); undefined when the monitor is off. */
   get monitor(): MonitorFeed | undefined {
-    return this.#pressure?.sampler;
+    return this.#pressure?.feed;
   }
-  // --- end monitor
 
   private constructor(
     config: Config,
@@ -266,11 +268,23 @@ export class Headroom {
   }
 
   async #prepare(entry: ModelEntry, signal: AbortSignal | undefined): Promise<void> {
-    const file = await fileIdentity(entry.path, signal);
-    const known = this.#prepared.get(entry.path);
-    if (known && known.file.size === file.size && known.file.mtimeMs === file.mtimeMs) return;
-    const spec = await readModelSpec(entry.path, signal);
-    this.#prepared.set(entry.path, { spec, file });
+    await this.#read(entry.path, signal);
+  }
+
+  /** The file's header, read again only when the file changed (size or time). */
+  async #read(file: string, signal: AbortSignal | undefined): Promise<Prepared> {
+    const id = await fileIdentity(file, signal);
+    const known = this.#prepared.get(file);
+    if (known && known.file.size === id.size && known.file.mtimeMs === id.mtimeMs) return known;
+    const prepared = { spec: await readModelSpec(file, signal), file: id };
+    this.#prepared.set(file, prepared);
+    return prepared;
+  }
+
+  /** A model file's size, time and header facts (the Ollama routes' details). */
+  async modelFile(file: string): Promise<ModelFile> {
+    const { spec, file: id } = await this.#read(file, undefined);
+    return { size: id.size, mtimeMs: id.mtimeMs, spec };
   }
 
   #plan(
@@ -459,7 +473,7 @@ export class Headroom {
       await h.#forgeDemoModel();
       await h.refreshCatalog();
     }
-    // monitor (issue #5): sampler + reactions, unless `monitor.enabled: false`.
+    // The sampler and its reactions, unless `monitor.enabled: false`.
     if (config.monitor.enabled) h.#pressure = await startPressureMonitor(config, h.manager, log);
     for (const name of config.scheduler.preload) {
       // In the background: the daemon serves while preloads run; a failure is logged, not fatal.
@@ -504,7 +518,7 @@ export class Headroom {
 
   /** Stops every runner. Idempotent. */
   dispose(): Promise<void> {
-    // monitor (issue #5): stop reacting before the runners stop.
+    // Stop reacting to pressure before the runners stop.
     this.#disposed ??= (this.#pressure?.dispose() ?? Promise.resolve())
       .then(() => this.manager.dispose())
       .then(() => this.#store?.dispose());

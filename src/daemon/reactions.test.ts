@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { describe, expect, it, vi } from 'vitest';
 import type { RunnerConfig } from '../engines/types.js';
-import type { FeedEvent, MonitorSample, ReactionRecord } from '../monitor/sampler.js';
+import type { FeedEvent, MonitorSample, ReactionRecord } from '../monitor/feed.js';
 import {
   ModelManager,
   PressureRefusedError,

@@ -12,14 +12,12 @@
 import os from 'node:os';
 import type { Config } from '../config/load.js';
 import type { Logger } from '../lib/logger.js';
-import type { MonitorConfig } from '../monitor/config.js';
+import type { MonitorConfig } from '../config/monitor.js';
 import { defaultThresholds, thresholdsFromConfig } from '../monitor/pressure.js';
-import {
-  Sampler,
-  type MonitorSample,
-  type ReactionRecord,
-  type WatchedProcess,
-} from '../monitor/sampler.js';
+import type { MonitorSample, ReactionRecord, WatchedProcess } from '../monitor/feed.js';
+import { Sampler } from '../monitor/sampler.js';
+import { MonitorHub } from './monitor-feed.js';
+import { ensureDaemonOomScore } from './oom-score.js';
 import { presetFor } from '../planner/presets.js';
 import type { ManagerEvent, ModelManager } from '../scheduler/model-manager.js';
 import { describePolicy } from '../scheduler/pressure.js';
@@ -27,8 +25,8 @@ import { describePolicy } from '../scheduler/pressure.js';
 /** What reactions need of the scheduler (ModelManager fits it as it is). */
 export type ReactionDeps = Pick<ModelManager, 'reportPressure' | 'on' | 'off'>;
 
-/** The sampler side reactions use (Sampler implements it). */
-export type ReactionSource = Pick<Sampler, 'on' | 'off' | 'publish'>;
+/** The monitor side reactions use (the daemon's MonitorHub implements it). */
+export type ReactionSource = Pick<MonitorHub, 'on' | 'off' | 'publish'>;
 
 export interface Reactions {
   /** Stops feeding samples and publishing reactions. Idempotent. */
@@ -137,7 +135,8 @@ export function reactionRecord(e: ManagerEvent): ReactionRecord | undefined {
 // Wiring for the daemon (daemon/headroom.ts calls this once)
 
 export interface PressureMonitor {
-  readonly sampler: Sampler;
+  /** The sampler's feed, with the scheduler's events (`/admin/events`). */
+  readonly feed: MonitorHub;
   dispose(): Promise<void>;
 }
 
@@ -163,7 +162,9 @@ export async function startPressureMonitor(
     }),
     mc.thresholds,
   );
+  const daemonOomScoreAdj = process.platform === 'linux' ? ensureDaemonOomScore() : undefined;
   const sampler = await Sampler.create({
+    ...(daemonOomScoreAdj === undefined ? {} : { daemonOomScoreAdj }),
     intervalMs: mc.interval,
     historySize: mc.historySize,
     thresholds,
@@ -178,14 +179,15 @@ export async function startPressureMonitor(
             : [],
         ),
   });
+  const feed = new MonitorHub(sampler);
   const reactions = mc.reactions
-    ? attachReactions(manager, sampler, { cancelOnCritical: mc.cancelOnCritical })
+    ? attachReactions(manager, feed, { cancelOnCritical: mc.cancelOnCritical })
     : undefined;
   const onManager = (e: ManagerEvent): void => {
     if (e.type === 'trim')
       for (const f of e.failures)
         log.warn({ model: f.model, err: f.error }, 'trimming a runner failed');
-    if ('model' in e) sampler.publish({ type: 'model', at: Date.now(), event: { ...e } });
+    if ('model' in e) feed.publish({ type: 'model', at: Date.now(), event: { ...e } });
   };
   manager.on('event', onManager);
   sampler.on('level-change', (c) =>
@@ -195,7 +197,7 @@ export async function startPressureMonitor(
     ),
   );
   sampler.on('alert', (a) => log.warn({ alert: a }, a.message));
-  sampler.on('event', (e) => {
+  feed.on('event', (e) => {
     if (e.type === 'reaction' && e.reaction.action !== 'load-policy')
       log.info(e.reaction, 'pressure reaction');
   });
@@ -205,11 +207,12 @@ export async function startPressureMonitor(
   );
   let disposed: Promise<void> | undefined;
   return {
-    sampler,
+    feed,
     dispose: () => {
       disposed ??= (async () => {
         reactions?.dispose();
         manager.off('event', onManager);
+        feed.dispose();
         await sampler.dispose();
       })();
       return disposed;

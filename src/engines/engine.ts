@@ -1,3 +1,4 @@
+import type { ErrorCode } from '../lib/error-codes.js';
 import type { EngineKind, RunnerConfig } from './types.js';
 
 export type { EngineKind } from './types.js';
@@ -64,7 +65,7 @@ export interface TrimOutcome {
 /** An error answer of a runner, rewritten into headroom's envelope. */
 export interface TranslatedError {
   status: number;
-  code: string;
+  code: ErrorCode;
   message: string;
   details?: Record<string, unknown>;
 }

@@ -79,7 +79,7 @@ export interface ForgeResult {
   tied: boolean;
 }
 
-/** Invalid forge options (HTTP 400, CLI usage error). */
+/** Invalid forge options (HTTP 400). */
 export class ForgeError extends HeadroomError {
   override readonly name = 'ForgeError';
   constructor(message: string, details: Record<string, unknown> = {}) {

@@ -38,7 +38,7 @@ export type GgufErrorCode =
   | 'GGUF_BAD_TENSOR'
   | 'GGUF_UNSUPPORTED_MODEL';
 
-/** A file that is not a GGUF file headroom can read (HTTP 400, a usage error for the CLI). */
+/** A file that is not a GGUF file headroom can read (HTTP 400; the CLI's exit code is the registry's). */
 export class GgufError extends HeadroomError {
   override readonly name = 'GgufError';
   declare readonly code: GgufErrorCode;

@@ -1,9 +1,11 @@
 import { ZodError } from 'zod';
+import type { ErrorCode } from './error-codes.js';
 import { isHeadroomError } from './errors.js';
 
 /**
  * The OpenAI error envelope: the one shape every HTTP error of the daemon and of the embedded
- * runner is rendered as. `envelopeOf` is the one place a thrown value becomes (status, body).
+ * runner is rendered as (the Ollama routes reshape it as `{"error": message}`). `envelopeOf` is
+ * the one place a thrown value becomes (status, body); codes come from error-codes.ts.
  */
 export interface ErrorEnvelope {
   error: {
@@ -34,40 +36,30 @@ export function envelopeOf(err: unknown): {
     const message = issue
       ? `Invalid parameter ${param ?? '(body)'}: ${issue.message}`
       : 'Invalid request body';
-    return {
-      status: 400,
-      body: { error: { message, type: typeFor(400), param, code: 'invalid_parameter' } },
-    };
+    return { status: 400, body: body('invalid_parameter', message, 400, param) };
   }
   if (isHeadroomError(err)) {
     const { param, retryAfterSeconds, ...rest } = err.details as {
-      param?: string;
+      param?: string | null;
       retryAfterSeconds?: number;
     };
     return {
       status: err.status,
-      body: {
-        error: {
-          message: err.message,
-          type: typeFor(err.status),
-          param: param ?? null,
-          code: err.code,
-          ...rest,
-        },
-      },
+      body: body(err.code, err.message, err.status, param ?? null, rest),
       ...(retryAfterSeconds !== undefined ? { retryAfter: retryAfterSeconds } : {}),
     };
   }
   const message = err instanceof Error ? err.message : String(err);
-  return {
-    status: 500,
-    body: {
-      error: {
-        message: `Internal error: ${message}`,
-        type: 'server_error',
-        param: null,
-        code: 'internal_error',
-      },
-    },
-  };
+  return { status: 500, body: body('internal_error', `Internal error: ${message}`, 500, null) };
+}
+
+/** The one place an envelope's body is built. */
+function body(
+  code: ErrorCode,
+  message: string,
+  status: number,
+  param: string | null,
+  rest: Record<string, unknown> = {},
+): ErrorEnvelope {
+  return { error: { message, type: typeFor(status), param, code, ...rest } };
 }

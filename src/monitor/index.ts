@@ -75,9 +75,16 @@ export {
   type LinuxSampleOptions,
   type ProcessSample,
 } from './sample.js';
-export { monitorConfigSchema, DEFAULT_MONITOR_CONFIG, type MonitorConfig } from './config.js';
+export {
+  monitorConfigSchema,
+  DEFAULT_MONITOR_CONFIG,
+  type MonitorConfig,
+} from '../config/monitor.js';
 export * from './pressure.js';
 export { RingBuffer } from './ring.js';
 export * from './sysfs.js';
 export * from './trends.js';
+export * from './feed.js';
+export * from './reading.js';
+export * from './alert-rules.js';
 export * from './sampler.js';

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_MONITOR_CONFIG, monitorConfigSchema } from './config.js';
+import { DEFAULT_MONITOR_CONFIG, monitorConfigSchema } from '../config/monitor.js';
 import {
   classify,
   defaultThresholds,

@@ -11,7 +11,7 @@
  * OOM-killed. Going DOWN needs every signal clear of the lower level's thresholds by a margin
  * (hysteresis) for `downSamples` consecutive samples, so a level does not flap around a line.
  */
-import type { MonitorConfig } from './config.js';
+import type { MonitorConfig } from '../config/monitor.js';
 
 export type PressureLevel = 'low' | 'medium' | 'high' | 'critical';
 export const LEVELS: readonly PressureLevel[] = ['low', 'medium', 'high', 'critical'];

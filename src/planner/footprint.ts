@@ -145,7 +145,7 @@ export interface FootprintOptions {
   engine?: FootprintEngine;
 }
 
-/** A spec or config the model cannot be computed for (HTTP 400, CLI usage error). */
+/** A spec or config the model cannot be computed for (HTTP 400). */
 export class PlanError extends HeadroomError {
   override readonly name = 'PlanError';
   constructor(message: string, details: Record<string, unknown> = {}) {
@@ -159,11 +159,11 @@ const MiB = 1024 * 1024;
 export const FOOTPRINT_CONSTANTS = {
   /**
    * Anonymous memory of the embedded runner besides its model: Node.js, its modules, the HTTP
-   * server and the V8 heap. 54.5 MiB while V8's young generation could grow; 33.5 once the runner
-   * pinned it at 1 MiB (`--max-semi-space-size=1`, session 5); 30.5 since the runner also keeps
-   * V8's old generation within 10 % of its live size (`--heap-growing-percent=10`, session 7),
-   * refitted with `modelHostPerToken` and `tokenGarbage*` on 32 re-measured cases (the quick
-   * matrix without its 32768 case, the long and the held-out matrices): median 0.80 %, max 3.16 %.
+   * server and the V8 heap. Small because the runner pins V8's young generation at 1 MiB
+   * (`--max-semi-space-size=1`; 54.5 MiB without) and keeps its old generation within 10 % of its
+   * live size (`--heap-growing-percent=10`). Fitted with `modelHostPerToken` and `tokenGarbage*`
+   * on 32 measured cases (the quick matrix without its 32768 case, the long and the held-out
+   * matrices): median error 0.80 %, max 3.16 %.
    */
   runtimeAnon: 30.5 * MiB,
   /** File-backed pages (node, libllama, ggml) of a runner before it loads a model. */
@@ -171,10 +171,9 @@ export const FOOTPRINT_CONSTANTS = {
   /** Model host structures: fixed part … */
   modelHostBase: 9 * MiB,
   /**
-   * … and per vocabulary entry (token text, maps, scores). 500 bytes until session 7, fitted on
-   * vocabularies of 8k–32k while V8 could still grow; the 128k-vocabulary shape then measured
-   * 8–10 % under its prediction, and 340 bytes fits it and the others (so that shape no longer
-   * checks this term out of sample).
+   * … and per vocabulary entry (token text, maps, scores). Fitted on vocabularies of 8k–128k
+   * (500 bytes, fitted on 8k–32k alone, over-predicted the 128k shape by 8–10 %; so that shape no
+   * longer checks this term out of sample).
    */
   modelHostPerToken: 340,
   /** Graph tensors of width n_embd alive beside the largest phase (residual, norms, projections). */
@@ -190,22 +189,22 @@ export const FOOTPRINT_CONSTANTS = {
    * bytes a token in context), so reading n tokens in 64-token chunks leaves n² / 16 bytes of
    * garbage in V8's old generation, which V8 collects in steps (the runner lets it grow 10 % or
    * V8's 8 MB step past the live heap: engines/embedded). Resident at the peak, fitted on the
-   * 2-layer shape (session 7; 16384 and 32768 cells, flash attention on and off; the three
-   * 32768-cell runs spread over 7.6 MiB, so this is their middle, not a bound):
+   * 2-layer shape (16384 and 32768 cells, flash attention on and off; the three 32768-cell runs
+   * spread over 7.6 MiB, so this is their middle, not a bound):
    * `tokenGarbageAt32k` × (cells per sequence / 32768)² per sequence, at most `tokenGarbageMax`.
    */
   tokenGarbageAt32k: 6 * MiB,
   tokenGarbageMax: 6 * MiB,
   /**
    * Anonymous memory a runner gains while it evaluates a long prompt: `growthPerCell` per KV cell
-   * filled beyond `growthFrom`, at most `growthMax` (session 3 fitted ~1 KiB per cell, at most
-   * 16 MiB, on runners that left sampler garbage to V8 and let its young generation grow).
+   * filled beyond `growthFrom`, at most `growthMax` (~1 KiB per cell, at most 16 MiB, on runners
+   * that left sampler garbage to V8 and let its young generation grow).
    */
   growthPerCell: 1024,
   growthFrom: 2048,
   // 0 since the runner collects node-llama-cpp's per-call sampler arrays as it reads
-  // (engines/embedded/native-garbage.ts): they were most of this growth. Session 5 (V8's young
-  // generation pinned): a 2-layer, n_embd-128 model still held ~13 MiB more after 16384- and
+  // (engines/embedded/native-garbage.ts): they were most of this growth. With V8's young
+  // generation pinned, a 2-layer, n_embd-128 model still held ~13 MiB more after 16384- and
   // 32768-cell prompts than the terms explain, but other shapes at 16384 cells did not (128k
   // vocabulary +3.9 %, wide feed-forward −0.3 % without a growth term; +7.9 % / +5.1 % with one
   // fitted on the small model), so no term: docs/benchmarks/planner.md.
@@ -238,7 +237,7 @@ export const FOOTPRINT_CONSTANTS = {
   /**
    * Runners with more than two slots held more anonymous memory than the terms explain, with
    * every slot filled at once (demo shape, 4 slots: 15 MiB at 4096 and 8192 cells, 33 at 16384),
-   * and were charged 7.5 MiB per slot beyond two. Found in session 6: samplers of overlapping
+   * and were charged 7.5 MiB per slot beyond two. The cause: samplers of overlapping
    * node-llama-cpp calls that were never finalized (engines/embedded/native-garbage.ts). The
    * runner's prompt chunks now take turns (PlanConfig.promptTurns) and the excess is gone
    * (4 × 2048: 181.5 MiB filled at once, 179.8 one by one), so 0.
@@ -540,9 +539,8 @@ export function predictFootprint(
   const workKq = kqBytes / 2; // kq (f32) → f16 for the product with the f16 V cache
   // The CPU backend keeps one work buffer, grown to the largest conversion a graph needs: with
   // flash attention off that is the f16 copy of a step's scores, at most attentionCap / 2 with the
-  // runner's cap. Left out until session 6 because runners on this slow VM read prompts in chunks
-  // shorter than 64 tokens (their steps are sized by time), so the copy was smaller; a fast CPU
-  // reads full chunks up to the cap (the 2-layer long-context runner: a 4 MiB work buffer, fully
+  // runner's cap. Runners on a slow CPU read prompts in chunks shorter than 64 tokens (their steps
+  // are sized by time), so the copy is smaller there; a fast CPU reads full chunks up to the cap (the 2-layer long-context runner: a 4 MiB work buffer, fully
   // resident; heaptrack, /proc/PID/smaps). Counted as the upper bound: short flash-attention-off
   // cases here err high by 1–3 %, long ones no longer err low by 9 % (docs/benchmarks/planner.md).
   const work = Math.max(workFfn, workKq);

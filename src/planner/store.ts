@@ -1,7 +1,6 @@
 /**
  * The measured-footprint store: what runners really held, per (file identity, config), persisted
- * as one small JSON file so that later plans prefer measurement over the formula (issue 3, "learning
- * from measurement").
+ * as one small JSON file so that later plans prefer measurement over the formula.
  *
  * Contracts:
  * - A file is identified by path + size + mtime (`fileIdentity`): replacing or rewriting the GGUF

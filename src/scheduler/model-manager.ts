@@ -1049,7 +1049,7 @@ export class ModelManager extends EventEmitter<{ event: [ManagerEvent] }> {
     r.stopOrderedAt = this.#now();
     clearInterval(r.measureTimer);
     if (!r.runner) {
-      const reason = new HeadroomError('load_cancelled', `load cancelled: ${o.detail}`);
+      const reason = new HeadroomError('SCHEDULER_LOAD_CANCELLED', `load cancelled: ${o.detail}`);
       queueMicrotask(() => r.controller.abort(reason));
       return;
     }

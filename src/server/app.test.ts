@@ -32,6 +32,9 @@ function makeApp(startRunner: ConstructorParameters<typeof ModelManager>[0]['sta
     manager,
     processMemory: async () => undefined,
     logTail: async () => 'last lines\n',
+    modelFile: async () => {
+      throw new Error('this test reads no model files');
+    },
   };
   return createApp(core, { log: silentLogger(), bodyLimit: 1024 });
 }

@@ -1,7 +1,24 @@
 import type { Engine } from '../engines/engine.js';
 import type { RunnerConfig } from '../engines/types.js';
-import type { MonitorFeed } from '../monitor/sampler.js';
+import type { MonitorFeed } from '../monitor/feed.js';
 import type { ModelManager } from '../scheduler/model-manager.js';
+
+/** What the Ollama routes tell of a model file (/api/tags, /api/ps, /api/show). */
+export interface ModelFile {
+  size: number;
+  mtimeMs: number;
+  /** Facts of its GGUF header (the gguf reader's ModelSpec has them). */
+  spec: {
+    architecture: string;
+    parameterCount: number;
+    fileType?: string;
+    contextLength: number;
+    embeddingSize: number;
+    layers: number;
+    headCount: number;
+    headCountKv: number;
+  };
+}
 
 /** Memory of one process, in bytes. */
 export interface ProcessMemory {
@@ -23,6 +40,8 @@ export interface ServerCore {
   >;
   /** Measured memory of a runner process, or undefined when it cannot be read. */
   processMemory(pid: number): Promise<ProcessMemory | undefined>;
+  /** A model file's size, time and header facts, read once per file version. */
+  modelFile(path: string): Promise<ModelFile>;
   /** The last `bytes` of a model's runner log ('' when there is none). */
   logTail(model: string, bytes: number): Promise<string>;
   /**
@@ -30,6 +49,6 @@ export interface ServerCore {
    * codes. Absent: runners speak headroom's protocol (errors pass through, connections reused).
    */
   engineOf?(config: RunnerConfig): Pick<Engine, 'capabilities' | 'translateError'>;
-  /** Live memory samples, pressure, alerts and the event stream (issue #5); absent when the monitor is off. */
+  /** Live memory samples, pressure, alerts and the event stream; absent when the monitor is off. */
   readonly monitor?: MonitorFeed;
 }

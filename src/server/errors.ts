@@ -1,52 +1,69 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
-import { ZodError } from 'zod';
-import { envelopeOf, typeFor, type ErrorEnvelope } from '../lib/envelope.js';
+import { envelopeOf, type ErrorEnvelope } from '../lib/envelope.js';
+import type { ErrorCode } from '../lib/error-codes.js';
 import { HeadroomError, isHeadroomError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 
 export class BadRequestError extends HeadroomError {
   override readonly name = 'BadRequestError';
-  constructor(message: string, param: string | null = null, code = 'invalid_request') {
+  constructor(message: string, param: string | null = null, code: ErrorCode = 'invalid_request') {
     super(code, message, { status: 400, details: { param } });
   }
 }
 
 export class NotFoundError extends HeadroomError {
   override readonly name = 'NotFoundError';
-  constructor(message: string, code = 'not_found') {
+  constructor(message: string, code: ErrorCode) {
     super(code, message, { status: 404 });
   }
 }
 
 export type { ErrorEnvelope };
 
-/** Converts any thrown value into (status, envelope): envelopeOf plus fastify's body errors. */
+/** Fastify's own body errors, as headroom's codes and messages a person can act on. */
+const FASTIFY_ERRORS: Record<
+  string,
+  { code: ErrorCode; message: (fe: Partial<FastifyError>) => string }
+> = {
+  FST_ERR_CTP_BODY_TOO_LARGE: {
+    code: 'body_too_large',
+    message: () =>
+      'The request body is larger than the limit (limits.maxBodyBytes); send a smaller body.',
+  },
+  FST_ERR_CTP_INVALID_JSON_BODY: {
+    code: 'invalid_json',
+    message: (fe) => `The request body is not valid JSON: ${fe.message ?? ''}`,
+  },
+  FST_ERR_CTP_EMPTY_JSON_BODY: {
+    code: 'invalid_request',
+    message: () => 'The request body is empty; send a JSON object.',
+  },
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: {
+    code: 'invalid_request',
+    message: () => 'Unsupported Content-Type; send application/json.',
+  },
+};
+
+/**
+ * Converts any thrown value into (status, envelope): fastify's 4xx errors become headroom's
+ * codes first, then lib/envelope.ts renders everything.
+ */
 export function toEnvelope(err: unknown): {
   status: number;
   body: ErrorEnvelope;
   retryAfter?: number;
 } {
-  if (err instanceof ZodError || isHeadroomError(err)) return envelopeOf(err);
+  if (isHeadroomError(err)) return envelopeOf(err);
   const fe = err as Partial<FastifyError>;
   if (typeof fe.statusCode === 'number' && fe.statusCode >= 400 && fe.statusCode < 500) {
-    const messages: Record<string, string> = {
-      FST_ERR_CTP_BODY_TOO_LARGE:
-        'The request body is larger than the limit (limits.maxBodyBytes); send a smaller body.',
-      FST_ERR_CTP_INVALID_JSON_BODY: `The request body is not valid JSON: ${fe.message ?? ''}`,
-      FST_ERR_CTP_EMPTY_JSON_BODY: 'The request body is empty; send a JSON object.',
-      FST_ERR_CTP_INVALID_MEDIA_TYPE: 'Unsupported Content-Type; send application/json.',
-    };
-    const message = (fe.code && messages[fe.code]) ?? fe.message ?? 'Bad request';
-    const code =
-      fe.code === 'FST_ERR_CTP_BODY_TOO_LARGE'
-        ? 'body_too_large'
-        : fe.code === 'FST_ERR_CTP_INVALID_JSON_BODY'
-          ? 'invalid_json'
-          : 'invalid_request';
-    return {
-      status: fe.statusCode,
-      body: { error: { message, type: typeFor(fe.statusCode), param: null, code } },
-    };
+    const known = fe.code !== undefined ? FASTIFY_ERRORS[fe.code] : undefined;
+    return envelopeOf(
+      new HeadroomError(
+        known?.code ?? 'invalid_request',
+        known?.message(fe) ?? fe.message ?? 'Bad request',
+        { status: fe.statusCode, details: { param: null } },
+      ),
+    );
   }
   return envelopeOf(err);
 }

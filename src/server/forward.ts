@@ -5,7 +5,7 @@ import type { ServingMetrics } from '../metrics/serving.js';
 import { StreamObserver } from '../metrics/stream-observer.js';
 import type { Lease } from '../scheduler/model-manager.js';
 import type { TranslatedError } from '../engines/engine.js';
-import { envelopeOf } from '../lib/envelope.js';
+import { envelopeOf, type ErrorEnvelope } from '../lib/envelope.js';
 import { HeadroomError } from '../lib/errors.js';
 import { postToRunner } from './runner-request.js';
 
@@ -26,6 +26,10 @@ import { postToRunner } from './runner-request.js';
  *   ended right after, and every listener this function added is removed then.
  * - The hot path per chunk is one observer push (a few byte compares, see StreamObserver) and
  *   one write: nothing is parsed or copied unless it carries the usage.
+ * - With a `transform` (another API's shape, e.g. Ollama's NDJSON), every contract above holds
+ *   the same way; the transform only rewrites bytes. The status and headers then leave with the
+ *   first bytes the transform gives out, so an answer it holds back whole can still fail with an
+ *   error status.
  */
 
 const agent = new http.Agent({ keepAlive: true, maxSockets: 256, keepAliveMsecs: 1000 });
@@ -54,6 +58,48 @@ export interface ForwardOptions {
   translateError?: (status: number, body: unknown) => TranslatedError | undefined;
   /** Ask for a new connection for a streamed request (the engine's keepAliveAfterStream is false). */
   closeAfterStream?: boolean;
+  /**
+   * Rewrites the answer into another API's shape. Without it the runner's bytes pass through as
+   * they are (the OpenAI routes' hot path).
+   */
+  transform?: AnswerTransform;
+}
+
+/**
+ * Rewrites a runner's (OpenAI-shaped) answer for the client, one request at a time. It sees the
+ * runner's bytes after the StreamObserver: for an event stream, whole events (the observer carries
+ * an incomplete one to the next chunk) except past its carry limit. Pure: it writes nothing.
+ */
+export interface AnswerTransform {
+  /** The content type of a successful answer. */
+  readonly contentType: string;
+  /** The runner's next bytes → the client's next bytes ('' holds them back). */
+  push(chunk: Buffer): string;
+  /**
+   * The runner's answer ended: the client's last bytes, and the status to answer with when the
+   * transform found the answer failed and has sent nothing yet.
+   */
+  end(): { body: string; status?: number };
+  /** An error for the client: a whole answer (nothing sent yet), or the stream's last bytes. */
+  error(envelope: ErrorEnvelope, midStream: boolean): string;
+}
+
+/** The runner's connection broke in the middle of its answer. */
+export function runnerFailedError(model: string): HeadroomError {
+  return new HeadroomError(
+    'runner_failed',
+    `The runner for "${model}" stopped in the middle of the answer; retry the request.`,
+    { status: 502 },
+  );
+}
+
+/** The runner could not be reached (its request failed before any answer). */
+export function runnerUnreachableError(model: string): HeadroomError {
+  return new HeadroomError(
+    'runner_unreachable',
+    `The runner for "${model}" could not be reached; it may have crashed. Retry the request.`,
+    { status: 502 },
+  );
 }
 
 /** The most bytes of a runner's error answer read for translation; a longer one passes as is. */
@@ -102,6 +148,15 @@ export function forwardToRunner(opts: ForwardOptions): void {
     onEnd?.(outcome, status);
   };
 
+  const transform = opts.transform;
+  /** Sends a whole error answer (nothing was sent yet). */
+  const sendError = (code: number, body: ErrorEnvelope, retryAfter?: number): void => {
+    res.writeHead(code, {
+      'content-type': 'application/json',
+      ...(retryAfter !== undefined ? { 'retry-after': String(retryAfter) } : {}),
+    });
+    res.end(transform ? transform.error(body, false) : JSON.stringify(body));
+  };
   const closeStream =
     opts.closeAfterStream === true && (body as { stream?: unknown } | null)?.stream === true;
 
@@ -130,13 +185,9 @@ export function forwardToRunner(opts: ForwardOptions): void {
     upstream.destroy();
     if (!res.headersSent && !res.destroyed) {
       status = code;
-      res.writeHead(code, {
-        'content-type': 'application/json',
-        ...(retryAfter !== undefined ? { 'retry-after': String(retryAfter) } : {}),
-      });
-      res.end(JSON.stringify(body));
-    } else if (streaming && !res.writableEnded && !res.destroyed) {
-      res.end(`data: ${JSON.stringify(body)}\n\n`);
+      sendError(code, body, retryAfter);
+    } else if (!res.writableEnded && !res.destroyed && (transform || streaming)) {
+      res.end(transform ? transform.error(body, true) : `data: ${JSON.stringify(body)}\n\n`);
     } else if (!res.destroyed) {
       res.destroy();
     }
@@ -149,8 +200,12 @@ export function forwardToRunner(opts: ForwardOptions): void {
     status = up.statusCode ?? 502;
     const headers: Record<string, string> = { ...opts.headers };
     const ct = up.headers['content-type'];
-    if (status >= 400 && opts.translateError && ct?.includes('application/json')) {
+    if (status >= 400 && (transform || (opts.translateError && ct?.includes('application/json')))) {
       translateErrorAnswer(up, headers);
+      return;
+    }
+    if (transform) {
+      transformAnswer(up, transform, headers, ct?.startsWith('text/event-stream') ?? false);
       return;
     }
     if (ct) headers['content-type'] = ct;
@@ -190,14 +245,7 @@ export function forwardToRunner(opts: ForwardOptions): void {
     const onBroken = (): void => {
       if (ended) return;
       if (isStream && !res.writableEnded && !res.destroyed) {
-        const event = {
-          error: {
-            message: `The runner for "${lease.model}" stopped in the middle of the answer; retry the request.`,
-            type: 'server_error',
-            param: null,
-            code: 'runner_failed',
-          },
-        };
+        const { body: event } = envelopeOf(runnerFailedError(lease.model));
         res.end(`data: ${JSON.stringify(event)}\n\n`);
       } else {
         res.destroy();
@@ -208,7 +256,59 @@ export function forwardToRunner(opts: ForwardOptions): void {
     up.on('error', onBroken);
   }
 
-  /** Reads a (small) error answer whole, translates it, and sends the envelope or the original. */
+  /** Sends the runner's answer through the transform; headers leave with its first bytes. */
+  function transformAnswer(
+    up: http.IncomingMessage,
+    t: AnswerTransform,
+    extra: Record<string, string>,
+    isStream: boolean,
+  ): void {
+    const headers = { ...extra, 'content-type': t.contentType };
+    const obs = new StreamObserver({ sse: isStream, stripUsage: false });
+    observer = obs;
+    const write = (out: string): boolean => {
+      if (!res.headersSent) {
+        res.writeHead(status, headers);
+        if (typeof res.socket?.setNoDelay === 'function') res.socket.setNoDelay(true);
+      }
+      return res.write(out);
+    };
+    up.on('data', (chunk: Buffer) => {
+      const out = t.push(obs.push(chunk));
+      if (out.length > 0 && !write(out)) up.pause();
+    });
+    up.once('end', () => {
+      const rest = t.push(obs.end());
+      const last = t.end();
+      if (!res.headersSent) {
+        if (last.status !== undefined) status = last.status;
+        res.writeHead(status, headers);
+      }
+      res.end(rest + last.body);
+      finish('done');
+    });
+    const onBroken = (): void => {
+      if (ended) return;
+      const { status: code, body } = envelopeOf(runnerFailedError(lease.model));
+      if (!res.headersSent && !res.destroyed) {
+        status = code;
+        sendError(code, body);
+      } else if (!res.writableEnded && !res.destroyed) {
+        res.end(t.error(body, true));
+      } else if (!res.destroyed) {
+        res.destroy();
+      }
+      finish('upstream-failed');
+    };
+    up.once('aborted', onBroken);
+    up.on('error', onBroken);
+  }
+
+  /**
+   * Reads a (small) error answer whole, translates it, and sends the envelope or the original.
+   * With a transform, the answer is always rendered through it: the translated envelope, else the
+   * runner's own envelope, else one that says what status the runner answered.
+   */
   function translateErrorAnswer(up: http.IncomingMessage, headers: Record<string, string>): void {
     const chunks: Buffer[] = [];
     let size = 0;
@@ -219,6 +319,7 @@ export function forwardToRunner(opts: ForwardOptions): void {
         return;
       }
       size += chunk.length;
+      if (transform && size > ERROR_BODY_CAP) return;
       chunks.push(chunk);
       if (size > ERROR_BODY_CAP) {
         // Too long to be an error envelope worth translating: send it on as it is.
@@ -234,28 +335,35 @@ export function forwardToRunner(opts: ForwardOptions): void {
         return;
       }
       let out = Buffer.concat(chunks);
-      {
-        let parsed: unknown;
-        try {
-          parsed = JSON.parse(out.toString('utf8'));
-        } catch {
-          parsed = undefined;
-        }
-        const t = parsed === undefined ? undefined : opts.translateError?.(status, parsed);
-        if (t) {
-          const e = envelopeOf(
-            new HeadroomError(t.code, t.message, {
-              status: t.status,
-              ...(t.details ? { details: t.details } : {}),
-            }),
-          );
-          status = e.status;
-          out = Buffer.from(JSON.stringify(e.body));
-        }
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(out.toString('utf8'));
+      } catch {
+        parsed = undefined;
       }
+      const t = parsed === undefined ? undefined : opts.translateError?.(status, parsed);
+      let envelope: ErrorEnvelope | undefined;
+      if (t) {
+        const e = envelopeOf(
+          new HeadroomError(t.code, t.message, {
+            status: t.status,
+            ...(t.details ? { details: t.details } : {}),
+          }),
+        );
+        status = e.status;
+        envelope = e.body;
+      } else if (transform) {
+        envelope = isEnvelope(parsed)
+          ? parsed
+          : envelopeOf(
+              new HeadroomError('runner_failed', `The runner answered ${status}.`, { status }),
+            ).body;
+      }
+      if (envelope) out = Buffer.from(JSON.stringify(envelope));
       const obs = new StreamObserver({ sse: false, stripUsage: false });
       observer = obs;
-      const body = Buffer.concat([obs.push(out), obs.end()]);
+      let body = Buffer.concat([obs.push(out), obs.end()]);
+      if (transform && envelope) body = Buffer.from(transform.error(envelope, false));
       res.writeHead(status, {
         ...headers,
         'content-type': 'application/json',
@@ -276,17 +384,9 @@ export function forwardToRunner(opts: ForwardOptions): void {
   function onUpstreamError(): void {
     if (ended) return;
     if (!res.headersSent && !res.destroyed) {
-      status = 502;
-      const body = {
-        error: {
-          message: `The runner for "${lease.model}" could not be reached; it may have crashed. Retry the request.`,
-          type: 'server_error',
-          param: null,
-          code: 'runner_unreachable',
-        },
-      };
-      res.writeHead(502, { 'content-type': 'application/json' });
-      res.end(JSON.stringify(body));
+      const { status: code, body } = envelopeOf(runnerUnreachableError(lease.model));
+      status = code;
+      sendError(code, body);
     } else if (!res.destroyed) {
       res.destroy();
     }
@@ -301,4 +401,10 @@ export function forwardToRunner(opts: ForwardOptions): void {
     onResponse,
     onError: onUpstreamError,
   });
+}
+
+/** Whether a runner's error answer is already an OpenAI error envelope. */
+function isEnvelope(v: unknown): v is ErrorEnvelope {
+  const e = (v as { error?: { message?: unknown } } | null)?.error;
+  return typeof e === 'object' && e !== null && typeof e.message === 'string';
 }

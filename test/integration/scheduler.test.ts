@@ -115,11 +115,12 @@ const chat = (_app: FastifyInstance, model: string) =>
   call('POST', '/v1/chat/completions', { model, messages: [{ role: 'user', content: 'hi' }] });
 
 async function until(cond: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 2000; i++) {
-    if (cond()) return;
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  throw new Error(`gave up waiting for ${what}`);
+  await vi.waitFor(
+    () => {
+      if (!cond()) throw new Error(`gave up waiting for ${what}`);
+    },
+    { timeout: 20_000, interval: 10 },
+  );
 }
 
 describe('scheduler with real runner processes', () => {

@@ -6,11 +6,10 @@
  * the malloc setting there is what lets a disposed context's memory leave the process).
  */
 import { once } from 'node:events';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { embeddedEngine } from '../../src/engines/embedded/index.js';
 import type { RunnerConfig } from '../../src/engines/types.js';
 import { type TrimReport } from '../../src/engines/embedded/index.js';
-import { sleep } from '../../src/lib/abort.js';
 import { tinyChatModel } from '../helpers/models.js';
 import {
   post,
@@ -28,7 +27,7 @@ async function trim(url: string): Promise<TrimReport> {
 
 /** Waits until the runner's log shows `re`: its stdout may arrive after its HTTP answer. */
 async function outputMatches(r: Started, re: RegExp): Promise<void> {
-  while (!re.test(r.output())) await sleep(20);
+  await vi.waitFor(() => expect(r.output()).toMatch(re), { timeout: 10_000 });
 }
 
 async function embed(url: string, input: string): Promise<number[]> {

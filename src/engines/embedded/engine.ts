@@ -399,7 +399,7 @@ export class Engine {
     opts: { chat?: boolean } = {},
   ): Promise<GenerateResult> {
     if (prompt.length === 0)
-      throw new HeadroomError('invalid_request_error', 'the prompt is empty', {
+      throw new HeadroomError('invalid_request', 'the prompt is empty', {
         status: 400,
         details: { param: 'prompt' },
       });

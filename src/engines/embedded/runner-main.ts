@@ -18,6 +18,7 @@
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import { z } from 'zod';
 import { envelopeOf } from '../../lib/envelope.js';
+import type { ErrorCode } from '../../lib/error-codes.js';
 import { HeadroomError } from '../../lib/errors.js';
 import { readProcessMemory } from '../../monitor/index.js';
 import type { RunnerConfig, RunnerMessage, RunnerStats } from '../types.js';
@@ -32,7 +33,7 @@ function send(message: RunnerMessage): void {
 }
 
 class BodyError extends HeadroomError {
-  constructor(code: string, message: string, status = 400) {
+  constructor(code: ErrorCode, message: string, status = 400) {
     super(code, message, { status });
   }
 }

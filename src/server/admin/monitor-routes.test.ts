@@ -1,13 +1,14 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import { silentLogger } from '../../lib/logger.js';
+import { MonitorHub } from '../../daemon/monitor-feed.js';
 import { Sampler } from '../../monitor/sampler.js';
 import { ModelManager } from '../../scheduler/model-manager.js';
 import { createApp } from '../app.js';
 import type { ServerCore } from '../core.js';
 
-function core(monitor: Sampler | undefined): ServerCore {
+function core(monitor: MonitorHub | undefined): ServerCore {
   const manager = new ModelManager({
     catalog: () => new Map(),
     startRunner: () => Promise.reject(new Error('unused')),
@@ -30,15 +31,23 @@ function core(monitor: Sampler | undefined): ServerCore {
     manager,
     processMemory: async () => undefined,
     logTail: async () => '',
+    modelFile: async () => {
+      throw new Error('this test reads no model files');
+    },
     ...(monitor ? { monitor } : {}),
   };
 }
 
 const sampler = await Sampler.create({ start: false, historySize: 5 });
-afterAll(() => sampler.dispose());
+// The daemon's feed over it: the event stream with the scheduler's events.
+const feed = new MonitorHub(sampler);
+afterAll(() => {
+  feed.dispose();
+  return sampler.dispose();
+});
 
 describe('monitor routes', () => {
-  const app = createApp(core(sampler), { log: silentLogger(), bodyLimit: 1024 });
+  const app = createApp(core(feed), { log: silentLogger(), bodyLimit: 1024 });
 
   it('GET /admin/resources/history returns the ring buffer, newest last, with a limit', async () => {
     for (let i = 0; i < 6; i++) await sampler.sampleNow();
@@ -73,11 +82,11 @@ describe('monitor routes', () => {
 
   // SSE needs a real connection to observe a client leaving: this test opens a loopback port.
   it('GET /admin/events streams hello, samples and published events, and drops its listener when the client leaves', async () => {
-    const server = createApp(core(sampler), { log: silentLogger(), bodyLimit: 1024 });
+    const server = createApp(core(feed), { log: silentLogger(), bodyLimit: 1024 });
     await server.listen({ host: '127.0.0.1', port: 0 });
     try {
       const { port } = server.server.address() as AddressInfo;
-      const before = sampler.listenerCount('event');
+      const before = feed.listenerCount('event');
       let text = '';
       const req = http.get(`http://127.0.0.1:${port}/admin/events?types=sample,reaction`);
       const res = await new Promise<http.IncomingMessage>((r) => req.once('response', r));
@@ -98,11 +107,11 @@ describe('monitor routes', () => {
           check();
         });
       await got(/event: hello\n/);
-      expect(sampler.listenerCount('event')).toBe(before + 1);
+      expect(feed.listenerCount('event')).toBe(before + 1);
       const s = await sampler.sampleNow();
       await got(new RegExp(`event: sample\\ndata: \\{"seq":${s.seq},`));
-      sampler.publish({ type: 'model', at: 1, event: { type: 'load-start', model: 'x' } });
-      sampler.publish({
+      feed.publish({ type: 'model', at: 1, event: { type: 'load-start', model: 'x' } });
+      feed.publish({
         type: 'reaction',
         at: 2,
         reaction: {
@@ -118,9 +127,7 @@ describe('monitor routes', () => {
       await got(/event: reaction\ndata: \{"at":2,"reaction":\{"action":"unload"/);
       expect(text).not.toMatch(/event: model/); // filtered out by ?types
       req.destroy();
-      for (let i = 0; i < 50 && sampler.listenerCount('event') > before; i++)
-        await new Promise((r) => setTimeout(r, 10));
-      expect(sampler.listenerCount('event')).toBe(before);
+      await vi.waitFor(() => expect(feed.listenerCount('event')).toBe(before));
     } finally {
       await server.close();
     }

@@ -11,7 +11,7 @@
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { HeadroomError } from '../../lib/errors.js';
-import type { FeedEvent, MonitorFeed } from '../../monitor/sampler.js';
+import type { FeedEvent, MonitorFeed } from '../../monitor/feed.js';
 import type { ServerCore } from '../core.js';
 
 const EVENT_TYPES = ['sample', 'level-change', 'alert', 'model', 'reaction'] as const;

@@ -69,6 +69,9 @@ function core(gpuBudgets: number[]): { core: ServerCore; manager: ModelManager }
       manager,
       processMemory: () => Promise.resolve(undefined),
       logTail: () => Promise.resolve(''),
+      modelFile: async () => {
+        throw new Error('this test reads no model files');
+      },
     },
   };
 }

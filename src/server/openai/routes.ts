@@ -1,12 +1,6 @@
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { isAbortError } from '../../lib/abort.js';
-import { describeError, isHeadroomError } from '../../lib/errors.js';
-import { requestSignal } from '../../lib/request-signal.js';
-import type { RequestSpan } from '../../metrics/requests.js';
-import type { Lease } from '../../scheduler/model-manager.js';
+import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { ServerCore } from '../core.js';
-import { forwardToRunner, type ForwardOptions } from '../forward.js';
-import { metricsOf } from '../metrics-routes.js';
+import { relay, type PreparedBody, type RelayRequest } from '../relay.js';
 import {
   contextOverflowPolicy,
   runnerTokenizer,
@@ -16,18 +10,13 @@ import {
 import { chatCompletionRequest, completionRequest, embeddingRequest } from './schemas.js';
 
 /**
- * OpenAI-compatible routes: /v1/models, /v1/chat/completions, /v1/completions.
+ * OpenAI-compatible routes: /v1/models, /v1/chat/completions, /v1/completions, /v1/embeddings.
  *
- * A request's path: validate → acquire a lease (queue, load) → apply the context policy (chat) →
- * forward to the runner and stream back. The client going away at any point is an abort: while
- * queued or loading it leaves the queue (a load others share goes on), while the policy counts
- * tokens the count is abandoned and the lease released, and while the runner works the upstream
- * request is destroyed so the runner stops within one evaluation chunk or one token. Every
- * request is measured once (metrics span), whatever way it ends.
+ * A request's path: validate → relay (relay.ts: acquire a lease, queue, load) → apply the context
+ * policy (chat) → forward to the runner and stream back as it is. The client going away while the
+ * policy counts tokens abandons the count and releases the lease.
  */
 export function openaiRoutes(app: FastifyInstance, core: ServerCore): void {
-  const metrics = metricsOf(core);
-
   app.get('/v1/models', async () => ({
     object: 'list',
     data: core.manager.list().map((m) => ({
@@ -40,69 +29,23 @@ export function openaiRoutes(app: FastifyInstance, core: ServerCore): void {
     })),
   }));
 
-  const handle = async (
+  const handle = (
     path: string,
-    req: FastifyRequest,
     reply: FastifyReply,
-    body: Record<string, unknown> & { model: string; stream?: boolean | null | undefined },
-    prepare?: (lease: Lease, signal: AbortSignal, span: RequestSpan) => Promise<PreparedBody>,
-  ): Promise<void> => {
-    const span = metrics.begin({ model: body.model, endpoint: path, stream: body.stream === true });
-    const { signal, dispose } = requestSignal(reply.raw);
-    let lease: Lease | undefined;
-    let forwarded: PreparedBody;
-    try {
-      try {
-        lease = await core.manager.acquire(body.model, { signal });
-      } catch (err) {
-        if (signal.aborted) {
-          // Queued or loading: the manager says which (a load goes on for others).
-          const stage = modelState(core, body.model) === 'loading' ? 'loading' : 'queued';
-          span.end({ outcome: 'cancelled', stage, status: 0 });
-        }
-        throw err;
-      }
-      span.leased(lease.timing);
-      forwarded = prepare ? await prepare(lease, signal, span) : { body: req.body };
-      // The client may have left in the same tick the lease came: never start work for nobody.
-      if (signal.aborted) throw signal.reason;
-    } catch (err) {
-      lease?.release();
-      if (!span.ended)
-        span.end(
-          signal.aborted
-            ? { outcome: 'cancelled', status: 0 }
-            : {
-                outcome: 'error',
-                status: isHeadroomError(err) ? err.status : 500,
-                error: isHeadroomError(err)
-                  ? err.code
-                  : isAbortError(err)
-                    ? 'aborted'
-                    : describeError(err).slice(0, 64),
-              },
-        );
-      throw err;
-    } finally {
-      dispose();
-    }
-    reply.hijack();
-    forwardToRunner({
-      lease,
+    body: { model: string; stream?: boolean | null | undefined },
+    prepare: RelayRequest['prepare'],
+  ): Promise<void> =>
+    relay(core, reply, {
+      model: body.model,
+      endpoint: path,
+      stream: body.stream === true,
       path,
-      body: forwarded.body,
-      res: reply.raw,
-      span,
-      metrics,
-      ...(forwarded.stripUsage ? { stripUsage: true } : {}),
-      ...(forwarded.headers ? { headers: forwarded.headers } : {}),
-      ...engineForwarding(core, lease),
+      prepare,
     });
-  };
 
   app.post('/v1/chat/completions', async (req, reply) => {
     const body = chatCompletionRequest.parse(req.body);
-    await handle('/v1/chat/completions', req, reply, body, async (lease, signal, span) => {
+    await handle('/v1/chat/completions', reply, body, async (lease, signal, span) => {
       const policy = body.context_overflow ?? modelPolicy(core, body.model);
       const out = withUsage(req.body as Record<string, unknown>, body.stream === true);
       delete out.body.context_overflow;
@@ -126,21 +69,15 @@ export function openaiRoutes(app: FastifyInstance, core: ServerCore): void {
 
   app.post('/v1/embeddings', async (req, reply) => {
     const body = embeddingRequest.parse(req.body);
-    await handle('/v1/embeddings', req, reply, body);
+    await handle('/v1/embeddings', reply, body, async () => ({ body: req.body }));
   });
 
   app.post('/v1/completions', async (req, reply) => {
     const body = completionRequest.parse(req.body);
-    await handle('/v1/completions', req, reply, body, async () =>
+    await handle('/v1/completions', reply, body, async () =>
       withUsage(req.body as Record<string, unknown>, body.stream === true),
     );
   });
-}
-
-interface PreparedBody {
-  body: Record<string, unknown> | unknown;
-  stripUsage?: boolean;
-  headers?: Record<string, string>;
 }
 
 /**
@@ -150,21 +87,13 @@ interface PreparedBody {
 function withUsage(
   raw: Record<string, unknown>,
   stream: boolean,
-): { body: Record<string, unknown>; stripUsage?: boolean; headers?: Record<string, string> } {
+): PreparedBody & { body: Record<string, unknown> } {
   const body = { ...raw };
   if (!stream) return { body };
   const so = body.stream_options as { include_usage?: boolean } | null | undefined;
   if (so?.include_usage === true) return { body };
   body.stream_options = { ...so, include_usage: true };
   return { body, stripUsage: true };
-}
-
-function modelState(core: ServerCore, name: string): string | undefined {
-  try {
-    return core.manager.status(name).state;
-  } catch {
-    return undefined;
-  }
 }
 
 /**
@@ -176,17 +105,4 @@ function modelPolicy(core: ServerCore, name: string): ContextOverflowPolicy {
   const entry = config?.models?.[name] as { contextOverflow?: unknown } | undefined;
   const parsed = contextOverflowPolicy.safeParse(entry?.contextOverflow);
   return parsed.success ? parsed.data : 'error';
-}
-
-/** How to forward to the engine a lease's runner runs on (forward.ts ForwardOptions). */
-function engineForwarding(
-  core: ServerCore,
-  lease: Lease,
-): Pick<ForwardOptions, 'translateError' | 'closeAfterStream'> {
-  const engine = core.engineOf?.(lease.config);
-  if (!engine) return {};
-  return {
-    translateError: (status, body) => engine.translateError(status, body),
-    closeAfterStream: !engine.capabilities.keepAliveAfterStream,
-  };
 }

@@ -1,12 +1,12 @@
 /**
- * The `monitor:` section of the config. Its schema lives here (the monitor owns its options);
- * config/schema.ts refers to it with one line. Every option has a default, so `monitor: {}` and
+ * The `monitor:` section of the config, with the rest of the config's schema so that imports run
+ * one way (monitor → config); config/schema.ts refers to it with one line. Every option has a default, so `monitor: {}` and
  * no section at all are valid. Thresholds left out come from the memory-class preset (see
  * pressure.ts `defaultThresholds`).
  */
 import { z } from 'zod';
 
-/** A duration in ms, or a string such as "500ms", "2s" (parsed here: the monitor may not import config/schema.ts, which imports this file). */
+/** A duration in ms, or a string such as "500ms", "2s". */
 const intervalSchema = z.union([
   z.number().int().min(50).max(3_600_000),
   z

@@ -1,0 +1,124 @@
+import type { FastifyReply } from 'fastify';
+import { isAbortError } from '../lib/abort.js';
+import { describeError, isHeadroomError } from '../lib/errors.js';
+import { requestSignal } from '../lib/request-signal.js';
+import type { RequestSpan } from '../metrics/requests.js';
+import type { AcquireOptions, Lease } from '../scheduler/model-manager.js';
+import type { ServerCore } from './core.js';
+import { forwardToRunner, type AnswerTransform, type ForwardOptions } from './forward.js';
+import { metricsOf } from './metrics-routes.js';
+
+/**
+ * The one path of a request to a model, for every API the daemon speaks: open a metrics span →
+ * acquire a lease (queue, load) → prepare the body (may use the lease, e.g. count tokens) →
+ * forward to the runner and stream back (forward.ts). The client going away at any point is an
+ * abort: while queued or loading it leaves the queue (a load others share goes on), while the
+ * body is prepared the work is abandoned and the lease released, and while the runner works the
+ * upstream request is destroyed. Every request is measured once, whatever way it ends.
+ *
+ * Errors before the forward are thrown: the route's error handler renders them (the OpenAI
+ * envelope, or Ollama's shape).
+ */
+
+export interface PreparedBody {
+  body: unknown;
+  /** Remove the usage event the daemon asked for (forward.ts `stripUsage`). */
+  stripUsage?: boolean;
+  headers?: Record<string, string>;
+}
+
+export interface RelayRequest {
+  model: string;
+  /** The route, as metrics label it (e.g. `/v1/chat/completions`, `/api/chat`). */
+  endpoint: string;
+  /** Whether the client asked for a stream (metrics). */
+  stream: boolean;
+  /** The runner's path. */
+  path: string;
+  /** What the request needs of the loaded config (context size, keep-alive). */
+  acquire?: Omit<AcquireOptions, 'signal'>;
+  /** The body to forward, built once the lease is held. */
+  prepare: (lease: Lease, signal: AbortSignal, span: RequestSpan) => Promise<PreparedBody>;
+  /** Rewrites the answer into the route's API (forward.ts `transform`), built per lease. */
+  transform?: (lease: Lease) => AnswerTransform;
+}
+
+export async function relay(core: ServerCore, reply: FastifyReply, r: RelayRequest): Promise<void> {
+  const metrics = metricsOf(core);
+  const span = metrics.begin({ model: r.model, endpoint: r.endpoint, stream: r.stream });
+  const { signal, dispose } = requestSignal(reply.raw);
+  let lease: Lease | undefined;
+  let prepared: PreparedBody;
+  try {
+    try {
+      lease = await core.manager.acquire(r.model, { ...r.acquire, signal });
+    } catch (err) {
+      if (signal.aborted) {
+        // Queued or loading: the manager says which (a load goes on for others).
+        const stage = modelState(core, r.model) === 'loading' ? 'loading' : 'queued';
+        span.end({ outcome: 'cancelled', stage, status: 0 });
+      }
+      throw err;
+    }
+    span.leased(lease.timing);
+    prepared = await r.prepare(lease, signal, span);
+    // The client may have left in the same tick the lease came: never start work for nobody.
+    if (signal.aborted) throw signal.reason;
+  } catch (err) {
+    lease?.release();
+    if (!span.ended)
+      span.end(
+        signal.aborted
+          ? { outcome: 'cancelled', status: 0 }
+          : {
+              outcome: 'error',
+              status: isHeadroomError(err) ? err.status : 500,
+              error: isHeadroomError(err)
+                ? err.code
+                : isAbortError(err)
+                  ? 'aborted'
+                  : describeError(err).slice(0, 64),
+            },
+      );
+    throw err;
+  } finally {
+    dispose();
+  }
+  reply.hijack();
+  forwardToRunner({
+    lease,
+    path: r.path,
+    body: prepared.body,
+    res: reply.raw,
+    span,
+    metrics,
+    ...(prepared.stripUsage ? { stripUsage: true } : {}),
+    ...(prepared.headers ? { headers: prepared.headers } : {}),
+    ...(r.transform ? { transform: r.transform(lease) } : {}),
+    ...engineForwarding(core, lease),
+  });
+}
+
+function modelState(core: ServerCore, name: string): string | undefined {
+  try {
+    return core.manager.status(name).state;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * How to forward to the engine a lease's runner runs on: its error answers in headroom's codes,
+ * and a new connection per streamed request when it closes the connection after one.
+ */
+export function engineForwarding(
+  core: ServerCore,
+  lease: Lease,
+): Pick<ForwardOptions, 'translateError' | 'closeAfterStream'> {
+  const engine = core.engineOf?.(lease.config);
+  if (!engine) return {};
+  return {
+    translateError: (status, body) => engine.translateError(status, body),
+    closeAfterStream: !engine.capabilities.keepAliveAfterStream,
+  };
+}
