@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import type { KvCacheType, RunnerConfig } from '../engines/types.js';
+import type { RunnerConfig } from '../engines/types.js';
 import { abortReason, throwIfAborted } from '../lib/abort.js';
 import { HeadroomError, describeError } from '../lib/errors.js';
 import {
@@ -16,9 +16,29 @@ import {
   type StopReason,
   type TrimOrder,
 } from './core.js';
-import type { PressureLevel } from '../monitor/pressure.js';
 import type { LoadPolicy, PressureReport } from './pressure.js';
 import type { ModelEntry, ModelState, RunnerExit, RunnerHandle, StartRunner } from './types.js';
+import {
+  InsufficientMemoryError,
+  ModelBackoffError,
+  ModelLoadError,
+  ModelNotFoundError,
+  ModelUnavailableError,
+  PressureRefusedError,
+  QueueFullError,
+} from './errors.js';
+import type {
+  AcquireOptions,
+  Lease,
+  ManagerEvent,
+  MeasureInput,
+  MeasureResult,
+  ModelStatus,
+  ResourcesView,
+} from './manager-types.js';
+
+export * from './errors.js';
+export type * from './manager-types.js';
 
 /**
  * The scheduler's shell: runs the decisions of the pure core (core.ts) against real runners.
@@ -33,268 +53,6 @@ import type { ModelEntry, ModelState, RunnerExit, RunnerHandle, StartRunner } fr
  * that keeps failing backs off). A queued request whose signal aborts is removed and never
  * starts a load.
  */
-
-export class ModelNotFoundError extends HeadroomError {
-  override readonly name = 'ModelNotFoundError';
-  constructor(name: string, known: readonly string[]) {
-    super(
-      'model_not_found',
-      `The model "${name}" does not exist. Known models: ${known.length > 0 ? known.join(', ') : '(none: add a models directory)'}.`,
-      { status: 404, details: { param: 'model', known } },
-    );
-  }
-}
-
-export class ModelLoadError extends HeadroomError {
-  override readonly name = 'ModelLoadError';
-  constructor(name: string, cause: unknown, retryAfterSeconds?: number) {
-    super('model_load_failed', `Loading the model "${name}" failed: ${describeError(cause)}`, {
-      status: 503,
-      cause,
-      ...(retryAfterSeconds !== undefined ? { details: { retryAfterSeconds } } : {}),
-    });
-  }
-}
-
-export class ModelUnavailableError extends HeadroomError {
-  override readonly name = 'ModelUnavailableError';
-  constructor(name: string, state: ModelState | 'shutting down', retryAfterSeconds = 1) {
-    super(
-      'model_unavailable',
-      `The model "${name}" is ${state} and takes no new requests; retry shortly.`,
-      { status: 503, details: { retryAfterSeconds } },
-    );
-  }
-}
-
-/** The queue of a model is full, or a request waited longer than the queue's bound (429). */
-export class QueueFullError extends HeadroomError {
-  override readonly name = 'QueueFullError';
-  constructor(code: 'queue_full' | 'queue_timeout', message: string, retryAfterSeconds: number) {
-    super(code, message, { status: 429, details: { retryAfterSeconds } });
-  }
-}
-
-/** Nothing the optimisation level allows fits the memory budget (503 with the preflight's guidance). */
-export class InsufficientMemoryError extends HeadroomError {
-  override readonly name = 'InsufficientMemoryError';
-  constructor(message: string, guidance: string[], retryAfterSeconds?: number) {
-    super(
-      'insufficient_memory',
-      guidance.length > 0 ? `${message} To fix it: ${guidance.join('; ')}.` : message,
-      {
-        status: 503,
-        details: { guidance, ...(retryAfterSeconds !== undefined ? { retryAfterSeconds } : {}) },
-      },
-    );
-  }
-}
-
-/**
- * A load refused because memory pressure is critical: 503 with guidance and Retry-After. The
- * model did not fail: the refusal does not count toward its back-off.
- */
-export class PressureRefusedError extends HeadroomError {
-  override readonly name = 'PressureRefusedError';
-  constructor(model: string, message: string, guidance: string[], retryAfterSeconds: number) {
-    super(
-      'memory_pressure',
-      `Not loading "${model}": ${message}${guidance.length > 0 ? ` To fix it: ${guidance.join('; ')}.` : ''}`,
-      { status: 503, details: { guidance, retryAfterSeconds } },
-    );
-  }
-}
-
-/** A model that failed repeatedly is not loaded again for a while (503 + Retry-After). */
-export class ModelBackoffError extends HeadroomError {
-  override readonly name = 'ModelBackoffError';
-  constructor(message: string, retryAfterSeconds: number) {
-    super('model_backoff', message, { status: 503, details: { retryAfterSeconds } });
-  }
-}
-
-/** What a request asks of the model it names. */
-export interface AcquireOptions {
-  /** Aborts the wait (queue or load); a load other requests share goes on. */
-  signal?: AbortSignal;
-  /** Context size the request needs (Ollama's options.num_ctx); a loaded config at least this large is reused. */
-  contextSize?: number;
-  /** Idle time after this request before the model may be unloaded (Ollama's keep_alive): ms, 0 = at once, null = never. */
-  keepAliveMs?: number | null;
-  /** KV cache type the request needs; a loaded config with another type is reloaded. */
-  kv?: KvCacheType;
-  /** Parallel slots the request needs (management loads). */
-  parallel?: number;
-}
-
-/** Where a request's time went before it reached the runner. */
-export interface LeaseTiming {
-  /** Total time from acquire() to the lease, queueing and loading included. */
-  waitedMs: number;
-  /** Load time when this request waited for a load, else undefined. */
-  loadMs?: number;
-}
-
-export interface Lease {
-  readonly model: string;
-  readonly timing: LeaseTiming;
-  /** Base URL of the runner serving this lease, e.g. http://127.0.0.1:40123. */
-  readonly url: string;
-  /** The config the runner was loaded with. */
-  readonly config: RunnerConfig;
-  /**
-   * Aborts when headroom itself cancels this request (critical memory pressure, `cancelRequest`);
-   * the holder must stop its work at the runner and end the client's answer with the reason.
-   */
-  readonly signal: AbortSignal;
-  /** Ends the lease; idempotent. */
-  release(): void;
-}
-
-/** Memory of a loaded model, bytes: the ledger's view and what was measured. */
-export interface ModelMemory {
-  predicted: number;
-  /** What the ledger holds for it. */
-  allocated: number;
-  /** Resident set when last measured. */
-  measured?: number;
-  /** Peak resident set (VmHWM). */
-  peak?: number;
-}
-
-export interface ModelStatus {
-  name: string;
-  path: string;
-  state: ModelState;
-  inFlight: number;
-  /** Requests waiting in this model's queue. */
-  queued: number;
-  pinned: boolean;
-  pid?: number;
-  url?: string;
-  config?: RunnerConfig;
-  loadMs?: number;
-  loadedAt?: number;
-  lastUsedAt?: number;
-  /** When the idle TTL unloads it (ms since the epoch); absent while busy, pinned or TTL never. */
-  expiresAt?: number;
-  /** Idle TTL in ms in effect (null: never). */
-  ttlMs?: number | null;
-  /** Bytes the plan predicted for the loaded config. */
-  predicted?: number;
-  /** Bytes measured (resident set) and the peak, once the runner has been measured. */
-  measured?: number;
-  peak?: number;
-  /** Bytes the ledger holds for it. */
-  allocated?: number;
-  /** Bytes the ledger holds for it on each GPU, by device index; absent when it holds none. */
-  gpuAllocated?: number[];
-  drainDeadline?: number;
-  backoffUntil?: number;
-  lastError?: string;
-  lastExit?: RunnerExit;
-}
-
-export interface ResourcesView {
-  ledger: LedgerView;
-  /** The ledger of each GPU (empty on a machine without GPUs and with no GPU bytes planned). */
-  gpus: GpuLedgerView[];
-  models: Array<{
-    name: string;
-    state: ModelState;
-    allocated: number;
-    predicted: number;
-    /** Bytes the ledger holds for it on each GPU, by device index (empty: none). */
-    gpus: number[];
-    used?: number;
-    peak?: number;
-    /** Predicted split of the plan (weights, KV cache + compute, runtime). */
-    buffers?: { model: number; context: number; working: number };
-  }>;
-}
-
-export type ManagerEvent =
-  | {
-      type: 'load-start';
-      model: string;
-      config: RunnerConfig;
-      predicted: number;
-      degraded: boolean;
-    }
-  | { type: 'load-done'; model: string; loadMs: number; pid: number | undefined }
-  | { type: 'load-failed'; model: string; error: string }
-  | { type: 'runner-exit'; model: string; exit: RunnerExit; expected: boolean }
-  | {
-      type: 'unload';
-      model: string;
-      reason: string;
-      /** Why this model, why now (for evictions: what needed the room). */
-      detail?: string;
-      /** Requests still in flight when it was stopped (forced and drain-deadline stops). */
-      inFlight?: number;
-      /** Bytes it held when the stop was ordered (measured resident set, else the ledger's charge). */
-      bytes?: number;
-      /** Evicted by memory pressure at this level. */
-      level?: PressureLevel;
-      /** From the stop order to the exit. */
-      ms?: number;
-    }
-  /** The policy new loads follow changed (memory pressure, thermal throttling). */
-  | { type: 'load-policy'; policy: LoadPolicy }
-  /** Ready runners' prompt caches were trimmed under pressure (`unsupported`: no trimRunner). */
-  | {
-      type: 'trim';
-      level: PressureLevel;
-      reason: string;
-      freedBytes: number;
-      ms: number;
-      outcome: 'done' | 'unsupported';
-      /** Runners whose trim failed (counted as 0 bytes). */
-      failures: Array<{ model: string; error: string }>;
-    }
-  /** A request in flight was cancelled under critical pressure. */
-  | {
-      type: 'request-cancelled';
-      model: string;
-      level: PressureLevel;
-      reason: string;
-      outcome: 'done' | 'failed';
-      error?: string;
-    }
-  | {
-      type: 'measured';
-      model: string;
-      predicted: number;
-      rss: number;
-      peak: number;
-      charge: number;
-    }
-  | { type: 'note'; model: string; message: string };
-
-/** What the shell measures of a ready runner. */
-export interface MeasureResult {
-  /** Bytes the ledger should hold for it from now on. */
-  charge: number;
-  rss: number;
-  peak: number;
-  /**
-   * Bytes the ledger should hold on each GPU from now on. Leave it out when VRAM is not measured
-   * (the embedded runner does not report it today): the plan's GPU share is kept.
-   */
-  gpus?: number[];
-}
-
-export interface MeasureInput {
-  entry: ModelEntry;
-  config: RunnerConfig;
-  runner: RunnerHandle;
-  predicted: number;
-  loadMs: number;
-  /** True for the first measurement after ready. */
-  first: boolean;
-  /** Requests the runner has been given since it was loaded. */
-  served: number;
-}
 
 export interface ModelManagerOptions {
   /** The models known now (read on every lookup, so a catalog refresh is seen at once). */
