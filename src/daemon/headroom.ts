@@ -331,7 +331,11 @@ export class Headroom {
       ...(store
         ? {
             measured: (config) => {
-              const m = store.lookup({ file: prepared.file, config: { ...config, engine } });
+              const m = store.lookup({
+                file: prepared.file,
+                config: { ...config, engine },
+                ...this.#runtimeOf(engine),
+              });
               return m
                 ? {
                     peak: m.peak,
@@ -395,7 +399,7 @@ export class Headroom {
       this.#recordedPeak.set(pid, { peak: m.peak, fill: fill ?? 0 });
       await this.#store
         .record(
-          { file: prepared.file, config: input.config },
+          { file: prepared.file, config: input.config, ...this.#runtimeOf(input.config.engine) },
           {
             rss: m.rss,
             rssAnon: m.rssAnon,
@@ -412,6 +416,16 @@ export class Headroom {
   }
 
   readonly #recordedPeak = new Map<number, { peak: number; fill: number }>();
+
+  /**
+   * The build an engine's runners are measured under, for the store's key: llama-server's version
+   * (the embedded runner's keys name no build, so measurements stored before stay valid).
+   */
+  #runtimeOf(kind: RunnerConfig['engine']): { runtime?: string } {
+    if (kind !== 'llama-server' || this.#runnerSpawn) return {};
+    const version = this.engines.describe().find((e) => e.kind === kind)?.version;
+    return version !== undefined ? { runtime: version } : {};
+  }
 
   /** Share of a runner's context in use, or undefined when the runner does not say. */
   async #contextFill(url: string, config: RunnerConfig): Promise<number | undefined> {

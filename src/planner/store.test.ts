@@ -85,6 +85,18 @@ describe('MeasuredStore', () => {
     );
   });
 
+  it("keys on the engine's build: a new llama-server build is measured afresh", async () => {
+    const store = await MeasuredStore.create(path.join(dir, 's.json'));
+    const ls = { ...config, engine: 'llama-server' as const };
+    await store.record({ file, config: ls, runtime: 'version: 1 (aaa)' }, m);
+    expect(store.lookup({ file, config: ls, runtime: 'version: 1 (aaa)' })).toBeDefined();
+    expect(store.lookup({ file, config: ls, runtime: 'version: 2 (bbb)' })).toBeUndefined();
+    expect(store.lookup({ file, config: ls })).toBeUndefined();
+    expect(measurementKey({ file, config: ls, runtime: 'version: 1 (aaa)' })).toMatch(
+      /\|engine=llama-server\|bin=version: 1 \(aaa\)$/,
+    );
+  });
+
   it('keeps the peak and anonymous watermark; rss and load time are the latest', async () => {
     const store = await MeasuredStore.create(path.join(dir, 's.json'));
     await store.record(key, { rss: 500, rssAnon: 400, peak: 600, loadMs: 300, contextFill: 1 });

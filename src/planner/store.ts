@@ -52,6 +52,11 @@ export interface MeasuredConfig {
 export interface MeasurementKey {
   file: FileIdentity;
   config: MeasuredConfig;
+  /**
+   * The build of the engine's program (e.g. llama-server's version line): a new build may hold
+   * memory differently, so its runners are measured afresh. Absent: not told apart by build.
+   */
+  runtime?: string;
 }
 
 /** What a runner reported (bytes, GET /stats) and how long it took to load. */
@@ -127,6 +132,7 @@ export function measurementKey(key: MeasurementKey): string {
     // An embedded runner's key has no engine part (absent means embedded, as in RunnerConfig), so
     // store files whose keys name no engine keep applying to it; any other engine is named.
     ...(c.engine !== undefined && c.engine !== 'embedded' ? [`engine=${c.engine}`] : []),
+    ...(key.runtime !== undefined ? [`bin=${key.runtime}`] : []),
   ].join('|');
 }
 
