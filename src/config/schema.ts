@@ -32,7 +32,7 @@ export const byteSizeSchema = z.union([
 
 export const kvCacheTypeSchema = z.enum(['f16', 'q8_0', 'q4_0']);
 
-export const engineKindSchema = z.enum(['llama-server', 'embedded']);
+export const engineKindSchema = z.enum(['llama-server', 'embedded', 'command']);
 
 const enginesSchema = z
   .object({
@@ -128,7 +128,26 @@ const modelOverrideSchema = z
     gpuLayers: z.number().int().min(0).optional(),
     engine: engineKindSchema
       .optional()
-      .describe('The engine that runs this model. Defaults to engines.default.'),
+      .describe(
+        'The engine that runs this model: llama-server, embedded, or command (the server in `command`). Defaults to engines.default, or command when `command` is given.',
+      ),
+    command: z
+      .array(z.string().min(1))
+      .min(1)
+      .optional()
+      .describe(
+        'An OpenAI-compatible server to run for this model, as argv (no shell): ${PORT}, ${HOST} and ${MODEL} (its path) are filled in, e.g. ["whisper-server", "--port", "${PORT}", "-m", "${MODEL}"].',
+      ),
+    health: z
+      .string()
+      .regex(/^\/[\x21-\x7e]*$/, 'an absolute URL path such as "/health"')
+      .optional()
+      .describe("The command's path that answers 200 once it is ready. Defaults to /health."),
+    memory: byteSizeSchema
+      .optional()
+      .describe(
+        'What the command takes, planned before it starts (no model file tells). Defaults to 0: charged what it is measured to hold.',
+      ),
     embeddings: z
       .boolean()
       .optional()

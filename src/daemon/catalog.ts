@@ -1,6 +1,7 @@
 import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Config } from '../config/load.js';
+import { parseByteSize } from '../config/units.js';
 import type { ModelEntry } from '../scheduler/types.js';
 
 /**
@@ -41,6 +42,8 @@ export async function scanModels(
 
   for (const [name, m] of Object.entries(config.models)) {
     if (m.path) add(name, path.resolve(baseDir, m.path));
+    // A command needs no model file: its path, when given, is only what ${MODEL} becomes.
+    else if (m.command) add(name, '');
   }
   for (const dir of dirs) {
     await walk(path.resolve(baseDir, dir), 0, add, warnings);
@@ -48,7 +51,17 @@ export async function scanModels(
   for (const [name, m] of Object.entries(config.models)) {
     const entry = entries.get(name);
     // ttl, pin and contextOverflow are daemon policy, not runner settings.
-    const { path: _p, kvCacheType, ttl: _t, pin: _pin, contextOverflow: _o, ...rest } = m;
+    const {
+      path: _p,
+      kvCacheType,
+      ttl: _t,
+      pin: _pin,
+      contextOverflow: _o,
+      command,
+      health,
+      memory,
+      ...rest
+    } = m;
     if (!entry) {
       warnings.push(
         `models.${name} is configured but no file named ${name}.gguf was found in the model directories.`,
@@ -58,6 +71,17 @@ export async function scanModels(
     entry.overrides = {
       ...rest,
       ...(kvCacheType ? { kvCacheKeyType: kvCacheType, kvCacheValueType: kvCacheType } : {}),
+      // A model given as a command runs on the command engine unless it names another.
+      ...(command
+        ? {
+            engine: rest.engine ?? 'command',
+            command: {
+              argv: command,
+              health: health ?? '/health',
+              ...(memory !== undefined ? { memoryBytes: parseByteSize(memory) } : {}),
+            },
+          }
+        : {}),
     };
   }
   return { entries, warnings };

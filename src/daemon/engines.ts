@@ -1,5 +1,6 @@
 import type { Config } from '../config/load.js';
 import type { Engine, EngineKind } from '../engines/engine.js';
+import { CommandEngine } from '../engines/command/engine.js';
 import { embeddedEngine } from '../engines/embedded/index.js';
 import {
   resolveLlamaServer,
@@ -15,7 +16,8 @@ export type LlamaServerBinary =
 
 /** The engines this daemon runs models on, and the one a model gets when it names none. */
 export interface EngineSet {
-  readonly defaultKind: EngineKind;
+  /** The engine of models that name none (a command needs a command: never the default). */
+  readonly defaultKind: Exclude<EngineKind, 'command'>;
   get(kind: EngineKind | undefined): Engine;
   has(kind: EngineKind): boolean;
   /** What each engine is (for `headroom engines`, /admin/engines and the start log). */
@@ -44,7 +46,10 @@ export function chooseEngines(
   binary: LlamaServerBinary,
   log: Logger,
 ): EngineSet {
-  const engines = new Map<EngineKind, Engine>([['embedded', embeddedEngine]]);
+  const engines = new Map<EngineKind, Engine>([
+    ['embedded', embeddedEngine],
+    ['command', new CommandEngine()],
+  ]);
   const llama: EngineDescription = { kind: 'llama-server', available: false, default: false };
   if ('path' in binary) {
     engines.set(
@@ -62,7 +67,9 @@ export function chooseEngines(
     Object.assign(llama, { reason: binary.reason, fix: binary.fix });
   }
   const wanted = config.engines.default;
-  let defaultKind: EngineKind = engines.has('llama-server') ? 'llama-server' : 'embedded';
+  let defaultKind: Exclude<EngineKind, 'command'> = engines.has('llama-server')
+    ? 'llama-server'
+    : 'embedded';
   if (wanted === 'embedded') defaultKind = 'embedded';
   if (!engines.has('llama-server') && wanted !== 'embedded') {
     const why = 'reason' in llama ? `${llama.reason}; ${llama.fix}` : '';
@@ -82,7 +89,11 @@ export function chooseEngines(
     defaultKind,
     has: (kind) => engines.has(kind),
     get: (kind) => engines.get(kind ?? defaultKind) ?? engines.get(defaultKind)!,
-    describe: () => [llama, embedded],
+    describe: () => [
+      llama,
+      embedded,
+      { kind: 'command', available: true, default: false, obtained: 'models.NAME.command' },
+    ],
   };
 }
 

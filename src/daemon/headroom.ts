@@ -268,6 +268,8 @@ export class Headroom {
   }
 
   async #prepare(entry: ModelEntry, signal: AbortSignal | undefined): Promise<void> {
+    // A command's server loads what it loads: there is no GGUF header to read.
+    if (entry.overrides.engine === 'command') return;
     await this.#read(entry.path, signal);
   }
 
@@ -294,6 +296,7 @@ export class Headroom {
     base: RunnerConfig,
     gpuRoom: readonly number[],
   ): PlanOutcome {
+    if (base.engine === 'command') return planCommand(entry, base, room);
     const prepared = this.#prepared.get(entry.path);
     if (!prepared)
       return { fits: false, message: `"${entry.name}" was not read before planning`, guidance: [] };
@@ -311,9 +314,8 @@ export class Headroom {
     };
     const store = this.#store;
     // A model configured for an engine this machine lacks runs on the default one.
-    const engine = this.engines.has(base.engine ?? 'embedded')
-      ? base.engine
-      : this.engines.defaultKind;
+    const wanted = base.engine ?? 'embedded';
+    const engine = this.engines.has(wanted) ? wanted : this.engines.defaultKind;
     const plan = planLoad({
       spec: prepared.spec,
       request,
@@ -395,11 +397,12 @@ export class Headroom {
     const fuller = last === undefined || (fill ?? 0) > last.fill + 0.01;
     const clean = input.config.parallel === 1 || input.served <= CLEAN_REQUESTS;
     const rose = fuller && clean && m.peak > (last?.peak ?? 0) * 1.01;
-    if (this.#store && prepared && (input.first || rose)) {
+    const engine = input.config.engine;
+    if (this.#store && prepared && engine !== 'command' && (input.first || rose)) {
       this.#recordedPeak.set(pid, { peak: m.peak, fill: fill ?? 0 });
       await this.#store
         .record(
-          { file: prepared.file, config: input.config, ...this.#runtimeOf(input.config.engine) },
+          { file: prepared.file, config: { ...input.config, engine }, ...this.#runtimeOf(engine) },
           {
             rss: m.rss,
             rssAnon: m.rssAnon,
@@ -620,6 +623,25 @@ export class Headroom {
     });
   }
 }
+
+/**
+ * A command-engine model's plan: the memory its config states (`memory`), nothing to fit. Without
+ * a statement it is planned at 0 bytes and charged what it is measured to hold once it runs.
+ */
+function planCommand(entry: ModelEntry, base: RunnerConfig, room: number): PlanOutcome {
+  const bytes = base.command?.memoryBytes ?? 0;
+  if (bytes > room)
+    return {
+      fits: false,
+      message: `"${entry.name}" is stated to take ${mib(bytes)} MiB but ${mib(Math.max(0, room))} MiB are free for it`,
+      guidance: [
+        'unload another model, raise scheduler.budget, or lower the memory stated for this command',
+      ],
+    };
+  return { fits: true, bytes, gpuBytes: [], degraded: false, config: base };
+}
+
+const mib = (b: number): string => (b / 1048576).toFixed(0);
 
 /** The embeddable core: `const hr = await createHeadroom(); const lease = await hr.manager.acquire('name')`. */
 export function createHeadroom(opts: HeadroomOptions = {}): Promise<Headroom> {

@@ -10,7 +10,7 @@ export type { EngineKind } from './types.js';
  * kind and never branches on the kind beyond what `capabilities` says.
  */
 
-export const ENGINE_KINDS: readonly EngineKind[] = ['llama-server', 'embedded'];
+export const ENGINE_KINDS: readonly EngineKind[] = ['llama-server', 'embedded', 'command'];
 
 export interface EngineCapabilities {
   /** /v1/embeddings. llama-server serves them only from a runner started for embeddings. */
@@ -35,7 +35,7 @@ export interface LaunchSpec {
   command: string;
   args: string[];
   env: NodeJS.ProcessEnv;
-  readiness: { kind: 'ipc' } | { kind: 'http'; port: number };
+  readiness: { kind: 'ipc' } | { kind: 'http'; port: number; path?: string };
 }
 
 export interface LaunchContext {

@@ -2,7 +2,7 @@
 export type KvCacheType = 'f16' | 'q8_0' | 'q4_0';
 
 /** The programs that run a model (engines/engine.ts). */
-export type EngineKind = 'llama-server' | 'embedded';
+export type EngineKind = 'llama-server' | 'embedded' | 'command';
 
 export interface RunnerConfig {
   /**
@@ -33,6 +33,12 @@ export interface RunnerConfig {
    * --embeddings (chat still works); the embedded runner serves both either way.
    */
   embeddings?: boolean;
+  /**
+   * For the command engine: the server to run (argv with `${PORT}`, `${HOST}` and `${MODEL}` filled
+   * in), the path that answers 200 once it is ready, and what it is known to take (bytes), since
+   * no model file tells.
+   */
+  command?: { argv: string[]; health: string; memoryBytes?: number };
 }
 
 /** GET /stats of a runner. Bytes unless named otherwise. */

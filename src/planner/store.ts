@@ -22,7 +22,7 @@ import { mkdir, readFile, rename, stat, unlink, writeFile } from 'node:fs/promis
 import path from 'node:path';
 import { throwIfAborted } from '../lib/abort.js';
 import { HeadroomError } from '../lib/errors.js';
-import type { FootprintEngine, KvCacheType } from './footprint.js';
+import type { KvCacheType } from './footprint.js';
 
 /** Identity of a GGUF file as stored: absolute path, size in bytes and modification time in ms. */
 export interface FileIdentity {
@@ -46,7 +46,7 @@ export interface MeasuredConfig {
    * llama-server runner holds tens of MiB less than the embedded one). Absent means the embedded
    * runner, as in RunnerConfig.
    */
-  engine?: FootprintEngine;
+  engine?: string;
 }
 
 export interface MeasurementKey {

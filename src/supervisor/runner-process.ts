@@ -29,7 +29,7 @@ export interface SpawnSpec {
    * GET /health on that port is polled from the spawn on (503 while it loads) until it answers
    * 200, and the load time is spawn to healthy.
    */
-  readiness?: { kind: 'ipc' } | { kind: 'http'; port: number };
+  readiness?: { kind: 'ipc' } | { kind: 'http'; port: number; path?: string };
 }
 
 export interface RunnerStartOptions {
@@ -347,6 +347,8 @@ export class RunnerProcess extends EventEmitter<RunnerEvents> {
         opts.stallTimeoutMs,
       );
       signal?.addEventListener('abort', onAbort, { once: true });
+      const readiness = opts.spawn.readiness;
+      const healthPath = readiness?.kind === 'http' ? (readiness.path ?? '/health') : '/health';
       const pollHealth = async (): Promise<void> => {
         const interval =
           opts.healthIntervalMs ??
@@ -354,7 +356,9 @@ export class RunnerProcess extends EventEmitter<RunnerEvents> {
             ? HTTP_READINESS_INTERVAL_MS
             : DEFAULT_HEALTH_INTERVAL_MS);
         for (;;) {
-          const status = await healthStatus(this.#port ?? 0, health.signal).catch(() => undefined);
+          const status = await healthStatus(this.#port ?? 0, health.signal, healthPath).catch(
+            () => undefined,
+          );
           if (health.signal.aborted) return;
           if (status !== undefined) stallTimer.refresh();
           if (status === 200) {
@@ -577,13 +581,13 @@ function isPort(v: unknown): v is number {
 }
 
 /** GET /health on loopback with no keep-alive (no socket outlives the call). */
-function healthStatus(port: number, signal: AbortSignal): Promise<number> {
+function healthStatus(port: number, signal: AbortSignal, path = '/health'): Promise<number> {
   return new Promise((resolve, reject) => {
     const req = http.get(
       {
         host: '127.0.0.1',
         port,
-        path: '/health',
+        path,
         agent: false,
         signal,
         timeout: HEALTH_REQUEST_TIMEOUT_MS,
@@ -642,6 +646,8 @@ function validateOptions(o: RunnerStartOptions): void {
   const r = o.spawn.readiness;
   if (r !== undefined && r.kind === 'http' && !(isPort(r.port) && r.port > 0))
     throw invalid('spawn.readiness.port must be a TCP port (1–65535)');
+  if (r?.kind === 'http' && r.path !== undefined && !/^\/[\x21-\x7e]*$/.test(r.path))
+    throw invalid('spawn.readiness.path must be an absolute URL path');
   if (typeof o.logFile !== 'string' || o.logFile.length === 0)
     throw invalid('logFile must be a non-empty string');
   const positive = (v: number | undefined, what: string, required: boolean): void => {
