@@ -1,30 +1,11 @@
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { loopbackServers } from '../../test/helpers/http-servers.js';
 import type { Lease } from '../scheduler/model-manager.js';
 import { forwardToRunner, type ForwardOutcome } from './forward.js';
 
 // A real upstream server and a real client socket: forwardToRunner between them, as in the daemon.
 
-const servers: http.Server[] = [];
-afterEach(async () => {
-  await Promise.all(
-    servers.splice(0).map(
-      (s) =>
-        new Promise<void>((r) => {
-          s.closeAllConnections();
-          s.close(() => r());
-        }),
-    ),
-  );
-});
-
-async function listen(handler: http.RequestListener): Promise<string> {
-  const s = http.createServer(handler);
-  servers.push(s);
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
-  return `http://127.0.0.1:${(s.address() as AddressInfo).port}`;
-}
+const listen = loopbackServers();
 
 function lease(url: string): Lease & { released: number } {
   const l = {

@@ -1,6 +1,6 @@
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { loopbackServers } from '../../../test/helpers/http-servers.js';
 import type { EngineCapabilities } from '../../engines/engine.js';
 import { silentLogger } from '../../lib/logger.js';
 import type { Lease } from '../../scheduler/model-manager.js';
@@ -10,25 +10,7 @@ import type { ServerCore } from '../core.js';
 // The Ollama routes in-process (inject) over a real upstream "runner" server that speaks the
 // runner's OpenAI protocol: what the runner saw, what the client got, and that the lease ended.
 
-const servers: http.Server[] = [];
-afterEach(async () => {
-  await Promise.all(
-    servers.splice(0).map(
-      (s) =>
-        new Promise<void>((r) => {
-          s.closeAllConnections();
-          s.close(() => r());
-        }),
-    ),
-  );
-});
-
-async function runner(handler: http.RequestListener): Promise<string> {
-  const s = http.createServer(handler);
-  servers.push(s);
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
-  return `http://127.0.0.1:${(s.address() as AddressInfo).port}`;
-}
+const runner = loopbackServers();
 
 interface Seen {
   path: string;
