@@ -1,9 +1,11 @@
 #!/usr/bin/env node
-// bench/cancel: a client disconnect → runner idle latency (the runner's /stats shows no busy slot),
-// during decoding and during a 4k-token prompt evaluation, through the daemon, on a forged
-// ~150M-parameter F16 model. Target <= 100 ms. Prints a table, writes bench/results/cancel.json.
+// bench/cancel: a client disconnect → runner idle latency (no busy slot in the runner's own view:
+// the embedded runner's /stats, llama-server's /slots), during decoding and during a 4k-token
+// prompt evaluation, through the daemon, on a forged ~150M-parameter F16 model. Target <= 100 ms.
+// Prints a table, writes bench/results/cancel[-llama-server].json.
 //
-//   npm run build && node bench/cancel.mjs [--params 150M] [--rounds 3] [--threads 1]
+//   npm run build && node bench/cancel.mjs [--engine embedded|llama-server] [--llama-server PATH]
+//                                          [--params 150M] [--rounds 3] [--threads 1]
 import { mkdir, stat, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import os from 'node:os';
@@ -19,8 +21,14 @@ const { values } = parseArgs({
     rounds: { type: 'string', default: '3' },
     threads: { type: 'string', default: '1' },
     'prompt-tokens': { type: 'string', default: '4000' },
+    engine: { type: 'string', default: 'embedded' },
+    // Defaults to the one the daemon finds (PATH, then headroom's build).
+    'llama-server': { type: 'string' },
   },
 });
+const ENGINE = values.engine;
+if (ENGINE !== 'embedded' && ENGINE !== 'llama-server')
+  throw new Error(`--engine: embedded or llama-server, not ${ENGINE}`);
 const ROUNDS = Number(values.rounds);
 const PARAMS = parseParamCount(values.params);
 const modelsDir = path.join(root, '.cache', 'bench-models', 'cancel');
@@ -38,22 +46,47 @@ if (!(await stat(file).catch(() => null))) {
     seed: 3,
   });
 }
+const engines =
+  ENGINE === 'embedded'
+    ? '{ default: embedded }'
+    : `{ default: llama-server${values['llama-server'] ? `, llamaServer: { path: ${JSON.stringify(values['llama-server'])} }` : ''} }`;
 const { daemon, url: daemonUrl } = await startBenchDaemon(
   'headroom-bench-cancel-',
-  `port: 0\ndemoModel: false\nmodelDirs: [${JSON.stringify(modelsDir)}]\nrunner:\n  contextSize: 8192\n  threads: ${Number(values.threads)}\n  parallel: 1\n`,
+  `port: 0\ndemoModel: false\nmodelDirs: [${JSON.stringify(modelsDir)}]\nengines: ${engines}\nrunner:\n  contextSize: 8192\n  threads: ${Number(values.threads)}\n  parallel: 1\n`,
 );
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const statsAgent = new http.Agent({ keepAlive: true });
-const getStats = (url) =>
+const get = (url, path) =>
   new Promise((resolve, reject) => {
     http
-      .get(new URL('/stats', url), { agent: statsAgent }, (res) => {
+      .get(new URL(path, url), { agent: statsAgent }, (res) => {
         let b = '';
         res.on('data', (d) => (b += d));
-        res.on('end', () => resolve(JSON.parse(b)));
+        res.on('end', () => resolve(b));
       })
       .on('error', reject);
   });
+/**
+ * The runner's busy slots, tokens in its cells and tokens generated. llama-server: GET /slots, and
+ * GET /metrics only when asked (`generated`), since the loop that waits for idle polls as fast as
+ * it can; its `tokens_predicted_total` grows when a slot is released, so slots under way add their
+ * `n_decoded`.
+ */
+async function getStats(url, { generated = false } = {}) {
+  if (ENGINE === 'embedded') return JSON.parse(await get(url, '/stats'));
+  const slots = JSON.parse(await get(url, '/slots'));
+  const busy = slots.filter((s) => s.is_processing);
+  const stats = {
+    busy: busy.length,
+    tokensInUse: slots.reduce((n, s) => n + (s.n_prompt_tokens ?? 0), 0),
+  };
+  if (generated) {
+    const m = /^llamacpp:tokens_predicted_total (\S+)$/m.exec(await get(url, '/metrics'));
+    stats.generated =
+      Number(m?.[1] ?? NaN) + busy.reduce((n, s) => n + (s.next_token?.[0]?.n_decoded ?? 0), 0);
+  }
+  return stats;
+}
 
 function open(content, maxTokens) {
   let chunks = 0;
@@ -82,7 +115,8 @@ async function disconnectToIdle(runnerUrl, req) {
   req.destroy();
   for (;;) {
     const s = await getStats(runnerUrl);
-    if (s.busy === 0) return { ms: performance.now() - t0, stats: s };
+    if (s.busy === 0)
+      return { ms: performance.now() - t0, stats: await getStats(runnerUrl, { generated: true }) };
   }
 }
 
@@ -120,17 +154,20 @@ try {
     const d = open(`Go on ${round}`, 4000);
     while (d.chunks() < 5) await sleep(2);
     decoding.push((await disconnectToIdle(runnerUrl, d.req)).ms);
-    const before = await getStats(runnerUrl);
+    const before = await getStats(runnerUrl, { generated: true });
     const p = open(`${round} ${content}`, 4);
     // Abort once prompt evaluation is well under way (tokens entering the cache, none generated).
+    // llama-server puts a batch (512 tokens) in the slot's tokens before decoding it: past 1024,
+    // its first batch is decoded and the second is being decoded.
+    const underWay = ENGINE === 'embedded' ? 512 : 1024;
     for (;;) {
       const s = await getStats(runnerUrl);
-      if (s.busy === 1 && s.tokensInUse > 512) break;
+      if (s.busy === 1 && s.tokensInUse > underWay) break;
       await sleep(5);
     }
     const { ms, stats } = await disconnectToIdle(runnerUrl, p.req);
     if (stats.generated !== before.generated)
-      process.stderr.write('warning: the prompt finished before the abort\n');
+      process.stderr.write('warning: a token was generated: the prompt was evaluated to its end\n');
     prompt.push(ms);
     process.stderr.write(
       `round ${round + 1}: decoding ${decoding.at(-1).toFixed(1)} ms, prompt ${ms.toFixed(1)} ms\n`,
@@ -159,6 +196,8 @@ try {
       node: process.version,
       loadavg: os.loadavg(),
     },
+    engine: ENGINE,
+    llamaServer: ENGINE === 'llama-server' ? (values['llama-server'] ?? 'resolved') : undefined,
     model: {
       params: values.params,
       type: 'f16',
@@ -172,8 +211,9 @@ try {
     medianPromptEvalMs: med(prompt),
   };
   await mkdir(path.join(root, 'bench/results'), { recursive: true });
-  await writeFile(path.join(root, 'bench/results/cancel.json'), JSON.stringify(result, null, 2));
-  console.log('\nwrote bench/results/cancel.json');
+  const out = `bench/results/cancel${ENGINE === 'embedded' ? '' : `-${ENGINE}`}.json`;
+  await writeFile(path.join(root, out), JSON.stringify(result, null, 2));
+  console.log(`\nwrote ${out}`);
 } finally {
   statsAgent.destroy();
   daemon.kill('SIGTERM');

@@ -18,10 +18,21 @@ export const BACKENDS: readonly Backend[] = ['cpu', 'cuda', 'vulkan', 'metal'];
 export type BuildHow = 'prebuilt-libs' | 'full-source';
 
 /**
- * Bump when a recipe changes in a way that changes the product (flags, copied files): the cache
- * key changes with it, so an old build is never mistaken for a new one.
+ * Bump when a recipe changes in a way that changes the product (flags, copied files, a patch in
+ * LLAMA_SERVER_PATCHES): the cache key changes with it, so an old build is never mistaken for a
+ * new one.
  */
-export const RECIPE_VERSION = 1;
+export const RECIPE_VERSION = 2;
+
+/**
+ * headroom's patches to llama.cpp, files in src/engines/llama-server/patches/, applied in this
+ * order with `git apply` to the cloned source before either recipe compiles it. One that does not
+ * apply fails the build (failed.json names it): a server without it would lack what the engine's
+ * capabilities promise.
+ * - cancel-prompt.patch: a client that disconnects stops its prompt's evaluation within ~100 ms
+ *   (capabilities.cancelsPromptEvaluation).
+ */
+export const LLAMA_SERVER_PATCHES: readonly string[] = ['cancel-prompt.patch'];
 
 /** What the product depends on; hashed into the cache key. */
 export interface BuildInputs {
@@ -51,6 +62,8 @@ export interface BuildManifest {
   native: boolean;
   /** cmake's configure arguments (without the machine's paths). */
   cmakeOptions: string[];
+  /** LLAMA_SERVER_PATCHES as applied to the source. */
+  patches?: string[];
   buildSeconds: number;
   /** ISO 8601. */
   date: string;

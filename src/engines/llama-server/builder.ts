@@ -16,6 +16,7 @@ import path from 'node:path';
 import { once } from 'node:events';
 import { describeError } from '../../lib/errors.js';
 import {
+  LLAMA_SERVER_PATCHES,
   chooseBackend,
   estimateText,
   fullSourceCmakeDefs,
@@ -44,6 +45,7 @@ import {
   cpuModel,
   llamaServerCacheDir,
   nodeLlamaCppPackage,
+  patchesDir,
   prebuiltBins,
   type NodeLlamaCppPackage,
 } from './source.js';
@@ -53,14 +55,15 @@ import {
  *
  * Two recipes, tried in order: `prebuilt-libs` (the server against node-llama-cpp's prebuilt
  * libraries; skipped when its platform package is missing) and `full-source` (everything from
- * source, one static binary). Each stages its product in a temporary folder beside the final one,
+ * source, one static binary), both from one clone of the bundled source with headroom's patches
+ * applied. Each stages its product in a temporary folder beside the final one,
  * checks that the binary runs from there, then renames it into place, so a reader never sees half
  * a build. A lock per build key makes a concurrent build wait for the first and reuse its result.
  * When every recipe fails it writes failed.json (reason, log tail, fix) and resolves; it never
  * throws for a build failure, only for an abort.
  */
 
-export type BuildPhase = 'clone' | 'configure' | 'compile' | 'check';
+export type BuildPhase = 'clone' | 'patch' | 'configure' | 'compile' | 'check';
 
 export type BuildEvent =
   | { type: 'cached'; dir: string }
@@ -79,6 +82,8 @@ export interface BuildOptions {
   only?: BuildHow;
   /** Parallel compile jobs. Defaults to the available cores. */
   jobs?: number;
+  /** Where LLAMA_SERVER_PATCHES are read from. Defaults to the package's patches folder. */
+  patchesDir?: string;
   env?: NodeJS.ProcessEnv;
   signal?: AbortSignal;
   onEvent?: (event: BuildEvent) => void;
@@ -328,6 +333,8 @@ const RECIPES: Record<BuildHow, (ctx: RecipeContext) => Promise<string[]>> = {
 
 /** What to tell a person whose build failed. */
 function fixFor(reason: string, dir: string, backend: Backend): string {
+  if (/^patch /.test(reason))
+    return `headroom's patches do not fit this node-llama-cpp's llama.cpp: install the node-llama-cpp version headroom's package.json pins, or a headroom release made for this one (log: ${path.join(dir, 'build.log')})`;
   if (/missing build tools/.test(reason))
     return 'install cmake, git and a C++ compiler (Debian: apt-get install cmake g++ git ninja-build), then run `headroom engines build`';
   const cpu = backend === 'cpu' ? '' : ' (`--backend cpu` builds one without the GPU)';
@@ -457,6 +464,27 @@ export async function buildLlamaServer(opts: BuildOptions = {}): Promise<BuildRe
             logPath,
           );
         }
+        emit({ type: 'phase', phase: 'patch', how: order[0]! });
+        const patches = opts.patchesDir ?? patchesDir();
+        for (const name of LLAMA_SERVER_PATCHES) {
+          try {
+            await run(tools.git, ['apply', '--whitespace=nowarn', path.join(patches, name)], {
+              cwd: base.src,
+              env,
+              log,
+              signal: opts.signal,
+              step: `patch ${name}`,
+            });
+          } catch (err) {
+            opts.signal?.throwIfAborted();
+            await closeLog();
+            return await fail(
+              `patch ${name} does not apply to llama.cpp ${inputs.tag}: ${describeError(err)}`,
+              (err as StepError).tail ?? '',
+              logPath,
+            );
+          }
+        }
         let lastError: StepError | undefined;
         for (const [i, how] of order.entries()) {
           const stage = path.join(llamaServerCacheDir(env), `.stage-${key}-${process.pid}-${how}`);
@@ -477,6 +505,7 @@ export async function buildLlamaServer(opts: BuildOptions = {}): Promise<BuildRe
               cpu: cpuModel(),
               native: how === 'full-source',
               cmakeOptions: recordedCmakeOptions(defs),
+              patches: [...LLAMA_SERVER_PATCHES],
               buildSeconds: Math.round((Date.now() - recipeStart) / 1000),
               date: new Date().toISOString(),
               nodeLlamaCppPackage: pkg.dir,

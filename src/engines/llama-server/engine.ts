@@ -7,8 +7,9 @@ import { llamaServerArgs } from './argv.js';
  * port in argv, ready when GET /health answers 200 (503 while the model loads).
  *
  * What it does not do that the embedded runner does (measured, docs/ENGINES.md): it generates up
- * to max_tokens whatever the reader does (no backpressure to decoding), and a client that leaves
- * while its prompt is evaluated does not stop that evaluation.
+ * to max_tokens whatever the reader does (no backpressure to decoding). A client that leaves while
+ * its prompt is evaluated stops that evaluation in the build headroom makes (patches/
+ * cancel-prompt.patch); a llama-server from PATH or the config evaluates the prompt to its end.
  */
 export interface LlamaServerEngineOptions {
   /** The llama-server binary (engines/llama-server/binary.ts resolves it). */
@@ -42,7 +43,7 @@ export class LlamaServerEngine implements Engine {
     embeddings: 'dedicated-runner',
     tokenize: true,
     trim: true,
-    cancelsPromptEvaluation: false,
+    cancelsPromptEvaluation: true,
     backpressure: false,
     keepAliveAfterStream: false,
   } as const;

@@ -2,6 +2,7 @@ import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import envPaths from 'env-paths';
 import {
   RECIPE_VERSION,
@@ -50,6 +51,20 @@ export function nodeLlamaCppPackage(): NodeLlamaCppPackage {
     tag: info.tag,
     bundle: path.join(dir, 'llama', 'gitRelease.bundle'),
   };
+}
+
+/**
+ * The folder of headroom's llama.cpp patches (LLAMA_SERVER_PATCHES), found from the package root
+ * so that it is the same from dist/ and from source under the test runner.
+ */
+export function patchesDir(): string {
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(path.join(dir, 'package.json'))) {
+    const up = path.dirname(dir);
+    if (up === dir) throw new Error('cannot find the headroom package root');
+    dir = up;
+  }
+  return path.join(dir, 'src', 'engines', 'llama-server', 'patches');
 }
 
 /** The build inputs of this machine and this node-llama-cpp. */
