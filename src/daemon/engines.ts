@@ -54,7 +54,12 @@ export function chooseEngines(
   if ('path' in binary) {
     engines.set(
       'llama-server',
-      new LlamaServerEngine({ binary: binary.path, extraArgs: config.engines.llamaServer.args }),
+      new LlamaServerEngine({
+        binary: binary.path,
+        extraArgs: config.engines.llamaServer.args,
+        // Only the build npm install makes carries the cancel-prompt patch.
+        patched: binary.obtained === 'built',
+      }),
     );
     Object.assign(llama, {
       available: true,

@@ -46,7 +46,10 @@ export function enginesUnderTest(): EngineUnderTest[] {
     engines: { default: 'embedded' },
   };
   const binary = testLlamaServerBinary();
-  const capabilities = new LlamaServerEngine({ binary: 'llama-server' }).capabilities;
+  const capabilities = new LlamaServerEngine({
+    binary: 'llama-server',
+    patched: !resolved.unavailable && resolved.obtained === 'built',
+  }).capabilities;
   if ('missing' in binary) {
     listed = [
       embedded,

@@ -82,3 +82,12 @@ describe('translateLlamaServerError', () => {
     expect(translateLlamaServerError(400, null)).toBe(undefined);
   });
 });
+
+describe('LlamaServerEngine capabilities', () => {
+  it('cancels prompt evaluation only for a binary with the cancel-prompt patch', () => {
+    expect(
+      new LlamaServerEngine({ binary: 'x', patched: true }).capabilities.cancelsPromptEvaluation,
+    ).toBe(true);
+    expect(new LlamaServerEngine({ binary: 'x' }).capabilities.cancelsPromptEvaluation).toBe(false);
+  });
+});

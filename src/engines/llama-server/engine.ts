@@ -1,4 +1,11 @@
-import type { Engine, LaunchContext, RunnerLoad, TranslatedError, TrimOutcome } from '../engine.js';
+import type {
+  Engine,
+  EngineCapabilities,
+  LaunchContext,
+  RunnerLoad,
+  TranslatedError,
+  TrimOutcome,
+} from '../engine.js';
 import type { RunnerConfig } from '../types.js';
 import { llamaServerArgs } from './argv.js';
 
@@ -18,6 +25,12 @@ export interface LlamaServerEngineOptions {
   env?: NodeJS.ProcessEnv;
   /** Arguments appended to headroom's (config `engines.llamaServer.args`). */
   extraArgs?: readonly string[];
+  /**
+   * The binary carries headroom's cancel-prompt patch (the one npm install builds does): a client
+   * that leaves stops its prompt's evaluation. A binary from PATH or the config has no such patch.
+   * Defaults to false.
+   */
+  patched?: boolean;
 }
 
 const slotSchema = {
@@ -39,19 +52,20 @@ const slotSchema = {
 
 export class LlamaServerEngine implements Engine {
   readonly kind = 'llama-server' as const;
-  readonly capabilities = {
-    embeddings: 'dedicated-runner',
-    tokenize: true,
-    trim: true,
-    cancelsPromptEvaluation: true,
-    backpressure: false,
-    keepAliveAfterStream: false,
-  } as const;
+  readonly capabilities: EngineCapabilities;
   readonly needsPort = true;
   readonly #opts: LlamaServerEngineOptions;
 
   constructor(opts: LlamaServerEngineOptions) {
     this.#opts = opts;
+    this.capabilities = {
+      embeddings: 'dedicated-runner',
+      tokenize: true,
+      trim: true,
+      cancelsPromptEvaluation: opts.patched === true,
+      backpressure: false,
+      keepAliveAfterStream: false,
+    };
   }
 
   get binary(): string {
