@@ -182,6 +182,8 @@ async function startDirect(cfg) {
     stdio: ['ignore', 'ignore', 'ignore'],
   });
   const url = `http://127.0.0.1:${port}`;
+  // Killed in the finally below if the bench fails before it stops this one.
+  started.push(child);
   closeAfterStream.add(url);
   await waitHealthy(url, child);
   return { child, url };
