@@ -85,9 +85,13 @@ function isConfig(c: Config | ConfigInput): c is Config {
   return typeof (c as Config).limits?.maxBodyBytes === 'number';
 }
 
-/** A safe file name for a model's log (names come from file stems, but stay careful). */
+/** A model's name as one safe file name (names come from file stems, but stay careful). */
+function safeFileName(model: string): string {
+  return model.replace(/[^A-Za-z0-9._-]/g, '_').replace(/^\.+/, '_');
+}
+
 function logFileName(model: string): string {
-  return `${model.replace(/[^A-Za-z0-9._-]/g, '_').replace(/^\.+/, '_')}.log`;
+  return `${safeFileName(model)}.log`;
 }
 
 /**
@@ -557,6 +561,7 @@ export class Headroom {
       : engine.launch(config, {
           port: engine.needsPort ? await freePort() : 0,
           name: entry.name,
+          stateDir: await this.#runnerStateDir(entry.name),
         });
     let pid: number | undefined;
     const runner = await RunnerProcess.start({
@@ -592,6 +597,13 @@ export class Headroom {
       stop: (opts) => runner.stop(opts),
     };
   };
+
+  /** A model's own directory under the home's state directory (created on first use). */
+  async #runnerStateDir(model: string): Promise<string> {
+    const dir = path.join(this.layout.stateDir, 'slots', safeFileName(model));
+    await mkdir(dir, { recursive: true });
+    return dir;
+  }
 
   /** Trims one ready runner's prompt caches under memory pressure (the scheduler's trim effect). */
   readonly #trimRunner = (

@@ -43,6 +43,8 @@ export interface LaunchContext {
   port: number;
   /** The model's name, which the runner reports as `model` in its answers. */
   name?: string;
+  /** A directory of its own the runner may write to (llama-server's slot files). */
+  stateDir?: string;
 }
 
 /** What a ready runner says of its context and work (undefined fields: it does not say). */

@@ -91,3 +91,29 @@ describe('LlamaServerEngine capabilities', () => {
     expect(new LlamaServerEngine({ binary: 'x' }).capabilities.cancelsPromptEvaluation).toBe(false);
   });
 });
+
+describe('LlamaServerEngine launch', () => {
+  it('gives llama-server a slot save path when the daemon gives the runner a state directory (its /slots actions need one)', () => {
+    const config = {
+      engine: 'llama-server',
+      modelPath: '/m.gguf',
+      contextSize: 1024,
+      parallel: 1,
+      threads: 1,
+      batchSize: 512,
+      flashAttention: true,
+      kvCacheKeyType: 'f16',
+      kvCacheValueType: 'f16',
+      mmap: true,
+      gpuLayers: 0,
+    } satisfies RunnerConfig;
+    const engine = new LlamaServerEngine({ binary: 'llama-server' });
+    const args = engine.launch(config, {
+      port: 1,
+      name: 'm',
+      stateDir: '/home/state/slots/m',
+    }).args;
+    expect(args[args.indexOf('--slot-save-path') + 1]).toBe('/home/state/slots/m');
+    expect(engine.launch(config, { port: 1 }).args).not.toContain('--slot-save-path');
+  });
+});

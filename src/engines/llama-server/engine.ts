@@ -78,6 +78,8 @@ export class LlamaServerEngine implements Engine {
       args: llamaServerArgs(config, {
         port: ctx.port,
         ...(ctx.name !== undefined ? { alias: ctx.name } : {}),
+        // llama-server refuses every POST /slots action (trim's erase too) without a save path.
+        ...(ctx.stateDir !== undefined ? { slotSavePath: ctx.stateDir } : {}),
         ...(this.#opts.extraArgs ? { extraArgs: this.#opts.extraArgs } : {}),
       }),
       env: this.#opts.env ?? process.env,
