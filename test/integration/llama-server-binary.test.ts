@@ -1,9 +1,9 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { createServer } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { resolveLlamaServer } from '../../src/engines/llama-server/binary.js';
 import { sleep } from '../../src/lib/abort.js';
+import { startLlamaServer } from '../helpers/llama-server.js';
 import { tinyChatModel } from '../helpers/models.js';
 
 /**
@@ -18,17 +18,6 @@ const missing = resolution.unavailable ? `${resolution.reason}. ${resolution.fix
 const ci = process.env.CI === 'true';
 if (missing && !ci) console.log(`llama-server-binary.test.ts skipped: ${missing}`);
 
-/** A port nothing listens on now (the kernel's pick; reused at once by the server). */
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  srv.listen(0, '127.0.0.1');
-  await once(srv, 'listening');
-  const port = (srv.address() as { port: number }).port;
-  srv.close();
-  await once(srv, 'close');
-  return port;
-}
-
 describe.runIf(missing !== undefined && ci)('llama-server binary under CI', () => {
   it('is resolvable (npm install builds it)', () => {
     expect.fail(`no llama-server: ${missing}`);
@@ -38,34 +27,26 @@ describe.runIf(missing !== undefined && ci)('llama-server binary under CI', () =
 describe.skipIf(missing !== undefined)('llama-server binary', () => {
   let proc: ChildProcess;
   let url: string;
-  let output = '';
 
   beforeAll(async () => {
     if (resolution.unavailable) throw new Error('unreachable');
     const model = await tinyChatModel();
-    const port = await freePort();
-    url = `http://127.0.0.1:${port}`;
-    proc = spawn(
-      resolution.path,
-      [
-        '-m',
-        model,
-        '-c',
-        '4096',
-        '-np',
-        '1',
-        '-t',
-        '2',
-        '--host',
-        '127.0.0.1',
-        '--port',
-        `${port}`,
-      ],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    proc.stdout!.on('data', (d: Buffer) => (output += d.toString()));
-    proc.stderr!.on('data', (d: Buffer) => (output += d.toString()));
-  });
+    const args = (port: number): string[] => [
+      '-m',
+      model,
+      '-c',
+      '4096',
+      '-np',
+      '1',
+      '-t',
+      '2',
+      '--host',
+      '127.0.0.1',
+      '--port',
+      `${port}`,
+    ];
+    ({ proc, url } = await startLlamaServer(resolution.path, args));
+  }, 90_000);
 
   afterAll(async () => {
     if (proc && proc.exitCode === null && proc.signalCode === null) {
@@ -75,17 +56,7 @@ describe.skipIf(missing !== undefined)('llama-server binary', () => {
   });
 
   it('reports ready on /health', async () => {
-    const deadline = Date.now() + 60_000;
-    for (;;) {
-      if (proc.exitCode !== null) throw new Error(`llama-server exited early:\n${output}`);
-      const status = await fetch(`${url}/health`).then(
-        (r) => r.status,
-        () => 0,
-      );
-      if (status === 200) break;
-      if (Date.now() > deadline) throw new Error(`/health not 200 in 60 s:\n${output}`);
-      await sleep(100);
-    }
+    expect((await fetch(`${url}/health`)).status).toBe(200);
   });
 
   it('answers a chat completion in the OpenAI shape', async () => {

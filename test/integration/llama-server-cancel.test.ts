@@ -1,8 +1,7 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import http from 'node:http';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -10,6 +9,7 @@ import { resolveLlamaServer } from '../../src/engines/llama-server/binary.js';
 import { llamaServerArgs } from '../../src/engines/llama-server/argv.js';
 import type { RunnerConfig } from '../../src/engines/types.js';
 import { sleep } from '../../src/lib/abort.js';
+import { startLlamaServer } from '../helpers/llama-server.js';
 import { cachedModel } from '../helpers/models.js';
 
 /**
@@ -46,16 +46,6 @@ if (missing && !failUnderCi) console.log(`llama-server-cancel.test.ts skipped: $
 
 const BATCH = 512;
 
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  srv.listen(0, '127.0.0.1');
-  await once(srv, 'listening');
-  const port = (srv.address() as { port: number }).port;
-  srv.close();
-  await once(srv, 'close');
-  return port;
-}
-
 interface Completion {
   content: string;
   timings: { prompt_n: number; prompt_ms: number };
@@ -77,7 +67,6 @@ describe.runIf(failUnderCi)('llama-server cancellation under CI', () => {
 describe.skipIf(missing !== undefined)('llama-server: a disconnect stops prompt evaluation', () => {
   let proc: ChildProcess;
   let url: string;
-  let output = '';
   /** About 2k tokens: more than three batches. */
   let prompt = '';
   let promptTokens = 0;
@@ -198,30 +187,14 @@ describe.skipIf(missing !== undefined)('llama-server: a disconnect stops prompt 
       mmap: true,
       gpuLayers: 0,
     };
-    const port = await freePort();
-    url = `http://127.0.0.1:${port}`;
     // --slot-save-path enables POST /slots/ID?action=erase (headroom's trim passes it too).
     slotSavePath = await mkdtemp(path.join(os.tmpdir(), 'headroom-cancel-slots-'));
-    proc = spawn(
+    const dir = slotSavePath;
+    ({ proc, url } = await startLlamaServer(
       resolution.path,
-      llamaServerArgs(config, { port, alias: 'cancel', slotSavePath }),
-      {
-        stdio: ['ignore', 'pipe', 'pipe'],
-      },
-    );
-    proc.stdout!.on('data', (d: Buffer) => (output += d.toString()));
-    proc.stderr!.on('data', (d: Buffer) => (output += d.toString()));
-    const deadline = Date.now() + 120_000;
-    for (;;) {
-      if (proc.exitCode !== null) throw new Error(`llama-server exited early:\n${output}`);
-      const status = await fetch(`${url}/health`).then(
-        (r) => r.status,
-        () => 0,
-      );
-      if (status === 200) break;
-      if (Date.now() > deadline) throw new Error(`/health not 200 in 120 s:\n${output}`);
-      await sleep(100);
-    }
+      (port) => llamaServerArgs(config, { port, alias: 'cancel', slotSavePath: dir }),
+      120_000,
+    ));
     prompt = await sized('sea');
   }, 600_000);
 
