@@ -8,11 +8,11 @@
 //                                          [--params 150M] [--rounds 3] [--threads 1]
 import { mkdir, stat, writeFile } from 'node:fs/promises';
 import http from 'node:http';
-import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { forgeModel, parseParamCount } from '../dist/gguf/forge.js';
 import { startBenchDaemon } from './lib/daemon.mjs';
+import { machineInfo } from './lib/stats.mjs';
 
 const root = path.resolve(import.meta.dirname, '..');
 const { values } = parseArgs({
@@ -189,13 +189,7 @@ try {
   const result = {
     bench: 'cancel',
     date: new Date().toISOString(),
-    machine: {
-      cpus: os.cpus().length,
-      cpuModel: os.cpus()[0]?.model,
-      totalMemBytes: os.totalmem(),
-      node: process.version,
-      loadavg: os.loadavg(),
-    },
+    machine: machineInfo(),
     engine: ENGINE,
     llamaServer: ENGINE === 'llama-server' ? (values['llama-server'] ?? 'resolved') : undefined,
     model: {

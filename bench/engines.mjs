@@ -16,7 +16,6 @@
 import { spawn } from 'node:child_process';
 import { mkdir, stat, writeFile } from 'node:fs/promises';
 import http from 'node:http';
-import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { llamaServerArgs } from '../dist/engines/llama-server/argv.js';
@@ -24,6 +23,7 @@ import { resolveLlamaServerBinary } from '../dist/daemon/engines.js';
 import { forgeModel, parseParamCount } from '../dist/gguf/forge.js';
 import { freePort } from '../dist/lib/net.js';
 import { startBenchDaemon } from './lib/daemon.mjs';
+import { machineInfo, median } from './lib/stats.mjs';
 
 const root = path.resolve(import.meta.dirname, '..');
 const { values } = parseArgs({
@@ -206,12 +206,6 @@ async function loadModel(url) {
   return models.models.find((m) => m.name === MODEL).config;
 }
 
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-};
-
 const started = [];
 try {
   const ls = await startBenchDaemon('headroom-bench-engines-', config('llama-server'));
@@ -271,12 +265,7 @@ try {
   const result = {
     bench: 'engines',
     date: new Date().toISOString(),
-    machine: {
-      cpus: os.cpus().length,
-      cpuModel: os.cpus()[0]?.model,
-      totalMemBytes: os.totalmem(),
-      node: process.version,
-    },
+    machine: machineInfo(),
     binary,
     model: { params: values.params, type: 'f16' },
     config: cfg,

@@ -52,6 +52,7 @@ import { readFileSync } from 'node:fs';
 import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { median } from './lib/stats.mjs';
 
 const root = path.resolve(import.meta.dirname, '..');
 const { values } = parseArgs({
@@ -725,11 +726,6 @@ async function measure(modelPath, x) {
 
 // ---------------------------------------------------------------------------------------------
 const MiB = 2 ** 20;
-const median = (a) => {
-  const s = [...a].sort((p, q) => p - q);
-  if (s.length === 0) return NaN;
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
 function summarize(rows) {
   const ok = rows.filter((r) => r.errRss !== undefined);
   const stat = (k) => ({

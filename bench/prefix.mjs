@@ -5,11 +5,11 @@
 //
 //   npm run build && node bench/prefix.mjs [--params 25M] [--rounds 3] [--threads 1]
 import { mkdir, stat, writeFile } from 'node:fs/promises';
-import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { forgeModel, parseParamCount } from '../dist/gguf/forge.js';
 import { startBenchDaemon } from './lib/daemon.mjs';
+import { machineInfo } from './lib/stats.mjs';
 
 const root = path.resolve(import.meta.dirname, '..');
 const { values } = parseArgs({
@@ -160,13 +160,7 @@ try {
   const result = {
     bench: 'prefix',
     date: new Date().toISOString(),
-    machine: {
-      cpus: os.cpus().length,
-      cpuModel: os.cpus()[0]?.model,
-      totalMemBytes: os.totalmem(),
-      node: process.version,
-      loadavg: os.loadavg(),
-    },
+    machine: machineInfo(),
     model: {
       params: values.params,
       type: 'f16',

@@ -13,6 +13,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { forgeModel, parseParamCount, shapeForParams } from '../dist/gguf/forge.js';
 import { listeningUrl, startBenchDaemon } from './lib/daemon.mjs';
+import { machineInfo, median } from './lib/stats.mjs';
 
 const root = path.resolve(import.meta.dirname, '..');
 const { values } = parseArgs({
@@ -133,11 +134,6 @@ try {
     for (const which of order) runs[which].push(await once(urls[which]));
   }
 
-  const median = (xs) => {
-    const s = [...xs].sort((a, b) => a - b);
-    const m = s.length >> 1;
-    return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-  };
   const summary = (rs) => ({
     ttftMedianMs: median(rs.map((x) => x.ttftMs)),
     tokensPerSMedian: median(rs.map((x) => x.tokensPerS)),
@@ -178,12 +174,7 @@ try {
   const result = {
     bench: 'stream-overhead',
     date: new Date().toISOString(),
-    machine: {
-      cpus: os.cpus().length,
-      cpuModel: os.cpus()[0]?.model,
-      totalMemBytes: os.totalmem(),
-      node: process.version,
-    },
+    machine: machineInfo(),
     model: { params: values.params, type: 'f16', shape, contextSize: 2048 },
     runnerThreads: values.threads ? Number(values.threads) : os.availableParallelism(),
     rounds: ROUNDS,

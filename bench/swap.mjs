@@ -15,6 +15,7 @@ import { forgeModel, parseParamCount } from '../dist/gguf/forge.js';
 import { readModelSpec } from '../dist/gguf/index.js';
 import { silentLogger } from '../dist/lib/logger.js';
 import { planLoad } from '../dist/planner/index.js';
+import { median } from './lib/stats.mjs';
 
 const root = path.resolve(import.meta.dirname, '..');
 const { values } = parseArgs({
@@ -121,10 +122,6 @@ for (let r = 0; r < ROUNDS; r++) {
 }
 await daemon.close();
 
-const median = (xs) => {
-  const s = [...xs].sort((x, y) => x - y);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
 const summary = Object.fromEntries(
   Object.entries(rows).map(([k, v]) => [
     k,
