@@ -1,24 +1,16 @@
 import { describe, expect, it } from 'vitest';
 import type { RunnerConfig } from '../types.js';
+import { runnerConfig } from '../../../test/helpers/runner.js';
 import { CommandEngine } from './engine.js';
 
-const config: RunnerConfig = {
+const config: RunnerConfig = runnerConfig('/models/base.bin', {
   engine: 'command',
-  modelPath: '/models/base.bin',
   contextSize: 4096,
-  parallel: 1,
-  threads: 2,
-  batchSize: 512,
-  flashAttention: true,
-  kvCacheKeyType: 'f16',
-  kvCacheValueType: 'f16',
-  mmap: true,
-  gpuLayers: 0,
   command: {
     argv: ['whisper-server', '--host', '${HOST}', '--port', '${PORT}', '-m', '${MODEL}', '-x'],
     health: '/ready',
   },
-};
+});
 
 describe('CommandEngine', () => {
   it('fills in ${HOST}, ${PORT} and ${MODEL}, each value its own argument, and polls the health path', () => {

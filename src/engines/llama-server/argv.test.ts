@@ -1,20 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import type { RunnerConfig } from '../types.js';
+import { runnerConfig } from '../../../test/helpers/runner.js';
 import { llamaServerArgs } from './argv.js';
 
-const base: RunnerConfig = {
-  engine: 'llama-server',
-  modelPath: '/models/m.gguf',
-  contextSize: 2048,
-  parallel: 4,
-  threads: 2,
-  batchSize: 512,
-  flashAttention: true,
-  kvCacheKeyType: 'f16',
-  kvCacheValueType: 'f16',
-  mmap: true,
-  gpuLayers: 0,
-};
+const base: RunnerConfig = runnerConfig('/models/m.gguf', { engine: 'llama-server', parallel: 4 });
 
 /** The value after a flag, or undefined when the flag is absent. */
 function flag(args: string[], name: string): string | undefined {

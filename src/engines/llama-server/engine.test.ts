@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import type { RunnerConfig } from '../types.js';
 import { LlamaServerEngine, translateLlamaServerError } from './engine.js';
+import { runnerConfig } from '../../../test/helpers/runner.js';
 
 describe('LlamaServerEngine.load', () => {
   it("counts a slot's cells as its n_prompt_tokens, which already hold the tokens it generated", async () => {
@@ -94,19 +95,11 @@ describe('LlamaServerEngine capabilities', () => {
 
 describe('LlamaServerEngine launch', () => {
   it('gives llama-server a slot save path when the daemon gives the runner a state directory (its /slots actions need one)', () => {
-    const config = {
+    const config = runnerConfig('/m.gguf', {
       engine: 'llama-server',
-      modelPath: '/m.gguf',
       contextSize: 1024,
-      parallel: 1,
       threads: 1,
-      batchSize: 512,
-      flashAttention: true,
-      kvCacheKeyType: 'f16',
-      kvCacheValueType: 'f16',
-      mmap: true,
-      gpuLayers: 0,
-    } satisfies RunnerConfig;
+    });
     const engine = new LlamaServerEngine({ binary: 'llama-server' });
     const args = engine.launch(config, {
       port: 1,
