@@ -19,6 +19,7 @@ export const FOLDERS = [
   'engines',
   'supervisor',
   'scheduler',
+  'state',
   'metrics',
   'server',
   'cli',
@@ -35,6 +36,8 @@ export const boundaries = {
   supervisor: { values: ['lib', 'engines'] },
   // A runner's config and kind are the engines' types; which engine runs it is not the scheduler's.
   scheduler: { values: ['lib', 'planner'], types: ['supervisor', 'monitor', 'engines'] },
+  // Saved sequence state on disk: files, index, LRU cap; the engines drive the runners.
+  state: { values: ['lib'] },
   metrics: { values: ['lib'] },
   // The engine interface and the OpenAI request shapes, never an engine's own folder.
   server: { values: ['lib', 'scheduler', 'metrics', 'monitor', 'engines'], enginesTopOnly: true },

@@ -316,6 +316,36 @@ const schedulerSchema = z
   })
   .strict();
 
+/** Saved sequence state across unloads (src/state/, daemon/state-keeper.ts). */
+export const stateSchema = z
+  .object({
+    enabled: z
+      .boolean()
+      .default(true)
+      .describe(
+        'Save idle slots before TTL, eviction, pressure (below critical) and drained unloads. Defaults to true.',
+      ),
+    minTokens: z
+      .number()
+      .int()
+      .min(1)
+      .default(256)
+      .describe(
+        'Fewest tokens a slot holds to be saved, and a saved state shares with a prompt to be restored. Defaults to 256.',
+      ),
+    maxBytes: byteSizeSchema
+      .default('4GiB')
+      .describe(
+        'Bytes all saved states together may take on disk; least recently used go first. Defaults to 4GiB.',
+      ),
+    saveTimeout: durationSchema
+      .default('10s')
+      .describe(
+        'Longest the saves before one unload may take; the runner is stopped then, whatever is unsaved. Defaults to 10s.',
+      ),
+  })
+  .strict();
+
 export const configSchema = z
   .object({
     host: z
@@ -386,6 +416,11 @@ export const configSchema = z
     monitor: monitorConfigSchema
       .default(DEFAULT_MONITOR_CONFIG)
       .describe('Memory monitor and pressure reactions (src/config/monitor.ts).'),
+    state: stateSchema
+      .default(() => stateSchema.parse({}))
+      .describe(
+        'Sequence state saved to disk before an unload that is not forced, and restored on the next request.',
+      ),
   })
   .strict();
 

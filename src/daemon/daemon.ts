@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { AddressInfo } from 'node:net';
 import { createApp } from '../server/app.js';
+import { metricsOf } from '../server/metrics-routes.js';
 import { Headroom, type HeadroomOptions } from './headroom.js';
 
 export interface DaemonOptions extends HeadroomOptions {
@@ -24,6 +25,7 @@ export class Daemon {
   static async start(opts: DaemonOptions = {}): Promise<Daemon> {
     const core = await Headroom.create(opts);
     const app = createApp(core, { log: core.log, bodyLimit: core.config.limits.maxBodyBytes });
+    core.stateKeeper?.register(metricsOf(core).registry);
     const d = new Daemon(core, app, opts.shutdownDeadlineMs ?? 10_000);
     try {
       await app.listen({ host: core.config.host, port: core.config.port });

@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { homeLayout, resolveHome, type HomeLayout } from '../config/home.js';
 import { normaliseConfig, type Config } from '../config/load.js';
-import { parseDuration } from '../config/units.js';
+import { parseByteSize, parseDuration } from '../config/units.js';
 import type { ConfigInput } from '../config/schema.js';
 import type { Engine } from '../engines/engine.js';
 import type { RunnerConfig } from '../engines/types.js';
@@ -41,6 +41,9 @@ import {
 } from './engines.js';
 import { TRIM_TIMEOUT_MS, startPressureMonitor, type PressureMonitor } from './reactions.js';
 import type { MonitorFeed } from '../monitor/feed.js';
+import type { Lease } from '../scheduler/model-manager.js';
+import { StateCache, stateKey } from '../state/cache.js';
+import { StateKeeper } from './state-keeper.js';
 
 /** Requests after which a multi-slot runner's peaks are not recorded (see #measure). */
 const CLEAN_REQUESTS = 4;
@@ -116,6 +119,11 @@ export class Headroom {
   readonly #prepared = new Map<string, Prepared>();
   readonly #lastPlan = new Map<string, LoadPlan>();
   #store: MeasuredStore | undefined;
+  /** Saved sequence state across unloads; undefined with `state.enabled: false`. */
+  #keeper: StateKeeper | undefined;
+  get stateKeeper(): StateKeeper | undefined {
+    return this.#keeper;
+  }
   /**
    * The live sampler and its pressure reactions: created in create(), applied to new loads in
    * #startRunner, disposed first in dispose(). Undefined with `monitor.enabled: false`.
@@ -159,6 +167,7 @@ export class Headroom {
       catalog: () => this.#catalog,
       startRunner: this.#startRunner,
       trimRunner: this.#trimRunner,
+      beforeStop: (o) => this.#keeper?.beforeStop(o) ?? Promise.resolve(),
       defaults,
       stopGraceMs: config.limits.stopGraceMs,
       settings: {
@@ -191,6 +200,7 @@ export class Headroom {
       },
     });
     this.manager.on('event', (e) => {
+      if (e.type === 'unload' || e.type === 'runner-exit') void this.#keeper?.runnerGone(e.model);
       if (e.type === 'load-failed') this.log.warn(e, 'model load failed');
       else if (e.type === 'runner-exit' && !e.expected)
         this.log.error(
@@ -487,6 +497,28 @@ export class Headroom {
         return undefined;
       },
     );
+    if (config.state.enabled) {
+      const cache = await StateCache.create({
+        root: path.join(layout.stateDir, 'slots'),
+        maxBytes: parseByteSize(config.state.maxBytes),
+        log,
+      }).catch((err: unknown) => {
+        log.warn({ err: describeError(err) }, 'saved state unavailable: unloads lose it');
+        return undefined;
+      });
+      if (cache)
+        h.#keeper = new StateKeeper({
+          cache,
+          settings: {
+            minTokens: config.state.minTokens,
+            saveBudgetMs: parseDuration(config.state.saveTimeout),
+            restoreBudgetMs: 60_000,
+          },
+          log,
+          engineOf: (c) => (h.#runnerSpawn ? undefined : h.engines.get(c.engine)),
+          keyOf: (entry, c) => h.#stateKey(entry.path, c),
+        });
+    }
     await h.#pids.reap();
     await h.refreshBudget(opts.budgetInputs);
     await h.refreshCatalog();
@@ -537,12 +569,34 @@ export class Headroom {
     return this.#runnerSpawn ? this.engines.get('embedded') : this.engines.get(config.engine);
   }
 
+  /** The key a model's saved state is filed under with a config (state/cache.ts stateKey). */
+  async #stateKey(file: string, config: RunnerConfig): Promise<string | undefined> {
+    if (config.engine === 'command') return undefined;
+    const { file: id } = await this.#read(file, undefined);
+    return stateKey({
+      file: { path: file, size: id.size, mtimeMs: id.mtimeMs },
+      engine: config.engine ?? 'embedded',
+      ...this.#runtimeOf(config.engine),
+      kvCacheKeyType: config.kvCacheKeyType,
+      kvCacheValueType: config.kvCacheValueType,
+      flashAttention: config.flashAttention || config.kvCacheValueType !== 'f16',
+    });
+  }
+
+  /** ServerCore.restoreState: a saved conversation restored into the lease's runner. */
+  restoreState(lease: Lease, path: string, body: unknown, signal: AbortSignal): Promise<unknown> {
+    return this.#keeper
+      ? this.#keeper.prepareRequest(lease, path, body, signal)
+      : Promise.resolve(body);
+  }
+
   /** Stops every runner. Idempotent. */
   dispose(): Promise<void> {
     // Stop reacting to pressure before the runners stop.
     this.#disposed ??= (this.#pressure?.dispose() ?? Promise.resolve())
       .then(() => this.manager.dispose())
-      .then(() => this.#store?.dispose());
+      .then(() => this.#store?.dispose())
+      .then(() => this.#keeper?.cache.dispose());
     return this.#disposed;
   }
 

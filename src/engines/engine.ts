@@ -64,6 +64,57 @@ export interface TrimOutcome {
   busySlots: number;
 }
 
+/** One slot (sequence) of a ready runner. */
+export interface SlotView {
+  id: number;
+  /** Tokens its cells hold (0: empty). */
+  tokens: number;
+  /** Serving a request now. */
+  busy: boolean;
+  /** Cells the slot holds at most. */
+  contextSize: number;
+}
+
+/**
+ * Saving and restoring a runner's sequence state (KV cells and their tokens) as files in the
+ * runner's state directory (LaunchContext.stateDir), in llama.cpp's sequence state format.
+ */
+export interface EngineState {
+  /** The runner's slots now. */
+  slots(url: string, signal: AbortSignal): Promise<SlotView[]>;
+  /**
+   * Writes an idle slot's state to `fileName` in the state directory (streamed by the runner,
+   * never held in the daemon); rejects when the runner refuses or cannot be reached.
+   */
+  save(
+    url: string,
+    slot: number,
+    fileName: string,
+    signal: AbortSignal,
+  ): Promise<{ tokens: number; bytes: number }>;
+  /** Loads `fileName` from the state directory into an idle slot; rejects when refused. */
+  restore(
+    url: string,
+    slot: number,
+    fileName: string,
+    signal: AbortSignal,
+  ): Promise<{ tokens: number }>;
+  /**
+   * The tokens a request to `path` with `body` would evaluate (chat: its template applied), or
+   * undefined for a request it cannot tell (embeddings, a body it does not know).
+   */
+  promptTokens(
+    url: string,
+    path: string,
+    body: unknown,
+    signal: AbortSignal,
+  ): Promise<number[] | undefined>;
+  /**
+   * What to add to a request's body so that it runs in `slot` and reuses its cells.
+   */
+  pinToSlot(body: Record<string, unknown>, slot: number): Record<string, unknown>;
+}
+
 /** An error answer of a runner, rewritten into headroom's envelope. */
 export interface TranslatedError {
   status: number;
@@ -95,4 +146,6 @@ export interface Engine {
    * clients see the same error whatever the engine; undefined passes it through unchanged.
    */
   translateError(status: number, body: unknown): TranslatedError | undefined;
+  /** Sequence state save and restore (state across unloads); absent where the engine has none. */
+  readonly state?: EngineState;
 }

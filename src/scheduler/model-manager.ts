@@ -97,6 +97,24 @@ export interface ModelManagerOptions {
     reason: string,
     config: RunnerConfig,
   ) => Promise<{ freedBytes: number }>;
+  /**
+   * Runs between a ready runner's stop order and its SIGTERM (e.g. saving its sequence state);
+   * the runner is stopped when it settles, whatever the outcome. It must bound its own time: the
+   * runner keeps its memory (and its ledger charge) until then.
+   */
+  beforeStop?: (o: BeforeStop) => Promise<void>;
+}
+
+/** A ready runner about to be stopped, and why. */
+export interface BeforeStop {
+  entry: ModelEntry;
+  config: RunnerConfig;
+  url: string;
+  reason: StopReason;
+  /** The pressure level that evicted it (reason `pressure`). */
+  level?: StopOrder['level'];
+  /** Requests still in flight on it. */
+  inFlight: number;
 }
 
 export const DEFAULT_SETTINGS: CoreSettings = {
@@ -812,8 +830,20 @@ export class ModelManager extends EventEmitter<{ event: [ManagerEvent] }> {
       return;
     }
     const runner = r.runner;
+    const before = this.#opts.beforeStop;
     // Started outside the core's call: a handle may report its exit synchronously.
     void Promise.resolve()
+      .then(() =>
+        before?.({
+          entry: r.entry,
+          config: r.config,
+          url: runner.url,
+          reason: o.reason,
+          ...(o.level !== undefined ? { level: o.level } : {}),
+          inFlight: o.inFlight,
+        }),
+      )
+      .catch(() => undefined)
       .then(() => runner.stop({ graceMs: this.#opts.stopGraceMs }))
       .finally(() => {
         // The exit listener normally reports first; this covers a handle that does not.

@@ -1,7 +1,7 @@
 import type { Engine } from '../engines/engine.js';
 import type { RunnerConfig } from '../engines/types.js';
 import type { MonitorFeed } from '../monitor/feed.js';
-import type { ModelManager } from '../scheduler/model-manager.js';
+import type { Lease, ModelManager } from '../scheduler/model-manager.js';
 
 /** What the Ollama routes tell of a model file (/api/tags, /api/ps, /api/show). */
 export interface ModelFile {
@@ -49,6 +49,12 @@ export interface ServerCore {
    * codes. Absent: runners speak headroom's protocol (errors pass through, connections reused).
    */
   engineOf?(config: RunnerConfig): Pick<Engine, 'capabilities' | 'translateError'>;
+  /**
+   * Readies the lease's runner for a request before it is forwarded (a saved conversation state
+   * restored into a slot) and returns the body to send, pinned to that slot where one was;
+   * rejects only with the signal's reason. Absent: bodies are forwarded as prepared.
+   */
+  restoreState?(lease: Lease, path: string, body: unknown, signal: AbortSignal): Promise<unknown>;
   /** Live memory samples, pressure, alerts and the event stream; absent when the monitor is off. */
   readonly monitor?: MonitorFeed;
 }

@@ -62,6 +62,11 @@ export async function relay(core: ServerCore, reply: FastifyReply, r: RelayReque
     }
     span.leased(lease.timing);
     prepared = await r.prepare(lease, signal, span);
+    if (core.restoreState)
+      prepared = {
+        ...prepared,
+        body: await core.restoreState(lease, r.path, prepared.body, signal),
+      };
     // The client may have left in the same tick the lease came: never start work for nobody.
     if (signal.aborted) throw signal.reason;
   } catch (err) {

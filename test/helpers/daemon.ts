@@ -28,9 +28,11 @@ export async function startDaemon(
     timeoutMs?: number;
     /** A cgroup's `cgroup.procs` (v1 or v2): the daemon joins it before it starts, runners inherit it. */
     cgroupProcs?: string;
+    /** An existing HEADROOM_HOME (a daemon started again on what another left). Defaults to a new one. */
+    home?: string;
   } = {},
 ): Promise<DaemonProcess> {
-  const home = await mkdtemp(path.join(os.tmpdir(), 'headroom-e2e-'));
+  const home = opts.home ?? (await mkdtemp(path.join(os.tmpdir(), 'headroom-e2e-')));
   const configFile = path.join(home, 'config.yaml');
   await writeFile(configFile, stringify({ port: 0, ...config }));
   const argv = [process.execPath, BIN, 'serve', '--config', configFile];

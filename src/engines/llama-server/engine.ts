@@ -1,6 +1,8 @@
 import type {
   Engine,
   EngineCapabilities,
+  EngineState,
+  SlotView,
   LaunchContext,
   RunnerLoad,
   TranslatedError,
@@ -34,7 +36,9 @@ export interface LlamaServerEngineOptions {
 }
 
 const slotSchema = {
-  parse(v: unknown): Array<{ id: number; processing: boolean; tokens: number }> {
+  parse(
+    v: unknown,
+  ): Array<{ id: number; processing: boolean; tokens: number; contextSize: number }> {
     if (!Array.isArray(v)) throw new Error('GET /slots did not answer an array');
     return v.map((s: unknown) => {
       const o = (typeof s === 'object' && s !== null ? s : {}) as Record<string, unknown>;
@@ -45,6 +49,7 @@ const slotSchema = {
         // Every token in the slot's cells, generated ones included: server_slot::to_json reports
         // prompt.tokens, which each sampled token joins (n_decoded counts those again).
         tokens: num(o.n_prompt_tokens),
+        contextSize: num(o.n_ctx),
       };
     });
   },
@@ -67,6 +72,8 @@ export class LlamaServerEngine implements Engine {
       keepAliveAfterStream: false,
     };
   }
+
+  readonly state: EngineState = llamaServerState;
 
   get binary(): string {
     return this.#opts.binary;
@@ -137,6 +144,88 @@ export class LlamaServerEngine implements Engine {
     return translateLlamaServerError(status, body);
   }
 }
+
+async function postJson(
+  url: string,
+  path: string,
+  body: unknown,
+  signal: AbortSignal,
+): Promise<Record<string, unknown>> {
+  const res = await fetch(new URL(path, url), {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+    signal,
+  });
+  const text = await res.text();
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    json = undefined;
+  }
+  if (!res.ok || typeof json !== 'object' || json === null) {
+    const e = (json as { error?: { message?: unknown } } | undefined)?.error?.message;
+    throw new Error(
+      `POST ${path} answered ${res.status}: ${typeof e === 'string' ? e : text.slice(0, 200)}`,
+    );
+  }
+  return json as Record<string, unknown>;
+}
+
+const count = (v: unknown): number => (typeof v === 'number' && Number.isFinite(v) ? v : 0);
+
+/**
+ * llama-server's slot files: POST /slots/ID?action=save|restore `{ filename }` in its
+ * --slot-save-path (the request waits while the slot serves one). The prompt a request
+ * evaluates: /apply-template for chat bodies (the template the server itself applies), then
+ * /tokenize with the special tokens added and parsed, as its completion handler does. `id_slot`
+ * in a body runs it in that slot, whose cells it reuses for the common prefix.
+ */
+const llamaServerState: EngineState = {
+  async slots(url: string, signal: AbortSignal): Promise<SlotView[]> {
+    const res = await fetch(new URL('/slots', url), { signal });
+    if (!res.ok) throw new Error(`GET /slots answered ${res.status}`);
+    return slotSchema
+      .parse(await res.json())
+      .map((s) => ({ id: s.id, tokens: s.tokens, busy: s.processing, contextSize: s.contextSize }));
+  },
+  async save(url, slot, fileName, signal) {
+    const r = await postJson(url, `/slots/${slot}?action=save`, { filename: fileName }, signal);
+    return { tokens: count(r.n_saved), bytes: count(r.n_written) };
+  },
+  async restore(url, slot, fileName, signal) {
+    const r = await postJson(url, `/slots/${slot}?action=restore`, { filename: fileName }, signal);
+    return { tokens: count(r.n_restored) };
+  },
+  async promptTokens(url, path, body, signal) {
+    if (typeof body !== 'object' || body === null) return undefined;
+    const b = body as Record<string, unknown>;
+    let prompt: unknown;
+    if (path === '/v1/chat/completions' && Array.isArray(b.messages)) {
+      // The whole body: the template's inputs (tools, template kwargs) are parsed as for chat.
+      const t = await postJson(url, '/apply-template', b, signal);
+      prompt = t.prompt;
+    } else if (
+      (path === '/v1/completions' || path === '/completion') &&
+      typeof b.prompt === 'string'
+    )
+      prompt = b.prompt;
+    if (typeof prompt !== 'string') return undefined;
+    const r = await postJson(
+      url,
+      '/tokenize',
+      { content: prompt, add_special: true, parse_special: true },
+      signal,
+    );
+    return Array.isArray(r.tokens) && r.tokens.every((t) => typeof t === 'number')
+      ? (r.tokens as number[])
+      : undefined;
+  },
+  pinToSlot(body, slot) {
+    return { ...body, id_slot: slot, cache_prompt: true };
+  },
+};
 
 /**
  * llama-server's error answers in headroom's codes: `{ error: { code, message, type, … } }` with

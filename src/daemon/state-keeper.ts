@@ -1,0 +1,327 @@
+import path from 'node:path';
+import { Gauge, type Registry } from 'prom-client';
+import type { Engine } from '../engines/engine.js';
+import type { RunnerConfig } from '../engines/types.js';
+import { isAbortError } from '../lib/abort.js';
+import { describeError } from '../lib/errors.js';
+import type { Logger } from '../lib/logger.js';
+import type { PressureLevel } from '../monitor/pressure.js';
+import type { StopReason } from '../scheduler/core-types.js';
+import type { BeforeStop, Lease } from '../scheduler/model-manager.js';
+import type { ModelEntry } from '../scheduler/types.js';
+import type { StateCache } from '../state/cache.js';
+
+/**
+ * State across unloads: before a runner is stopped for a reason that is not forced, its idle
+ * slots holding at least `minTokens` tokens are saved (the runner streams each to a file, within
+ * one time budget per unload); on a later request to a runner of the same model and key, the
+ * saved state sharing the longest prefix with the request's prompt is restored into an empty
+ * slot and the request is pinned to that slot, so only the rest of the prompt is evaluated.
+ * The cache (src/state/cache.ts) owns the files; this module decides when and drives the engine.
+ */
+
+export interface StateKeeperSettings {
+  minTokens: number;
+  /** The saves before one unload together; the runner is stopped when it runs out. */
+  saveBudgetMs: number;
+  /** Longest a restore may delay a request before it is forwarded without one. */
+  restoreBudgetMs: number;
+}
+
+export interface StateKeeperOptions {
+  cache: StateCache;
+  settings: StateKeeperSettings;
+  log: Logger;
+  /** The engine of a runner with this config (undefined: none that saves state). */
+  engineOf: (config: RunnerConfig) => Engine | undefined;
+  /** The key a model's state is saved under with this config; undefined: not saved. */
+  keyOf: (
+    entry: Pick<ModelEntry, 'name' | 'path'>,
+    config: RunnerConfig,
+  ) => Promise<string | undefined>;
+}
+
+/**
+ * Whether an unload saves state first: not when forced or past a drain deadline (requests are
+ * still running), at shutdown (one deadline for everything), for a load that never served, or at
+ * critical pressure (the save itself would hold memory longer).
+ */
+export function savesOnStop(reason: StopReason, level?: PressureLevel): boolean {
+  switch (reason) {
+    case 'ttl':
+    case 'evicted':
+    case 'max-models':
+    case 'over-budget':
+    case 'unload':
+    case 'reload':
+    case 'recycle':
+      return true;
+    case 'pressure':
+      return level !== 'critical';
+    case 'forced':
+    case 'drain-deadline':
+    case 'shutdown':
+    case 'load-cancelled':
+      return false;
+  }
+}
+
+interface RunnerMemo {
+  url: string;
+  key: string | undefined;
+  /** Entries restored into this runner already (never twice). */
+  tried: Set<string>;
+  /** Restores into one runner run one at a time. */
+  queue: Promise<unknown>;
+}
+
+export class StateKeeper {
+  readonly #o: StateKeeperOptions;
+  readonly #runners = new Map<string, RunnerMemo>();
+
+  constructor(o: StateKeeperOptions) {
+    this.#o = o;
+  }
+
+  get cache(): StateCache {
+    return this.#o.cache;
+  }
+
+  /** The manager's beforeStop: saves a stopping runner's idle slots within the budget. */
+  readonly beforeStop = async (o: BeforeStop): Promise<void> => {
+    if (!savesOnStop(o.reason, o.level)) return;
+    const engine = this.#o.engineOf(o.config);
+    if (!engine?.state) return;
+    const key = await this.#o.keyOf(o.entry, o.config).catch(() => undefined);
+    if (key === undefined) return;
+    const { cache, settings, log } = this.#o;
+    const signal = AbortSignal.timeout(settings.saveBudgetMs);
+    const started = performance.now();
+    let saved = 0;
+    let bytes = 0;
+    try {
+      const slots = (await engine.state.slots(o.url, signal))
+        .filter((s) => !s.busy && s.tokens >= settings.minTokens)
+        .sort((a, b) => b.tokens - a.tokens);
+      for (const slot of slots) {
+        const pending = await cache.pending(o.entry.name);
+        const t0 = performance.now();
+        try {
+          await engine.state.save(o.url, slot.id, pending.name, signal);
+        } catch (err) {
+          cache.saveFailed();
+          // The runner may still be writing it: the partial file is swept once it has exited.
+          await cache.abandon(pending);
+          throw err;
+        }
+        const entry = await cache.commit(pending, key, performance.now() - t0);
+        if (entry) {
+          saved++;
+          bytes += entry.bytes;
+        }
+      }
+    } catch (err) {
+      log.warn(
+        {
+          model: o.entry.name,
+          reason: o.reason,
+          err: signal.aborted
+            ? `time budget of ${settings.saveBudgetMs} ms spent`
+            : describeError(err),
+        },
+        'saving state before unload stopped',
+      );
+    }
+    if (saved > 0)
+      log.info(
+        {
+          model: o.entry.name,
+          reason: o.reason,
+          slots: saved,
+          bytes,
+          ms: Math.round(performance.now() - started),
+        },
+        'state saved before unload',
+      );
+  };
+
+  /** A model's runner is gone: forget what was restored into it, delete partial saves. */
+  async runnerGone(model: string): Promise<void> {
+    this.#runners.delete(model);
+    await this.#o.cache.sweepPartials(model).catch(() => undefined);
+  }
+
+  /**
+   * Restores the saved state that best starts this request's prompt into an empty slot of the
+   * lease's runner and returns the body pinned to that slot; else the body unchanged. Never fails
+   * a request for a state that cannot be restored (logged, forwarded as it is); rejects only with
+   * the signal's reason when the client leaves.
+   */
+  async prepareRequest(
+    lease: Lease,
+    path: string,
+    body: unknown,
+    signal: AbortSignal,
+  ): Promise<unknown> {
+    const engine = this.#o.engineOf(lease.config);
+    if (!engine?.state || typeof body !== 'object' || body === null) return body;
+    let memo = this.#runners.get(lease.model);
+    if (memo?.url !== lease.url) {
+      const key = await this.#o
+        .keyOf({ name: lease.model, path: lease.config.modelPath }, lease.config)
+        .catch(() => undefined);
+      memo = { url: lease.url, key, tried: new Set(), queue: Promise.resolve() };
+      this.#runners.set(lease.model, memo);
+    }
+    const m = memo;
+    if (m.key === undefined) return body;
+    const pending = this.#o.cache.entries(lease.model, m.key).filter((e) => !m.tried.has(e.id));
+    if (pending.length === 0) return body;
+    const run = m.queue.then(() =>
+      this.#restore(engine, lease, m, path, body as Record<string, unknown>, signal),
+    );
+    m.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  async #restore(
+    engine: Engine,
+    lease: Lease,
+    m: RunnerMemo,
+    reqPath: string,
+    body: Record<string, unknown>,
+    clientSignal: AbortSignal,
+  ): Promise<unknown> {
+    const state = engine.state!;
+    const { cache, settings, log } = this.#o;
+    const candidates = cache.entries(lease.model, m.key!).filter((e) => !m.tried.has(e.id));
+    if (candidates.length === 0) return body;
+    const signal = AbortSignal.any([clientSignal, AbortSignal.timeout(settings.restoreBudgetMs)]);
+    try {
+      const slots = await state.slots(lease.url, signal);
+      // An empty slot, else the idle one holding least: the runner would give this request a
+      // slot and replace its cells anyway, and the saved state starts its prompt.
+      const free = slots.filter((s) => !s.busy).sort((a, b) => a.tokens - b.tokens)[0];
+      if (!free) return body;
+      const prompt = await state.promptTokens(lease.url, reqPath, body, signal);
+      if (!prompt) return body;
+      const best = await cache.best(
+        candidates,
+        prompt,
+        settings.minTokens,
+        free.contextSize || Infinity,
+      );
+      if (!best) {
+        cache.miss();
+        return body;
+      }
+      m.tried.add(best.entry.id);
+      if (!(await cache.verify(best.entry))) {
+        cache.miss();
+        return body;
+      }
+      const t0 = performance.now();
+      try {
+        await state.restore(lease.url, free.id, path.basename(cache.fileOf(best.entry)), signal);
+      } catch (err) {
+        if (signal.aborted) throw err;
+        await cache.restoreFailed(best.entry, describeError(err));
+        cache.miss();
+        return body;
+      }
+      const ms = performance.now() - t0;
+      cache.hit();
+      await cache.restored(best.entry, ms);
+      log.info(
+        {
+          model: lease.model,
+          slot: free.id,
+          tokens: best.entry.tokens,
+          prefix: best.prefix,
+          prompt: prompt.length,
+          bytes: best.entry.bytes,
+          ms: Math.round(ms),
+        },
+        'state restored',
+      );
+      return state.pinToSlot(body, free.id);
+    } catch (err) {
+      if (clientSignal.aborted) throw clientSignal.reason;
+      log.warn(
+        {
+          model: lease.model,
+          err:
+            isAbortError(err) || signal.aborted
+              ? `time budget of ${settings.restoreBudgetMs} ms spent`
+              : describeError(err),
+        },
+        'restoring state skipped',
+      );
+      return body;
+    }
+  }
+
+  /** The cache's counters as Prometheus gauges (read at scrape time). */
+  register(registry: Registry): void {
+    const cache = this.#o.cache;
+    const gauge = (
+      name: string,
+      help: string,
+      read: (s: ReturnType<StateCache['stats']>) => number,
+    ): void => {
+      new Gauge({
+        name,
+        help,
+        registers: [registry],
+        collect() {
+          this.set(read(cache.stats()));
+        },
+      });
+    };
+    gauge('headroom_state_saves_total', 'Slot states saved before an unload.', (s) => s.saves);
+    gauge(
+      'headroom_state_save_failures_total',
+      'Saves that failed or ran out of time.',
+      (s) => s.saveFailures,
+    );
+    gauge('headroom_state_saved_bytes_total', 'Bytes of state saved.', (s) => s.savedBytes);
+    gauge('headroom_state_save_seconds_total', 'Time spent saving state.', (s) => s.saveMs / 1000);
+    gauge(
+      'headroom_state_restores_total',
+      'Saved states restored into a runner.',
+      (s) => s.restores,
+    );
+    gauge(
+      'headroom_state_restored_bytes_total',
+      'Bytes of state restored.',
+      (s) => s.restoredBytes,
+    );
+    gauge(
+      'headroom_state_restore_seconds_total',
+      'Time spent restoring state.',
+      (s) => s.restoreMs / 1000,
+    );
+    gauge(
+      'headroom_state_hits_total',
+      'Requests that found a saved state starting their prompt.',
+      (s) => s.hits,
+    );
+    gauge(
+      'headroom_state_misses_total',
+      'Requests that looked for a saved state and found none usable.',
+      (s) => s.misses,
+    );
+    gauge(
+      'headroom_state_discarded_total',
+      'Saved states discarded (corrupt, truncated, foreign, too large).',
+      (s) => s.discarded,
+    );
+    gauge(
+      'headroom_state_evicted_total',
+      'Saved states removed by the byte cap (least recently used).',
+      (s) => s.evicted,
+    );
+    gauge('headroom_state_entries', 'Saved states on disk.', (s) => s.entries);
+    gauge('headroom_state_bytes', 'Bytes of saved state on disk.', (s) => s.bytes);
+  }
+}

@@ -1,0 +1,237 @@
+import OpenAI from 'openai';
+import { copyFile, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { afterEach, expect, it } from 'vitest';
+import { startDaemon, type DaemonProcess } from '../helpers/daemon.js';
+import { describeEachEngine } from '../helpers/engines.js';
+import { tinyChatModel } from '../helpers/models.js';
+
+// State across unloads with real runners on the forged tiny chat model: a conversation's slot is
+// saved when its model is unloaded (TTL, or an unload that drains) and restored into the next
+// runner when the conversation goes on. `timings.cache_n` (llama-server: prompt tokens taken
+// from the slot's cells rather than evaluated) tells a restored prefix from a re-evaluated one.
+
+type Msg = { role: 'system' | 'user' | 'assistant'; content: string };
+
+interface Timed {
+  content: string;
+  cached: number;
+}
+
+const USER_1 = `Summarise these notes, please: ${'the quick brown fox jumps over the lazy dog; '.repeat(30)}`;
+
+async function chat(client: OpenAI, model: string, messages: Msg[]): Promise<Timed> {
+  const res = await client.chat.completions.create({
+    model,
+    messages,
+    temperature: 0,
+    max_tokens: 12,
+  });
+  const timings = (res as unknown as { timings?: { cache_n?: number } }).timings;
+  return { content: res.choices[0]?.message.content ?? '', cached: timings?.cache_n ?? -1 };
+}
+
+async function modelState(d: DaemonProcess, name: string): Promise<string> {
+  const res = await fetch(`${d.url}/admin/models`);
+  const body = (await res.json()) as { models: Array<{ name: string; state: string }> };
+  return body.models.find((m) => m.name === name)?.state ?? 'missing';
+}
+
+async function until(
+  what: string,
+  fn: () => Promise<boolean> | boolean,
+  ms = 20_000,
+): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await fn())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+async function metric(d: DaemonProcess, name: string): Promise<number> {
+  const text = await (await fetch(`${d.url}/metrics`)).text();
+  const m = new RegExp(`^${name} (\\S+)$`, 'm').exec(text);
+  return m ? Number(m[1]) : NaN;
+}
+
+interface IndexEntry {
+  id: string;
+  model: string;
+  dir: string;
+  bytes: number;
+}
+
+async function index(home: string): Promise<IndexEntry[]> {
+  const raw = await readFile(path.join(home, 'state', 'slots', 'index.json'), 'utf8');
+  return (JSON.parse(raw) as { entries: IndexEntry[] }).entries;
+}
+
+const binFiles = async (home: string, model: string): Promise<string[]> =>
+  // Committed saves only: a runner writes to a partial-* name first.
+  (await readdir(path.join(home, 'state', 'slots', model)).catch(() => [] as string[])).filter(
+    (f) => f.endsWith('.bin') && !f.startsWith('partial-'),
+  );
+
+describeEachEngine('state across unloads', (engine) => {
+  let daemons: DaemonProcess[] = [];
+
+  afterEach(async () => {
+    await Promise.all(daemons.map((d) => d.stop()));
+    daemons = [];
+  });
+
+  /** `conv` unloads after 1 s idle; `ref` is the same file, never unloaded. */
+  async function start(state: Record<string, unknown> = {}, home?: string): Promise<DaemonProcess> {
+    const file = await tinyChatModel();
+    const d = await startDaemon(
+      {
+        engines: engine.engines,
+        demoModel: false,
+        runner: { contextSize: 1024, threads: 2 },
+        models: { conv: { path: file, ttl: '1s' }, ref: { path: file } },
+        state: { minTokens: 32, ...state },
+      },
+      home !== undefined ? { home } : {},
+    );
+    daemons.push(d);
+    return d;
+  }
+
+  const skipUnlessSaves = (): boolean => {
+    if (engine.kind === 'llama-server') return false;
+    console.warn(`skipping: the ${engine.kind} engine saves no sequence state yet`);
+    return true;
+  };
+
+  it('saves a conversation on TTL unload and restores it on the next turn, answering as a run never unloaded', async () => {
+    if (skipUnlessSaves()) return;
+    const d = await start();
+    const client = new OpenAI({ baseURL: `${d.url}/v1`, apiKey: 'unused', maxRetries: 0 });
+    const turn1: Msg[] = [{ role: 'user', content: USER_1 }];
+    const a = await chat(client, 'conv', turn1);
+    const r = await chat(client, 'ref', turn1);
+    expect(a.content).toBe(r.content);
+
+    await until(
+      'conv unloaded by its TTL',
+      async () => (await modelState(d, 'conv')) === 'unloaded',
+    );
+    await until('a saved state', async () => (await binFiles(d.home, 'conv')).length === 1);
+    expect(d.output()).toMatch(/state saved before unload/);
+    expect(await modelState(d, 'ref')).toBe('ready');
+
+    const turn2: Msg[] = [
+      ...turn1,
+      { role: 'assistant', content: a.content },
+      { role: 'user', content: 'And the second half?' },
+    ];
+    const b = await chat(client, 'conv', turn2);
+    const rb = await chat(client, 'ref', turn2);
+    // The reference reused its slot's cells (never unloaded); the reloaded runner its restored ones.
+    expect(rb.cached).toBeGreaterThan(32);
+    expect(b.cached).toBe(rb.cached);
+    expect(b.content).toBe(rb.content);
+    expect(d.output()).toMatch(/state restored/);
+    expect(await metric(d, 'headroom_state_restores_total')).toBe(1);
+    expect(await metric(d, 'headroom_state_hits_total')).toBe(1);
+    // A TTL of 1 s may unload (and save) it again after the second turn.
+    expect(await metric(d, 'headroom_state_saves_total')).toBeGreaterThanOrEqual(1);
+  });
+
+  it('discards a corrupt saved state with a log line and evaluates the prompt instead', async () => {
+    if (skipUnlessSaves()) return;
+    const d = await start();
+    const client = new OpenAI({ baseURL: `${d.url}/v1`, apiKey: 'unused', maxRetries: 0 });
+    const turn1: Msg[] = [{ role: 'user', content: USER_1 }];
+    const a = await chat(client, 'conv', turn1);
+    await until('a saved state', async () => (await binFiles(d.home, 'conv')).length === 1);
+    const [name] = await binFiles(d.home, 'conv');
+    const file = path.join(d.home, 'state', 'slots', 'conv', name!);
+    // Flip bytes among the KV cells: same size, same header, different content.
+    const bytes = await readFile(file);
+    for (let i = bytes.length - 4096; i < bytes.length - 2048; i++) bytes[i] = bytes[i]! ^ 0x5a;
+    await writeFile(file, bytes);
+
+    const b = await chat(client, 'conv', [
+      ...turn1,
+      { role: 'assistant', content: a.content },
+      { role: 'user', content: 'And the second half?' },
+    ]);
+    expect(b.cached).toBe(0);
+    expect(d.output()).toMatch(/saved state discarded: corrupt/);
+    expect(await binFiles(d.home, 'conv')).toEqual([]);
+    expect(await metric(d, 'headroom_state_restores_total')).toBe(0);
+    expect(await metric(d, 'headroom_state_discarded_total')).toBe(1);
+  });
+
+  it('keeps the saved states within the byte cap, dropping the least recently used', async () => {
+    if (skipUnlessSaves()) return;
+    const d0 = await start();
+    const client0 = new OpenAI({ baseURL: `${d0.url}/v1`, apiKey: 'unused', maxRetries: 0 });
+    await chat(client0, 'conv', [{ role: 'user', content: USER_1 }]);
+    await until('a saved state', async () => (await binFiles(d0.home, 'conv')).length === 1);
+    const one = (await index(d0.home))[0]!.bytes;
+    await d0.stop();
+    daemons = [];
+
+    // Room for two saves of this size, not three.
+    const d = await start({ maxBytes: Math.floor(one * 2.5) });
+    const client = new OpenAI({ baseURL: `${d.url}/v1`, apiKey: 'unused', maxRetries: 0 });
+    for (const topic of ['apples', 'boats', 'clouds']) {
+      await chat(client, 'conv', [{ role: 'user', content: `${topic}: ${USER_1}` }]);
+      const res = await fetch(`${d.url}/admin/models/conv/unload`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: '{}',
+      });
+      expect(res.status).toBe(200);
+      await until('conv unloaded', async () => (await modelState(d, 'conv')) === 'unloaded');
+    }
+    const entries = await index(d.home);
+    expect(entries).toHaveLength(2);
+    expect(entries.reduce((n, e) => n + e.bytes, 0)).toBeLessThanOrEqual(one * 2.5);
+    expect(await binFiles(d.home, 'conv')).toHaveLength(2);
+    expect(await metric(d, 'headroom_state_evicted_total')).toBe(1);
+    // The first conversation was dropped: its next turn is evaluated whole.
+    const again = await chat(client, 'conv', [{ role: 'user', content: `apples: ${USER_1}` }]);
+    expect(again.cached).toBe(0);
+    const last = await chat(client, 'conv', [{ role: 'user', content: `clouds: ${USER_1}` }]);
+    expect(last.cached).toBeGreaterThan(32);
+  });
+
+  it('never loads what a save cut short by a kill left behind', async () => {
+    if (skipUnlessSaves()) return;
+    const d0 = await start();
+    const client0 = new OpenAI({ baseURL: `${d0.url}/v1`, apiKey: 'unused', maxRetries: 0 });
+    const turn1: Msg[] = [{ role: 'user', content: USER_1 }];
+    const a = await chat(client0, 'conv', turn1);
+    await until('a saved state', async () => (await binFiles(d0.home, 'conv')).length === 1);
+    // SIGKILL: nothing of the daemon's shutdown runs.
+    await d0.stop('SIGKILL');
+    daemons = [];
+    const dir = path.join(d0.home, 'state', 'slots', 'conv');
+    const [saved] = await binFiles(d0.home, 'conv');
+    // What a kill leaves: a save the runner was still writing (a partial name, cut short), and
+    // a complete file renamed before the index named it. Neither is in the index.
+    const full = await readFile(path.join(dir, saved!));
+    await writeFile(path.join(dir, 'partial-killed.bin'), full.subarray(0, full.length >> 1));
+    await copyFile(path.join(dir, saved!), path.join(dir, '0b7e3c1a-unindexed.bin'));
+    await rm(path.join(dir, saved!));
+    await writeFile(
+      path.join(d0.home, 'state', 'slots', 'index.json'),
+      JSON.stringify({ version: 1, entries: [] }),
+    );
+
+    const d = await start({}, d0.home);
+    expect(await binFiles(d.home, 'conv')).toEqual([]);
+    const client = new OpenAI({ baseURL: `${d.url}/v1`, apiKey: 'unused', maxRetries: 0 });
+    const b = await chat(client, 'conv', [
+      ...turn1,
+      { role: 'assistant', content: a.content },
+      { role: 'user', content: 'And the second half?' },
+    ]);
+    expect(b.cached).toBe(0);
+    expect(await metric(d, 'headroom_state_restores_total')).toBe(0);
+  });
+});
