@@ -117,7 +117,7 @@ describe('StateCache', () => {
     const b = await cache.commit(await save('m', range(50, 10)), KEY, 1);
     const fa = cache.fileOf(a!);
     const bytes = await readFile(fa);
-    bytes[bytes.length - 10] ^= 0xff;
+    bytes[bytes.length - 10] = bytes[bytes.length - 10]! ^ 0xff;
     await writeFile(fa, bytes);
     await writeFile(cache.fileOf(b!), (await readFile(cache.fileOf(b!))).subarray(0, 200));
     expect(await cache.verify(a!)).toBe(false);
