@@ -567,6 +567,68 @@ export class Engine {
     }
   }
 
+  /** Each slot's id (its index), cached tokens, whether it serves a request, and its cells. */
+  slotViews(): Array<{ id: number; tokens: number; busy: boolean; contextSize: number }> {
+    return this.#slots.map((s, id) => ({
+      id,
+      tokens: s.sequence.nextTokenIndex,
+      busy: s.busy,
+      contextSize: this.contextSize,
+    }));
+  }
+
+  /**
+   * Writes an idle slot's sequence state (its tokens and KV cells) to `file`, streamed by
+   * llama.cpp (llama_state_seq_save_file); the slot takes no request meanwhile. Rejects with a
+   * 409 when the slot is serving one.
+   */
+  async saveSlot(id: number, file: string): Promise<{ tokens: number; bytes: number }> {
+    const slot = this.#idleSlot(id);
+    slot.busy = true;
+    try {
+      const tokens = slot.sequence.nextTokenIndex;
+      const { fileSize } = await slot.sequence.saveStateToFile(file);
+      return { tokens, bytes: fileSize };
+    } finally {
+      this.#release(slot);
+    }
+  }
+
+  /**
+   * Loads a state file into an idle slot, replacing what it held. The file must come from this
+   * model and config (headroom's state cache keys and hashes it): llama.cpp checks the shape of
+   * the cells but not where they came from. A failed load leaves the slot empty.
+   */
+  async restoreSlot(id: number, file: string): Promise<{ tokens: number }> {
+    const slot = this.#idleSlot(id);
+    slot.busy = true;
+    try {
+      await slot.sequence.loadStateFromFile(file, { acceptRisk: true });
+      return { tokens: slot.sequence.nextTokenIndex };
+    } catch (err) {
+      await slot.sequence.clearHistory().catch(() => undefined);
+      throw new HeadroomError('invalid_request', `the state file was refused: ${String(err)}`, {
+        status: 400,
+      });
+    } finally {
+      this.#release(slot);
+    }
+  }
+
+  #idleSlot(id: number): Slot {
+    const slot = this.#slots[id];
+    if (!slot)
+      throw new HeadroomError('invalid_request', `no slot ${id}`, {
+        status: 400,
+        details: { param: 'slot' },
+      });
+    if (slot.busy)
+      throw new HeadroomError('invalid_request', `slot ${id} is serving a request`, {
+        status: 409,
+      });
+    return slot;
+  }
+
   /** Frees the context, the model and the backend. Idempotent. */
   dispose(): Promise<void> {
     this.#disposed ??= (async () => {

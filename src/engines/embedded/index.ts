@@ -76,7 +76,7 @@ export function runnerEnv(base: NodeJS.ProcessEnv = process.env): NodeJS.Process
   return { ...base, GLIBC_TUNABLES: current ? `${current}:${tunable}` : tunable };
 }
 
-export function embeddedSpawnSpec(config: RunnerConfig): EmbeddedSpawnSpec {
+export function embeddedSpawnSpec(config: RunnerConfig, stateDir?: string): EmbeddedSpawnSpec {
   return {
     command: process.execPath,
     env: runnerEnv(),
@@ -98,6 +98,8 @@ export function embeddedSpawnSpec(config: RunnerConfig): EmbeddedSpawnSpec {
       '--heap-growing-percent=10',
       runnerEntryPath(),
       JSON.stringify(runnerConfigSchema.parse(config)),
+      // Where its slot saves and restores read and write (state across unloads).
+      ...(stateDir !== undefined ? [stateDir] : []),
     ],
   };
 }
@@ -118,6 +120,40 @@ export const trimReportSchema = z.object({
 export type TrimReport = z.infer<typeof trimReportSchema>;
 
 /** The embedded node-llama-cpp runner behind the Engine interface. */
+const slotViews = z.array(
+  z.object({
+    id: z.number().int(),
+    tokens: z.number().int(),
+    busy: z.boolean(),
+    contextSize: z.number().int(),
+  }),
+);
+const saved = z.object({ tokens: z.number().int(), bytes: z.number().int() });
+const restored = z.object({ tokens: z.number().int() });
+const promptTokens = z.object({ tokens: z.array(z.number().int()).nullable() });
+
+/** A JSON call to the embedded runner; rejects with its error message on a non-2xx answer. */
+async function call(
+  url: string,
+  method: 'GET' | 'POST',
+  path: string,
+  body: unknown,
+  signal: AbortSignal,
+): Promise<unknown> {
+  const res = await fetch(new URL(path, url), {
+    method,
+    ...(body !== undefined
+      ? { headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) }
+      : {}),
+    signal,
+  });
+  const json = (await res.json().catch(() => undefined)) as
+    { error?: { message?: string } } | undefined;
+  if (!res.ok)
+    throw new Error(`${method} ${path} answered ${res.status}: ${json?.error?.message ?? ''}`);
+  return json;
+}
+
 export const embeddedEngine: Engine = {
   kind: 'embedded',
   capabilities: {
@@ -129,8 +165,31 @@ export const embeddedEngine: Engine = {
     keepAliveAfterStream: true,
   },
   needsPort: false,
-  launch(config) {
-    return { ...embeddedSpawnSpec(config), readiness: { kind: 'ipc' } };
+  launch(config, ctx) {
+    return { ...embeddedSpawnSpec(config, ctx.stateDir), readiness: { kind: 'ipc' } };
+  },
+  state: {
+    async slots(url, signal) {
+      return slotViews.parse(await call(url, 'GET', '/slots', undefined, signal));
+    },
+    async save(url, slot, fileName, signal) {
+      return saved.parse(
+        await call(url, 'POST', '/slots/save', { slot, filename: fileName }, signal),
+      );
+    },
+    async restore(url, slot, fileName, signal) {
+      return restored.parse(
+        await call(url, 'POST', '/slots/restore', { slot, filename: fileName }, signal),
+      );
+    },
+    async promptTokens(url, path, body, signal) {
+      const r = promptTokens.parse(
+        await call(url, 'POST', '/prompt-tokens', { path, body }, signal),
+      );
+      return r.tokens ?? undefined;
+    },
+    // The runner gives a request the free slot holding most of its prompt: no pinning needed.
+    pinToSlot: (body) => body,
   },
   async load(url, _config, signal) {
     const res = await fetch(new URL('/stats', url), { signal });

@@ -22,6 +22,7 @@ import type { ErrorCode } from '../../lib/error-codes.js';
 import { HeadroomError } from '../../lib/errors.js';
 import { readProcessMemory } from '../../monitor/index.js';
 import type { RunnerConfig, RunnerMessage, RunnerStats } from '../types.js';
+import { chatCompletionBody, completionBody } from '../openai.js';
 import { sendJson, serveCompletion } from './completion.js';
 import { Engine } from './engine.js';
 import { runnerConfigSchema, type TrimReport } from './index.js';
@@ -79,6 +80,30 @@ function sendError(res: ServerResponse, err: unknown): void {
   else if (!res.writableEnded) res.end(`data: ${JSON.stringify(body)}\n\n`);
 }
 
+const slotBody = z
+  .object({
+    slot: z.number().int().min(0).max(255),
+    filename: z.string().regex(/^[A-Za-z0-9_-][A-Za-z0-9._-]{0,200}$/, 'a file name, not a path'),
+  })
+  .strict();
+
+const promptBody = z.object({ path: z.string(), body: z.unknown() });
+
+/** The tokens a completion request would evaluate, as completion.ts builds them. */
+function promptTokens(engine: Engine, route: string, body: unknown): number[] | undefined {
+  if (route === '/v1/chat/completions') {
+    const chat = chatCompletionBody.safeParse(body);
+    return chat.success ? engine.chatPrompt(chat.data.messages) : undefined;
+  }
+  if (route === '/v1/completions') {
+    const text = completionBody.safeParse(body);
+    if (!text.success) return undefined;
+    const p = text.data.prompt;
+    return engine.tokenize(typeof p === 'string' ? p : (p[0] ?? ''), { bos: true });
+  }
+  return undefined;
+}
+
 class Runner {
   readonly #server: http.Server;
   #engine: Engine | undefined;
@@ -87,9 +112,11 @@ class Runner {
   #trimming: Promise<TrimReport> | undefined;
   readonly #config: RunnerConfig;
   readonly #modelName: string;
+  readonly #stateDir: string | undefined;
 
-  constructor(config: RunnerConfig) {
+  constructor(config: RunnerConfig, stateDir: string | undefined) {
     this.#config = config;
+    this.#stateDir = stateDir;
     this.#modelName =
       config.modelPath
         .split('/')
@@ -116,6 +143,19 @@ class Runner {
     send({ type: 'ready', loadMs: this.#engine.loadMs });
   }
 
+  /** A file in the runner's state directory (argv[3]); names only, never a path. */
+  #stateFile(name: string): string {
+    if (this.#stateDir === undefined)
+      throw new HeadroomError(
+        'invalid_request',
+        'this runner was started without a state directory',
+        {
+          status: 400,
+        },
+      );
+    return `${this.#stateDir}/${name}`;
+  }
+
   async stop(reason: string): Promise<void> {
     if (this.#stopping) return;
     this.#stopping = true;
@@ -138,8 +178,24 @@ class Runner {
         throw new HeadroomError('runner_not_ready', 'the model is still loading', { status: 503 });
       if (req.method === 'GET' && path === '/stats')
         return sendJson(res, 200, await this.#stats(engine));
+      if (req.method === 'GET' && path === '/slots') return sendJson(res, 200, engine.slotViews());
       if (req.method !== 'POST')
         throw new HeadroomError('unknown_route', `no route ${req.method} ${path}`, { status: 404 });
+      if (path === '/slots/save' || path === '/slots/restore') {
+        const { slot, filename } = slotBody.parse(await readJson(req, true));
+        const file = this.#stateFile(filename);
+        return sendJson(
+          res,
+          200,
+          path === '/slots/save'
+            ? await engine.saveSlot(slot, file)
+            : await engine.restoreSlot(slot, file),
+        );
+      }
+      if (path === '/prompt-tokens') {
+        const { path: route, body: request } = promptBody.parse(await readJson(req));
+        return sendJson(res, 200, { tokens: promptTokens(engine, route, request) ?? null });
+      }
       if (path === '/trim') {
         const { reason } = trimBody.parse(await readJson(req, true));
         return sendJson(res, 200, await this.#trim(engine, reason));
@@ -260,7 +316,7 @@ async function main(): Promise<void> {
     send({ type: 'error', code: 'RUNNER_BAD_CONFIG', message });
     process.exit(2);
   }
-  const runner = new Runner(config);
+  const runner = new Runner(config, process.argv[3] || undefined);
   const shutdown = (reason: string): void => {
     void runner.stop(reason).finally(() => process.exit(0));
   };

@@ -1,0 +1,244 @@
+#!/usr/bin/env node
+// bench/state (P4): time to first token of a conversation's follow-up after its model was
+// unloaded, with the saved state restored and without (the whole prompt evaluated again), at
+// several conversation lengths. The reload is excluded from both (the model is loaded through the
+// management API first) and shown on its own. Prints a table, writes bench/results/state.json.
+//
+//   npm run build && node bench/state.mjs [--params 25M] [--tokens 2000,8000,16000] [--threads 2]
+import { mkdir, stat, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { forgeModel, parseParamCount } from '../dist/gguf/forge.js';
+import { startBenchDaemon } from './lib/daemon.mjs';
+import { machineInfo } from './lib/stats.mjs';
+
+const root = path.resolve(import.meta.dirname, '..');
+const { values } = parseArgs({
+  options: {
+    params: { type: 'string', default: '25M' },
+    tokens: { type: 'string', default: '2000,8000,16000' },
+    threads: { type: 'string', default: '2' },
+    engine: { type: 'string', default: 'llama-server' },
+  },
+});
+const SIZES = values.tokens.split(',').map(Number);
+const CTX = Math.max(...SIZES) + 1024;
+const modelsDir = path.join(root, '.cache', 'bench-models', 'state');
+await mkdir(modelsDir, { recursive: true });
+const MODEL = `state-${values.params.toLowerCase()}`;
+const file = path.join(modelsDir, `${MODEL}.gguf`);
+if (!(await stat(file).catch(() => null)))
+  await forgeModel({
+    out: file,
+    params: parseParamCount(values.params),
+    type: 'f16',
+    ctx: 32768,
+    chatTemplate: 'chatml',
+    seed: 11,
+  });
+const { daemon, url } = await startBenchDaemon(
+  'headroom-bench-state-',
+  [
+    'port: 0',
+    'demoModel: false',
+    `modelDirs: [${JSON.stringify(modelsDir)}]`,
+    `engines: { default: ${values.engine} }`,
+    `runner: { contextSize: ${CTX}, threads: ${Number(values.threads)}, parallel: 1 }`,
+    'state: { minTokens: 256, maxBytes: 16GiB, saveTimeout: 120s }',
+    '',
+  ].join('\n'),
+);
+
+const post = async (p, body) => {
+  const r = await fetch(`${url}${p}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+  const json = await r.json();
+  if (!r.ok) throw new Error(`${p}: ${r.status} ${JSON.stringify(json)}`);
+  return json;
+};
+
+/** Streams a chat request; resolves with TTFT (ms) and the usage. */
+async function ttft(messages) {
+  const t0 = performance.now();
+  const res = await fetch(`${url}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({
+      model: MODEL,
+      messages,
+      max_tokens: 4,
+      temperature: 0,
+      stream: true,
+      stream_options: { include_usage: true },
+    }),
+  });
+  if (!res.ok) throw new Error(`${res.status} ${await res.text()}`);
+  let first = 0;
+  let usage;
+  let timings;
+  let buf = '';
+  const dec = new TextDecoder();
+  for await (const chunk of res.body) {
+    buf += dec.decode(chunk, { stream: true });
+    let i;
+    while ((i = buf.indexOf('\n\n')) >= 0) {
+      const ev = buf.slice(0, i);
+      buf = buf.slice(i + 2);
+      if (!first && ev.includes('"delta"') && ev.includes('"content":')) first = performance.now();
+      if (ev.startsWith('data: {')) {
+        const j = JSON.parse(ev.slice(6));
+        if (j.usage) usage = j.usage;
+        if (j.timings) timings = j.timings;
+      }
+    }
+  }
+  return { ttftMs: (first || performance.now()) - t0, usage, timings };
+}
+
+async function metrics() {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const read = (n) => Number(new RegExp(`^${n} (\\S+)$`, 'm').exec(text)?.[1] ?? NaN);
+  return {
+    saves: read('headroom_state_saves_total'),
+    savedBytes: read('headroom_state_saved_bytes_total'),
+    saveS: read('headroom_state_save_seconds_total'),
+    restores: read('headroom_state_restores_total'),
+    restoreS: read('headroom_state_restore_seconds_total'),
+  };
+}
+
+async function loadMs() {
+  const r = await post(`/admin/models/${MODEL}/load`, {});
+  return r.loadMs ?? NaN;
+}
+
+const unload = (force) => post(`/admin/models/${MODEL}/unload`, { force });
+async function waitUnloaded() {
+  for (;;) {
+    const list = await (await fetch(`${url}/admin/models`)).json();
+    if (list.models.find((m) => m.name === MODEL)?.state === 'unloaded') return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+try {
+  await loadMs();
+  const info = (await (await fetch(`${url}/admin/models`)).json()).models.find(
+    (m) => m.name === MODEL,
+  );
+  const tok = async (content) =>
+    (
+      await (
+        await fetch(`${info.url}/tokenize`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ content }),
+        })
+      ).json()
+    ).tokens.length;
+  const words = (n, tag) => Array.from({ length: n }, (_, i) => `${tag}${i} tide`).join(' ');
+  const perWord = (await tok(words(200, 'x'))) / 200;
+  const conversation = (n, tag) => [
+    { role: 'system', content: `You are helpful. Session ${tag}.` },
+    { role: 'user', content: words(Math.round(n / perWord), `${tag}u`) },
+  ];
+  const followUp = (conv, answer) => [
+    ...conv,
+    { role: 'assistant', content: answer },
+    { role: 'user', content: 'And then?' },
+  ];
+  const runs = [];
+  for (const n of SIZES) {
+    // Without state: the unload is forced (nothing saved), the follow-up evaluates everything.
+    const a = conversation(n, `p${n}`);
+    await ttft(a);
+    await unload(true);
+    await waitUnloaded();
+    const loadPrefill = await loadMs();
+    const prefill = await ttft(followUp(a, 'ok'));
+    // With state: an unload that drains saves the slot; the follow-up restores it.
+    const b = conversation(n, `r${n}`);
+    await ttft(b);
+    const m0 = await metrics();
+    await unload(false);
+    await waitUnloaded();
+    const m1 = await metrics();
+    const loadRestore = await loadMs();
+    const restored = await ttft(followUp(b, 'ok'));
+    const m2 = await metrics();
+    const run = {
+      tokens: n,
+      promptTokens: restored.usage?.prompt_tokens,
+      prefillTtftMs: prefill.ttftMs,
+      prefillCached:
+        prefill.timings?.cache_n ?? prefill.usage?.prompt_tokens_details?.cached_tokens,
+      restoreTtftMs: restored.ttftMs,
+      restoreCached:
+        restored.timings?.cache_n ?? restored.usage?.prompt_tokens_details?.cached_tokens,
+      ratio: restored.ttftMs / prefill.ttftMs,
+      loadMsPrefill: loadPrefill,
+      loadMsRestore: loadRestore,
+      saveMs: (m1.saveS - m0.saveS) * 1000,
+      savedBytes: m1.savedBytes - m0.savedBytes,
+      restoreMs: (m2.restoreS - m1.restoreS) * 1000,
+      restores: m2.restores - m1.restores,
+    };
+    runs.push(run);
+    process.stderr.write(
+      `${n} tokens: re-prefill ${prefill.ttftMs.toFixed(0)} ms, restore ${restored.ttftMs.toFixed(0)} ms\n`,
+    );
+    await unload(true);
+    await waitUnloaded();
+    await loadMs();
+  }
+  const rows = [
+    [
+      'tokens',
+      'prompt',
+      're-prefill TTFT ms',
+      'restore TTFT ms',
+      'ratio',
+      'cached (restore)',
+      'load ms',
+      'save ms',
+      'saved MiB',
+      'restore ms',
+    ],
+    ...runs.map((r) => [
+      String(r.tokens),
+      String(r.promptTokens),
+      r.prefillTtftMs.toFixed(0),
+      r.restoreTtftMs.toFixed(0),
+      r.ratio.toFixed(3),
+      String(r.restoreCached),
+      r.loadMsRestore.toFixed(0),
+      r.saveMs.toFixed(0),
+      (r.savedBytes / 1048576).toFixed(1),
+      r.restoreMs.toFixed(0),
+    ]),
+  ];
+  const w = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
+  console.log(rows.map((r) => r.map((c, i) => c.padEnd(w[i])).join('  ')).join('\n'));
+  const result = {
+    bench: 'state',
+    date: new Date().toISOString(),
+    machine: machineInfo(),
+    model: {
+      params: values.params,
+      type: 'f16',
+      contextSize: CTX,
+      threads: Number(values.threads),
+    },
+    engine: values.engine,
+    runs,
+  };
+  await mkdir(path.join(root, 'bench/results'), { recursive: true });
+  await writeFile(path.join(root, 'bench/results/state.json'), JSON.stringify(result, null, 2));
+  console.log('\nwrote bench/results/state.json');
+} finally {
+  daemon.kill('SIGTERM');
+  await new Promise((r) => daemon.once('exit', r));
+}
