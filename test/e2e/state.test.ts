@@ -22,7 +22,7 @@ interface Timed {
 /** Each test starts one or two daemons and evaluates a few prompts of ~200 tokens. */
 const TIMEOUT = 120_000;
 
-const USER_1 = `Summarise these notes, please: ${'the quick brown fox jumps over the lazy dog; '.repeat(8)}`;
+const USER_1 = `Summarise these notes, please: ${'the quick brown fox jumps over the lazy dog; '.repeat(5)}`;
 
 async function chat(client: OpenAI, model: string, messages: Msg[]): Promise<Timed> {
   const res = await client.chat.completions.create({
