@@ -107,6 +107,8 @@ async function metrics() {
     saveS: read('headroom_state_save_seconds_total'),
     restores: read('headroom_state_restores_total'),
     restoreS: read('headroom_state_restore_seconds_total'),
+    verifyS: read('headroom_state_verify_seconds_total'),
+    lookupS: read('headroom_state_lookup_seconds_total'),
   };
 }
 
@@ -140,11 +142,14 @@ try {
       ).json()
     ).tokens.length;
   const words = (n, tag) => Array.from({ length: n }, (_, i) => `${tag}${i} tide`).join(' ');
-  const perWord = (await tok(words(200, 'x'))) / 200;
-  const conversation = (n, tag) => [
-    { role: 'system', content: `You are helpful. Session ${tag}.` },
-    { role: 'user', content: words(Math.round(n / perWord), `${tag}u`) },
-  ];
+  // Calibrated per conversation: the tag is part of every word, and so of its token count.
+  const conversation = async (n, tag) => {
+    const perWord = (await tok(words(400, `${tag}u`))) / 400;
+    return [
+      { role: 'system', content: `You are helpful. Session ${tag}.` },
+      { role: 'user', content: words(Math.round(n / perWord), `${tag}u`) },
+    ];
+  };
   const followUp = (conv, answer) => [
     ...conv,
     { role: 'assistant', content: answer },
@@ -152,15 +157,15 @@ try {
   ];
   const runs = [];
   for (const n of SIZES) {
-    // Without state: the unload is forced (nothing saved), the follow-up evaluates everything.
-    const a = conversation(n, `p${n}`);
-    await ttft(a);
+    // Without state: the model was unloaded by force (nothing saved; the conversation's first
+    // turn would have left nothing either), the follow-up evaluates everything.
+    const a = await conversation(n, `p${n}`);
     await unload(true);
     await waitUnloaded();
     const loadPrefill = await loadMs();
     const prefill = await ttft(followUp(a, 'ok'));
     // With state: an unload that drains saves the slot; the follow-up restores it.
-    const b = conversation(n, `r${n}`);
+    const b = await conversation(n, `r${n}`);
     await ttft(b);
     const m0 = await metrics();
     await unload(false);
@@ -184,6 +189,8 @@ try {
       saveMs: (m1.saveS - m0.saveS) * 1000,
       savedBytes: m1.savedBytes - m0.savedBytes,
       restoreMs: (m2.restoreS - m1.restoreS) * 1000,
+      verifyMs: (m2.verifyS - m1.verifyS) * 1000,
+      lookupMs: (m2.lookupS - m1.lookupS) * 1000,
       restores: m2.restores - m1.restores,
     };
     runs.push(run);
@@ -205,6 +212,8 @@ try {
       'load ms',
       'save ms',
       'saved MiB',
+      'lookup ms',
+      'verify ms',
       'restore ms',
     ],
     ...runs.map((r) => [
@@ -217,6 +226,8 @@ try {
       r.loadMsRestore.toFixed(0),
       r.saveMs.toFixed(0),
       (r.savedBytes / 1048576).toFixed(1),
+      r.lookupMs.toFixed(0),
+      r.verifyMs.toFixed(0),
       r.restoreMs.toFixed(0),
     ]),
   ];

@@ -197,6 +197,7 @@ export class StateKeeper {
     const candidates = cache.entries(lease.model, m.key!).filter((e) => !m.tried.has(e.id));
     if (candidates.length === 0) return body;
     const signal = AbortSignal.any([clientSignal, AbortSignal.timeout(settings.restoreBudgetMs)]);
+    const t0 = performance.now();
     try {
       const slots = await state.slots(lease.url, signal);
       // An empty slot, else the idle one holding least: the runner would give this request a
@@ -211,6 +212,7 @@ export class StateKeeper {
         settings.minTokens,
         free.contextSize || Infinity,
       );
+      cache.lookedUp(performance.now() - t0);
       if (!best) {
         cache.miss();
         return body;
@@ -220,7 +222,7 @@ export class StateKeeper {
         cache.miss();
         return body;
       }
-      const t0 = performance.now();
+      const t1 = performance.now();
       try {
         await state.restore(lease.url, free.id, path.basename(cache.fileOf(best.entry)), signal);
       } catch (err) {
@@ -229,7 +231,7 @@ export class StateKeeper {
         cache.miss();
         return body;
       }
-      const ms = performance.now() - t0;
+      const ms = performance.now() - t1;
       cache.hit();
       await cache.restored(best.entry, ms);
       log.info(
@@ -300,6 +302,16 @@ export class StateKeeper {
       'headroom_state_restore_seconds_total',
       'Time spent restoring state.',
       (s) => s.restoreMs / 1000,
+    );
+    gauge(
+      'headroom_state_verify_seconds_total',
+      'Time spent hashing saved states before restoring them.',
+      (s) => s.verifyMs / 1000,
+    );
+    gauge(
+      'headroom_state_lookup_seconds_total',
+      "Time spent finding a request's saved state (its prompt's tokens, prefix compare).",
+      (s) => s.lookupMs / 1000,
     );
     gauge(
       'headroom_state_hits_total',

@@ -88,6 +88,10 @@ export interface StateCacheStats {
   restoreFailures: number;
   restoredBytes: number;
   restoreMs: number;
+  /** Time spent hashing entries before a restore. */
+  verifyMs: number;
+  /** Time spent finding the entry for a request (slots, the prompt's tokens, prefix compare). */
+  lookupMs: number;
   /** Requests to a freshly loaded runner that found a saved state starting their prompt. */
   hits: number;
   /** Requests that looked for one (states of their model and key existed) and found none. */
@@ -135,6 +139,8 @@ export class StateCache {
     restoreFailures: 0,
     restoredBytes: 0,
     restoreMs: 0,
+    verifyMs: 0,
+    lookupMs: 0,
     hits: 0,
     misses: 0,
     discarded: 0,
@@ -327,6 +333,7 @@ export class StateCache {
    */
   async verify(e: StateEntry): Promise<boolean> {
     const file = this.#fileOf(e);
+    const t0 = performance.now();
     try {
       const s = await stat(file);
       if (s.size !== e.bytes) {
@@ -341,6 +348,8 @@ export class StateCache {
     } catch (err) {
       await this.#remove(e, `unreadable: ${describeError(err)}`, true);
       return false;
+    } finally {
+      this.#stats.verifyMs += performance.now() - t0;
     }
   }
 
@@ -364,6 +373,11 @@ export class StateCache {
     this.#stats.restoreFailures++;
     await this.#remove(e, `the runner refused it: ${why}`, true);
     await this.#writeIndex();
+  }
+
+  /** Time a request spent finding its entry (the keeper measures it). */
+  lookedUp(ms: number): void {
+    this.#stats.lookupMs += ms;
   }
 
   hit(): void {
