@@ -128,13 +128,13 @@ async function waitUnloaded() {
 
 try {
   await loadMs();
-  const info = (await (await fetch(`${url}/admin/models`)).json()).models.find(
-    (m) => m.name === MODEL,
-  );
+  // The runner's own /tokenize, wherever it runs now (every unload moves it).
+  const runnerUrl = async () =>
+    (await (await fetch(`${url}/admin/models`)).json()).models.find((m) => m.name === MODEL).url;
   const tok = async (content) =>
     (
       await (
-        await fetch(`${info.url}/tokenize`, {
+        await fetch(`${await runnerUrl()}/tokenize`, {
           method: 'POST',
           headers: { 'content-type': 'application/json' },
           body: JSON.stringify({ content }),
