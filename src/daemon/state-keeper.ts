@@ -233,7 +233,7 @@ export class StateKeeper {
       }
       const ms = performance.now() - t1;
       cache.hit();
-      await cache.restored(best.entry, ms);
+      cache.restored(best.entry, ms);
       log.info(
         {
           model: lease.model,

@@ -99,7 +99,7 @@ describe('StateCache', () => {
     cache = await StateCache.create({ root, maxBytes: one * 2, log, now: () => ++t });
     const a = await cache.commit(await save('m', range(0, 10)), KEY, 1);
     const b = await cache.commit(await save('m', range(100, 10)), KEY, 1);
-    await cache.restored(a!, 1); // a is now more recent than b
+    cache.restored(a!, 1); // a is now more recent than b
     const c = await cache.commit(await save('m', range(200, 10)), KEY, 1);
     const ids = cache.entries('m', KEY).map((e) => e.id);
     expect(ids.sort()).toEqual([a!.id, c!.id].sort());

@@ -358,14 +358,17 @@ export class StateCache {
     return this.#fileOf(e);
   }
 
-  /** Records a restore of an entry (LRU order, counters). */
-  async restored(e: StateEntry, ms: number): Promise<void> {
+  /**
+   * Records a restore of an entry (LRU order, counters). The index is written in the background:
+   * a request waits for no fsync, and a use time lost to a crash only ages the entry.
+   */
+  restored(e: StateEntry, ms: number): void {
     const live = this.#entries.get(e.id);
     if (live) live.usedAt = this.#now();
     this.#stats.restores++;
     this.#stats.restoredBytes += e.bytes;
     this.#stats.restoreMs += ms;
-    await this.#writeIndex();
+    void this.#writeIndex();
   }
 
   /** A restore the runner refused: the entry is discarded so it is never tried again. */
