@@ -157,6 +157,8 @@ export class ModelManager extends EventEmitter<{ event: [ManagerEvent] }> {
   readonly #goneWaiters = new Map<number, Array<() => void>>();
   /** Why a caller unloaded an instance (e.g. a pressure reaction), for the unload event. */
   readonly #unloadReasons = new Map<number, string>();
+  /** Pins set at run time (`pin()`), over the configured policy's. */
+  readonly #pins = new Map<string, boolean>();
   #nextRequest = 1;
   #timer: NodeJS.Timeout | undefined;
   #timerAt: number | undefined;
@@ -169,7 +171,7 @@ export class ModelManager extends EventEmitter<{ event: [ManagerEvent] }> {
     this.#core = new SchedulerCore({
       settings: { ...DEFAULT_SETTINGS, ...opts.settings },
       now: this.#now,
-      policy: (name) => opts.policy?.(name) ?? { pinned: false, ttlMs: Number.POSITIVE_INFINITY },
+      policy: (name) => this.#policyOf(name),
       plan: (name, needs, room, gpuRoom) => this.#plan(name, needs, room, gpuRoom),
       effects: {
         startLoad: (o) => this.#startLoad(o.instance, o.model, o.config, o.bytes, o.degraded),
@@ -311,13 +313,31 @@ export class ModelManager extends EventEmitter<{ event: [ManagerEvent] }> {
     this.#emitLater({ type: 'note', model: h.model, message: `request cancelled: ${reason}` });
   }
 
+  /**
+   * Pins or unpins a model until the daemon stops (the config's pins are the default): a pinned
+   * model is never unloaded by its TTL and is evicted last. Throws for an unknown model.
+   */
+  pin(name: string, pinned: boolean): ModelStatus {
+    this.#entry(name);
+    this.#pins.set(name, pinned);
+    // Re-arms the timer: an unpinned idle model may be past its TTL already.
+    this.#call(() => this.#core.tick());
+    return this.status(name);
+  }
+
+  #policyOf(name: string): ModelPolicy {
+    const base = this.#opts.policy?.(name) ?? { pinned: false, ttlMs: Number.POSITIVE_INFINITY };
+    const pinned = this.#pins.get(name);
+    return pinned === undefined ? base : { ...base, pinned };
+  }
+
   status(name: string): ModelStatus {
     const entry = this.#entry(name);
     const v = this.#core.view(name);
     const extra = this.#extra.get(name);
     const inst = v?.instance;
     const running = inst ? this.#running.get(inst.id) : undefined;
-    const pinned = this.#opts.policy?.(name).pinned ?? false;
+    const pinned = this.#policyOf(name).pinned;
     let state: ModelState;
     if (inst) state = inst.state;
     else state = v?.lastError !== undefined && (v.failures ?? 0) > 0 ? 'failed' : 'unloaded';

@@ -36,7 +36,7 @@ export interface ServerCore {
   readonly startedAt: number;
   readonly manager: Pick<
     ModelManager,
-    'acquire' | 'list' | 'status' | 'load' | 'unload' | 'names' | 'resources'
+    'acquire' | 'list' | 'status' | 'load' | 'unload' | 'names' | 'resources' | 'pin'
   >;
   /** Measured memory of a runner process, or undefined when it cannot be read. */
   processMemory(pid: number): Promise<ProcessMemory | undefined>;

@@ -17,6 +17,7 @@ const loadBody = z
   })
   .strict()
   .nullish();
+const pinBody = z.object({ pinned: z.boolean() }).strict();
 const logsQuery = z.object({
   bytes: z.coerce
     .number()
@@ -90,6 +91,13 @@ export function adminRoutes(app: FastifyInstance, core: ServerCore): void {
     const { name } = nameParams.parse(req.params);
     const body = unloadBody.parse(req.body ?? null);
     return describe(await core.manager.unload(name, { force: body?.force ?? false }));
+  });
+
+  /** Pins (`{"pinned": true}`) or unpins a model until the daemon stops. */
+  app.post('/admin/models/:name/pin', async (req) => {
+    const { name } = nameParams.parse(req.params);
+    const { pinned } = pinBody.parse(req.body ?? {});
+    return describe(core.manager.pin(name, pinned));
   });
 
   /**
