@@ -23,6 +23,7 @@ export const FOLDERS = [
   'server',
   'cli',
   'daemon',
+  'dashboard',
 ];
 export const boundaries = {
   lib: { values: [] },
@@ -40,6 +41,8 @@ export const boundaries = {
   server: { values: ['lib', 'scheduler', 'metrics', 'monitor', 'engines'], enginesTopOnly: true },
   // Talks to the daemon over HTTP; `serve` starts it through main.ts (loaded lazily).
   cli: { values: ['lib', 'config', 'gguf', 'monitor', 'planner', 'engines'] },
+  // The web page's plain browser modules (served as files, imported by nothing in src/).
+  dashboard: { values: [] },
 };
 
 const importsOf = (b) => [`**/${b}/*`, `**/${b}/**`, `../${b}`, `../../${b}`];
@@ -100,6 +103,22 @@ export default tseslint.config(
         AbortController: 'readonly',
         performance: 'readonly',
         TextDecoder: 'readonly',
+      },
+    },
+  },
+  {
+    // The dashboard runs in the browser.
+    files: ['src/dashboard/**/*.js'],
+    languageOptions: {
+      globals: {
+        window: 'readonly',
+        document: 'readonly',
+        sessionStorage: 'readonly',
+        Headers: 'readonly',
+        TextDecoderStream: 'readonly',
+        ResizeObserver: 'readonly',
+        setInterval: 'readonly',
+        uPlot: 'readonly',
       },
     },
   },

@@ -4,6 +4,7 @@ import { adminRoutes } from './admin/routes.js';
 import { monitorRoutes } from './admin/monitor-routes.js';
 import { ollamaRoutes } from './ollama/routes.js';
 import type { ServerCore } from './core.js';
+import { dashboardRoutes } from './dashboard-routes.js';
 import { NotFoundError, makeErrorHandler } from './errors.js';
 import { metricsRoutes } from './metrics-routes.js';
 import { openaiRoutes } from './openai/routes.js';
@@ -39,5 +40,6 @@ export function createApp(core: ServerCore, opts: AppOptions): FastifyInstance {
   monitorRoutes(app, core);
   ollamaRoutes(app, core);
   metricsRoutes(app, core);
+  dashboardRoutes(app);
   return app;
 }
