@@ -44,6 +44,8 @@ export interface ServerCore {
   modelFile(path: string): Promise<ModelFile>;
   /** The last `bytes` of a model's runner log ('' when there is none). */
   logTail(model: string, bytes: number): Promise<string>;
+  /** The path of a model's runner log, for following it; absent: logs cannot be followed. */
+  logFile?(model: string): string;
   /**
    * The engine running `config`: what its runner can do, and its error answers in headroom's
    * codes. Absent: runners speak headroom's protocol (errors pass through, connections reused).

@@ -58,6 +58,12 @@ function feedOf(core: ServerCore): MonitorFeed {
 }
 
 export function monitorRoutes(app: FastifyInstance, core: ServerCore): void {
+  // Open streams end when the server closes (clients reconnect), so they never hold up shutdown.
+  const open = new Set<() => void>();
+  app.addHook('preClose', async () => {
+    for (const end of [...open]) end();
+  });
+
   app.get('/admin/resources/history', async (req) => {
     const { limit } = historyQuery.parse(req.query);
     const feed = feedOf(core);
@@ -94,9 +100,14 @@ export function monitorRoutes(app: FastifyInstance, core: ServerCore): void {
       if (!res.writableEnded) res.write(': keep-alive\n\n');
     }, HEARTBEAT_MS);
     heartbeat.unref();
+    const end = (): void => {
+      if (!res.writableEnded) res.end();
+    };
+    open.add(end);
     const cleanup = (): void => {
       unsubscribe();
       clearInterval(heartbeat);
+      open.delete(end);
     };
     // 'close' fires once the client leaves or the server closes the socket.
     res.once('close', cleanup);

@@ -2,7 +2,9 @@ import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import type { ModelStatus } from '../../scheduler/model-manager.js';
 import type { ServerCore } from '../core.js';
+import { once } from 'node:events';
 import { requestSignal } from '../../lib/request-signal.js';
+import { followLog } from './log-follow.js';
 
 const nameParams = z.object({ name: z.string().min(1).max(256) });
 const unloadBody = z.object({ force: z.boolean().optional() }).strict().nullish();
@@ -25,10 +27,16 @@ const logsQuery = z.object({
     .min(1)
     .max(16 * 1024 * 1024)
     .default(16384),
+  /** Keep the response open and send what the runner appends (`tail -F`). */
+  follow: z.enum(['true', 'false', '1', '0']).optional(),
 });
 
 /** Management API: /admin/models, load/unload, /admin/resources, logs. */
 export function adminRoutes(app: FastifyInstance, core: ServerCore): void {
+  // Followed logs end when the server closes, so they never hold up the daemon's shutdown.
+  const closing = new AbortController();
+  app.addHook('preClose', async () => closing.abort());
+
   /**
    * A model's status plus its memory: `memory.predicted.total` (the plan), `memory.measured`
    * (rss, rssAnon and peak read from /proc now, when it runs) and `memory.allocated` (the ledger).
@@ -146,8 +154,32 @@ export function adminRoutes(app: FastifyInstance, core: ServerCore): void {
 
   app.get('/admin/logs/:name', async (req, reply) => {
     const { name } = nameParams.parse(req.params);
-    const { bytes } = logsQuery.parse(req.query);
+    const { bytes, follow } = logsQuery.parse(req.query);
     core.manager.status(name); // 404 for unknown models
+    if ((follow === 'true' || follow === '1') && core.logFile) {
+      const file = core.logFile(name);
+      const { signal, dispose } = requestSignal(reply.raw);
+      reply.hijack();
+      const res = reply.raw;
+      res.writeHead(200, {
+        'content-type': 'text/plain; charset=utf-8',
+        'cache-control': 'no-cache, no-transform',
+        'x-accel-buffering': 'no',
+      });
+      try {
+        const until = AbortSignal.any([signal, closing.signal]);
+        for await (const chunk of followLog(file, { fromBytes: bytes, signal: until })) {
+          // Backpressure: the next chunk is read only once this one is taken.
+          if (!res.write(chunk)) await once(res, 'drain', { signal: until }).catch(() => undefined);
+        }
+      } catch (err) {
+        req.log.warn({ err, model: name }, 'following a runner log failed');
+      } finally {
+        dispose();
+        if (!res.writableEnded) res.end();
+      }
+      return;
+    }
     void reply.type('text/plain; charset=utf-8');
     return core.logTail(name, bytes);
   });
