@@ -3,6 +3,7 @@ import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { homeLayout, resolveHome } from '../config/home.js';
 import { ConfigError, normaliseConfig } from '../config/load.js';
+import { createLogger } from '../lib/logger.js';
 import { Daemon } from '../main.js';
 import { UsageError } from './exit.js';
 import { intFlag } from './flags.js';
@@ -46,7 +47,12 @@ export async function serve(values: Record<string, unknown>): Promise<number> {
     );
   }
 
-  const daemon = await Daemon.start({ config, home, baseDir: path.dirname(file) });
+  const daemon = await Daemon.start({
+    config,
+    home,
+    baseDir: path.dirname(file),
+    log: createLogger({ format: config.logFormat }),
+  });
   process.stdout.write(
     `headroom listening on ${daemon.url} (models: ${daemon.core.manager.names().join(', ') || 'none'})\n`,
   );

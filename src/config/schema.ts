@@ -348,6 +348,12 @@ export const configSchema = z
       .describe(
         'Forge a small demo model on first run when no models are configured. Defaults to true.',
       ),
+    logFormat: z
+      .enum(['json', 'pretty', 'auto'])
+      .default('auto')
+      .describe(
+        'Daemon log lines: json, pretty (human-readable), or auto (pretty on a terminal, JSON when piped). HEADROOM_LOG_FORMAT overrides it. Defaults to auto.',
+      ),
     limits: z
       .object({
         maxBodyBytes: byteSizeSchema
