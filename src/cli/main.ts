@@ -17,7 +17,8 @@ Usage:
   headroom ps [--json] [--url URL]
   headroom load NAME [--ctx N] [--kv f16|q8_0|q4_0] [--parallel N] [--json] [--url URL]
   headroom unload NAME [--force] [--json] [--url URL]
-  headroom logs NAME [--bytes N] [--url URL]
+  headroom logs NAME [--bytes N] [-f|--follow] [--url URL]
+  headroom top [--once] [--interval SECONDS] [--url URL]
   headroom engines [--json]
   headroom engines build [--force] [--backend cpu|cuda|vulkan|metal] [--recipe prebuilt-libs|full-source] [--json]
 
@@ -93,8 +94,20 @@ const commands: Record<
     run: async (v, p) => (await import('./models.js')).unload(v, p),
   },
   logs: {
-    options: { bytes: { type: 'string' }, url: { type: 'string' } },
+    options: {
+      bytes: { type: 'string' },
+      url: { type: 'string' },
+      follow: { type: 'boolean', short: 'f' },
+    },
     run: async (v, p) => (await import('./models.js')).logs(v, p),
+  },
+  top: {
+    options: {
+      once: { type: 'boolean' },
+      interval: { type: 'string' },
+      url: { type: 'string' },
+    },
+    run: async (v) => (await import('./top.js')).top(v),
   },
   engines: {
     options: {
