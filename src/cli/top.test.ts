@@ -53,6 +53,8 @@ describe('bar', () => {
     expect(bar(1, 4, 8)).toBe('[██░░░░░░]');
     expect(bar(9, 4, 4)).toBe('[████]');
     expect(bar(1, 0, 3)).toBe('[░░░]');
+    expect(bar(1, 1000, 4)).toBe('[█░░░]');
+    expect(bar(0, 1000, 4)).toBe('[░░░░]');
     expect(bar(1, Number.POSITIVE_INFINITY, 3)).toBe('[░░░]');
   });
 });

@@ -98,9 +98,10 @@ const ms = (n: number | undefined): string =>
 /** A bar of `width` cells filled to `part / whole` (clamped). */
 export function bar(part: number, whole: number, width: number): string {
   const cells = Math.max(1, width);
+  // Anything above zero shows as at least one cell, so a small model is still seen.
   const filled =
-    whole > 0 && Number.isFinite(whole)
-      ? Math.min(cells, Math.max(0, Math.round((part / whole) * cells)))
+    whole > 0 && Number.isFinite(whole) && part > 0
+      ? Math.min(cells, Math.max(1, Math.round((part / whole) * cells)))
       : 0;
   return `[${'█'.repeat(filled)}${'░'.repeat(cells - filled)}]`;
 }

@@ -275,11 +275,17 @@ function memoryOptions(models, el) {
   };
 }
 
-/** Lines without a dot per sample (there are thousands). */
+/** Lines without a dot per sample (there are thousands); the legend on the newest values. */
 const plain = (opts) => ({
   ...opts,
   series: opts.series.map((s, i) => (i === 0 ? s : { ...s, points: { show: false } })),
+  hooks: { ...opts.hooks, draw: [newestInLegend] },
 });
+
+/** Without a pointer over the chart, the legend shows the newest values. */
+function newestInLegend(u) {
+  if (!(u.cursor.left >= 0) && u.data[0].length > 0) u.setLegend({ idx: u.data[0].length - 1 });
+}
 
 function draw() {
   const arr = points.toArray();

@@ -1,5 +1,6 @@
 import { existsSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, stat } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import OpenAI from 'openai';
 import { chromium, type Browser, type Page } from 'playwright-core';
@@ -12,10 +13,14 @@ import { enginesUnderTest } from '../helpers/engines.js';
 // daemon and a real runner on the forged tiny model: the page goes live, its chart grows with
 // samples, its buttons load, pin and unload the model, its tables show the request and the
 // runner's log, it fits a phone, and it reconnects by itself after the daemon restarts.
-// Screenshots are written to docs/ (dashboard.png at 1280 px, dashboard-phone.png).
+// Screenshots (dashboard.png at 1280 px, dashboard-phone.png) go to a temporary folder, or to
+// docs/ with HEADROOM_UPDATE_SCREENSHOTS=1 (so a test run leaves the tracked files alone).
 
 const CHROMIUM = process.env.HEADROOM_TEST_CHROMIUM ?? '/usr/bin/chromium';
-const DOCS = path.resolve(import.meta.dirname, '../../docs');
+const DOCS =
+  process.env.HEADROOM_UPDATE_SCREENSHOTS === '1'
+    ? path.resolve(import.meta.dirname, '../../docs')
+    : path.join(os.tmpdir(), 'headroom-dashboard-screenshots');
 const MODEL = 'tiny-chat';
 const missing = existsSync(CHROMIUM)
   ? undefined
@@ -97,6 +102,10 @@ suite(`the dashboard in chromium (${engine.kind})`, () => {
     await expect
       .poll(() => page.locator('#chart').getAttribute('data-models'), { timeout: 20_000 })
       .toContain(MODEL);
+    // The legend shows the newest values: the model's measured memory and its prediction.
+    await expect
+      .poll(() => page.locator('#chart .u-legend').textContent(), { timeout: 10_000 })
+      .toMatch(new RegExp(`${MODEL}[:\\s]*[\\d.]+ MiB.*${MODEL} predicted[:\\s]*[\\d.]+ MiB`));
     await expect
       .poll(() => row(page).locator('td').nth(7).textContent(), { timeout: 10_000 })
       .toMatch(/[KMG]iB/);
@@ -128,6 +137,7 @@ suite(`the dashboard in chromium (${engine.kind})`, () => {
     // Zoomed to the models, so the screenshot shows the stacked band beside its prediction.
     await page.getByLabel('Scale').selectOption('models');
     await page.screenshot({ path: path.join(DOCS, 'dashboard.png'), fullPage: true });
+    expect((await stat(path.join(DOCS, 'dashboard.png'))).size).toBeGreaterThan(10_000);
   });
 
   it('fits a phone screen without sideways scrolling of the page', async () => {
