@@ -298,6 +298,7 @@ function draw() {
   }
   const models = modelsIn(arr);
   spans = pressureSpans(arr);
+  el.dataset.pressureSpans = String(spans.length);
   const data = chartColumns(arr, models, state.predicted);
   const key = models.join('\n');
   if (!plot || key !== plotKey) {
@@ -470,6 +471,17 @@ function renderModels() {
     row.pin.textContent = m.pinned ? 'Pinned' : 'Pin';
     body.append(row.tr); // keeps the daemon's order; moving a row keeps its focus
   }
+  let empty = $('models-empty');
+  if (state.models.length === 0) {
+    if (!empty) {
+      const tr = document.createElement('tr');
+      tr.id = 'models-empty';
+      const td = cell('No models: put GGUF files in a directory listed in modelDirs.');
+      td.colSpan = 13;
+      tr.append(td);
+      body.append(tr);
+    }
+  } else empty?.remove();
   const select = $('log-model');
   const chosen = select.value;
   const options = [...select.options].map((o) => o.value).join('\n');

@@ -6,7 +6,7 @@ import OpenAI from 'openai';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../../src/lib/net.js';
-import { startTinyChatDaemon, type DaemonProcess } from '../helpers/daemon.js';
+import { startDaemon, startTinyChatDaemon, type DaemonProcess } from '../helpers/daemon.js';
 import { enginesUnderTest } from '../helpers/engines.js';
 
 // The dashboard in a real browser (Debian's chromium driven by playwright-core) against the real
@@ -172,6 +172,80 @@ suite(`the dashboard in chromium (${engine.kind})`, () => {
       .poll(() => row(page).locator('td').nth(1).textContent(), { timeout: 30_000 })
       .toBe('unloaded');
     expect((await status()).state).toBe('unloaded');
+  });
+
+  it('shows high pressure as a band on the chart and its alert with the recommendation', async () => {
+    // Thresholds this machine is always past: "high" from the first sample (reactions off).
+    const pressured = await startDaemon({
+      demoModel: false,
+      modelDirs: [],
+      monitor: {
+        interval: '500ms',
+        reactions: false,
+        thresholds: { availablePercent: { medium: 99.9, high: 99.8, critical: 0.1 } },
+      },
+    });
+    const p = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+    try {
+      await p.goto(pressured.url);
+      await expect
+        .poll(() => p.locator('#level').getAttribute('data-level'), { timeout: 15_000 })
+        .toBe('high');
+      await expect
+        .poll(() => p.locator('#chart').getAttribute('data-pressure-spans'), { timeout: 10_000 })
+        .toBe('1');
+      await expect
+        .poll(() => p.locator('#alerts-list').textContent(), { timeout: 15_000 })
+        .toContain('Memory pressure is high');
+      expect(await p.locator('#alerts-list').textContent()).toContain(
+        'headroom is unloading idle models',
+      );
+      await p.screenshot({ path: path.join(DOCS, 'dashboard-pressure.png') });
+    } finally {
+      await p.close();
+      await pressured.stop();
+    }
+  });
+
+  it('asks for an API key when the daemon answers 401 and then sends it as a bearer token', async () => {
+    // A key check in front of the daemon (the daemon's own is configured elsewhere): 401 for any
+    // /admin request without the key; with it, the real daemon answers.
+    const p = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+    const seen: string[] = [];
+    await p.route('**/admin/**', async (route) => {
+      const auth = route.request().headers()['authorization'];
+      if (auth !== undefined) seen.push(auth);
+      if (auth === 'Bearer sesame') await route.continue();
+      else
+        await route.fulfill({
+          status: 401,
+          contentType: 'application/json',
+          body: JSON.stringify({ error: { message: 'API key required', code: 'unauthorized' } }),
+        });
+    });
+    try {
+      await p.goto(daemon.url);
+      await expect
+        .poll(() => p.locator('#conn').getAttribute('data-state'), { timeout: 10_000 })
+        .toBe('auth');
+      const key = p.getByLabel('API key');
+      await key.fill('sesame');
+      await key.press('Enter');
+      await expect
+        .poll(() => p.locator('#conn').getAttribute('data-state'), { timeout: 10_000 })
+        .toBe('live');
+      await expect
+        .poll(() => p.locator('#models-body tr').count(), { timeout: 10_000 })
+        .toBeGreaterThan(0);
+      expect(seen.length).toBeGreaterThan(0);
+      expect(new Set(seen)).toEqual(new Set(['Bearer sesame']));
+      expect(await p.evaluate<string | null>('sessionStorage.getItem("headroom.apiKey")')).toBe(
+        'sesame',
+      );
+      expect(await p.locator('#key-form').isHidden()).toBe(true);
+    } finally {
+      await p.close();
+    }
   });
 
   it('reconnects by itself after the daemon restarts on the same port', async () => {
