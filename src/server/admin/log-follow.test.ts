@@ -1,4 +1,4 @@
-import { appendFile, mkdtemp, rename, writeFile } from 'node:fs/promises';
+import { appendFile, mkdtemp, rename, truncate, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -51,6 +51,24 @@ describe('followLog', () => {
     );
     // Only the last 10 bytes of what was there; nothing of the rotated-away file twice.
     expect(text).toBe('last line\nappended\nrotated\n');
+  });
+
+  it('starts over after the file is truncated in place (copy-and-truncate rotation)', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'headroom-follow-'));
+    const file = path.join(dir, 'runner.log');
+    await writeFile(file, 'first\n');
+    const text = await collect(
+      file,
+      100,
+      [
+        async () => {
+          await truncate(file, 0);
+          await appendFile(file, 'new\n');
+        },
+      ],
+      (t) => t.endsWith('new\n'),
+    );
+    expect(text).toBe('first\nnew\n');
   });
 
   it('waits for a file that does not exist yet and reads it from its start', async () => {

@@ -1,7 +1,9 @@
 /**
  * Following a runner's log file (`tail -F`): the last `fromBytes` bytes, then whatever is
- * appended, across rotations (the file renamed away and a new one started: its inode changes, or
- * it shrinks) and across the file not existing yet (a model never loaded).
+ * appended, across rotations (the file renamed away and a new one started: its inode changes; or
+ * copied away and truncated in place: it shrinks) and across the file not existing yet (a model
+ * never loaded). After a truncation, what was written in between and copied away before this
+ * follower looked is not sent (as with `tail -F` on `copytruncate` logs).
  *
  * Contract: polls the file every `intervalMs` (fs.watch misses renames on some file systems);
  * yields chunks of at most `chunkBytes`, and reads the next only when the consumer asks for it, so
