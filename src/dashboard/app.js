@@ -1,7 +1,7 @@
 // The dashboard page: reads the admin API (one event stream for samples, polls for tables),
 // draws the memory chart with uPlot, and sends Load / Unload / Pin to the admin API.
 // Memory stays bounded: chart points live in a ring buffer, tables are replaced, the log view
-// holds one tail of at most LOG_BYTES.
+// keeps at most LOG_KEEP characters.
 import {
   LEVELS,
   Ring,
@@ -21,6 +21,7 @@ const CAPACITY = 7200;
 const POLL_MS = 2000;
 const ALERTS_MS = 10_000;
 const LOG_BYTES = 16_384;
+const LOG_KEEP = 64 * 1024;
 /** No byte from the stream for this long (the daemon sends a comment every 15 s): reconnect. */
 const STALL_MS = 40_000;
 const KEY_ITEM = 'headroom.apiKey';
@@ -121,7 +122,6 @@ async function stream() {
       setConn('live', 'live');
       attempt = 0;
       void refreshRequests();
-      void refreshLog();
       const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
       const parser = new SseParser();
       for (;;) {
@@ -497,6 +497,7 @@ function renderModels() {
     );
     if (wanted.includes(chosen)) select.value = chosen;
   }
+  followLog();
 }
 
 async function refreshModels() {
@@ -576,28 +577,61 @@ async function refreshAlerts() {
   $('alerts-list').replaceChildren(...list);
 }
 
-async function refreshLog() {
+/**
+ * The runner log view follows one log at a time (the chosen model's, while Follow is on) over a
+ * streamed /admin/logs/NAME?follow=true; it keeps the last LOG_KEEP characters. Unticking
+ * Follow stops the stream and leaves the text as it is.
+ */
+let logFollow;
+function followLog() {
   const name = $('log-model').value;
-  if (!name || !$('log-follow').checked) return;
-  const pre = $('log-text');
-  try {
-    const res = await api(`/admin/logs/${encodeURIComponent(name)}?bytes=${LOG_BYTES}`);
-    const text = await res.text();
-    if ($('log-model').value !== name) return;
-    const value = res.ok ? text || '(empty: the runner has not written yet)' : text;
-    if (pre.textContent !== value) {
-      pre.textContent = value;
-      pre.scrollTop = pre.scrollHeight;
-    }
-  } catch {
-    // shown by the stream's state
+  const on = $('log-follow').checked;
+  if (logFollow && (logFollow.name !== name || !on)) {
+    logFollow.abort.abort();
+    logFollow = undefined;
   }
+  if (!name || !on || logFollow) return;
+  const abort = new AbortController();
+  logFollow = { name, abort };
+  void (async () => {
+    const pre = $('log-text');
+    pre.textContent = '(waiting for the runner to write)';
+    while (!abort.signal.aborted) {
+      try {
+        const res = await api(
+          `/admin/logs/${encodeURIComponent(name)}?bytes=${LOG_BYTES}&follow=true`,
+          { signal: abort.signal },
+        );
+        if (!res.ok || !res.body) {
+          pre.textContent = await res.text();
+          throw new Error(`HTTP ${res.status}`);
+        }
+        let text = ''; // each connection starts with the tail again
+        const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          text += value;
+          if (text.length > LOG_KEEP) {
+            const cut = text.indexOf('\n', text.length - LOG_KEEP);
+            text = cut >= 0 ? text.slice(cut + 1) : text.slice(-LOG_KEEP);
+          }
+          const atBottom = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 8;
+          pre.textContent = text;
+          if (atBottom) pre.scrollTop = pre.scrollHeight;
+        }
+      } catch (err) {
+        if (err instanceof AuthNeeded) await keyEntered();
+      }
+      if (!abort.signal.aborted) await sleep(2000);
+    }
+  })();
 }
-$('log-model').addEventListener('change', () => void refreshLog());
-$('log-follow').addEventListener('change', () => void refreshLog());
+$('log-model').addEventListener('change', followLog);
+$('log-follow').addEventListener('change', followLog);
 
 async function refresh() {
-  await Promise.all([refreshModels(), refreshRequests(), refreshLog()]);
+  await Promise.all([refreshModels(), refreshRequests()]);
 }
 
 setInterval(() => void refresh(), POLL_MS);

@@ -133,7 +133,7 @@ suite(`the dashboard in chromium (${engine.kind})`, () => {
     await page.getByLabel('Model', { exact: true }).selectOption(MODEL);
     await expect
       .poll(() => page.locator('#log-text').textContent(), { timeout: 10_000 })
-      .not.toBe('');
+      .toMatch(/\[headroom .*\] ready in \d+ ms/);
     // Zoomed to the models, so the screenshot shows the stacked band beside its prediction.
     await page.getByLabel('Scale').selectOption('models');
     await page.screenshot({ path: path.join(DOCS, 'dashboard.png'), fullPage: true });
@@ -172,6 +172,10 @@ suite(`the dashboard in chromium (${engine.kind})`, () => {
       .poll(() => row(page).locator('td').nth(1).textContent(), { timeout: 30_000 })
       .toBe('unloaded');
     expect((await status()).state).toBe('unloaded');
+    // The log view still follows the runner's log: the stop is written there after the fact.
+    await expect
+      .poll(() => page.locator('#log-text').textContent(), { timeout: 10_000 })
+      .toMatch(/stopping: SIGTERM|waiting \d+ ms for it to exit/);
   });
 
   it('shows high pressure as a band on the chart and its alert with the recommendation', async () => {
