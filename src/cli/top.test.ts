@@ -60,6 +60,24 @@ describe('bar', () => {
 });
 
 describe('renderTop', () => {
+  it('shows each active alert with its recommendation', () => {
+    const text = renderTop(
+      snapshot({
+        alerts: [
+          {
+            severity: 'warn',
+            component: 'runner:chat',
+            message: 'Runner "chat" grows 3 MiB/min while idle.',
+            recommendation: 'Restart it: headroom unload chat.',
+          },
+        ],
+      }),
+    );
+    expect(text).toContain(
+      '! warn runner:chat: Runner "chat" grows 3 MiB/min while idle.\n  → Restart it: headroom unload chat.\n',
+    );
+  });
+
   it('shows pressure with its reasons, RAM, swap, the budget bar and a bar per loaded model', () => {
     const text = renderTop(snapshot(), 100);
     const lines = text.split('\n');

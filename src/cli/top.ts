@@ -42,6 +42,13 @@ interface TopSample {
   gpus: Array<{ index: number; name: string; total: number; used: number }>;
 }
 
+interface TopAlert {
+  severity: string;
+  component: string;
+  message: string;
+  recommendation: string;
+}
+
 /** What one frame shows; read from the admin API. */
 export interface TopSnapshot {
   url: string;
@@ -54,10 +61,18 @@ export interface TopSnapshot {
   sample?: TopSample;
   level?: string;
   requests: TopRequest[];
+  /** Active alerts (none when the monitor is off). */
+  alerts?: TopAlert[];
 }
 
+/** A monitor route's answer, or undefined when the monitor is off (503). */
+const unlessMonitorOff = (err: unknown): undefined => {
+  if (err instanceof HeadroomError && err.status === 503) return undefined;
+  throw err;
+};
+
 export async function readSnapshot(url: string): Promise<TopSnapshot> {
-  const [models, resources, history, requests] = await Promise.all([
+  const [models, resources, history, requests, alerts] = await Promise.all([
     callDaemon<{ models: TopModel[] }>(url, 'GET', '/admin/models'),
     callDaemon<{ budget: number | null; reserved: number; measured: number }>(
       url,
@@ -68,12 +83,9 @@ export async function readSnapshot(url: string): Promise<TopSnapshot> {
       url,
       'GET',
       '/admin/resources/history?limit=1',
-    ).catch((err: unknown) => {
-      // The monitor is off: the frame shows the ledger only.
-      if (err instanceof HeadroomError && err.status === 503) return undefined;
-      throw err;
-    }),
+    ).catch(unlessMonitorOff),
     callDaemon<{ requests: TopRequest[] }>(url, 'GET', '/admin/requests?limit=5'),
+    callDaemon<{ active: TopAlert[] }>(url, 'GET', '/admin/alerts').catch(unlessMonitorOff),
   ]);
   const sample = history?.samples.at(-1);
   return {
@@ -86,6 +98,7 @@ export async function readSnapshot(url: string): Promise<TopSnapshot> {
     ...(sample ? { sample } : {}),
     ...(history ? { level: history.level } : {}),
     requests: requests.requests,
+    ...(alerts ? { alerts: alerts.active } : {}),
   };
 }
 
@@ -150,6 +163,12 @@ export function renderTop(s: TopSnapshot, width = 100): string {
     out.push(
       `${label(`GPU ${g.index}`)} ${bar(g.used, g.total, barWidth)} ${b(g.used)} of ${b(g.total)} (${g.name})`,
     );
+
+  for (const a of s.alerts ?? []) {
+    out.push('');
+    out.push(`! ${a.severity} ${a.component}: ${a.message}`);
+    out.push(`  → ${a.recommendation}`);
+  }
 
   out.push('');
   out.push(
