@@ -114,6 +114,7 @@ export default tseslint.config(
         window: 'readonly',
         document: 'readonly',
         sessionStorage: 'readonly',
+        URLSearchParams: 'readonly',
         Headers: 'readonly',
         TextDecoderStream: 'readonly',
         ResizeObserver: 'readonly',

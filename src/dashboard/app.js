@@ -16,8 +16,14 @@ import {
   pressureSpans,
 } from './lib.js';
 
-/** Two hours of one-second samples. */
-const CAPACITY = 7200;
+/**
+ * Samples the chart keeps: two hours of one-second samples, or `?points=N` in the page's URL
+ * (60 … 86 400) for a longer or shorter window.
+ */
+const CAPACITY = (() => {
+  const n = Number(new URLSearchParams(window.location.search).get('points'));
+  return Number.isInteger(n) && n >= 60 && n <= 86_400 ? n : 7200;
+})();
 const POLL_MS = 2000;
 const ALERTS_MS = 10_000;
 const LOG_BYTES = 16_384;
