@@ -122,6 +122,23 @@ async function stream() {
         headers: { accept: 'text/event-stream' },
         signal: abort.signal,
       });
+      const off =
+        res.status === 503
+          ? await res.json().then(
+              (b) => b?.error,
+              () => undefined,
+            )
+          : undefined;
+      if (off?.code === 'monitor_disabled') {
+        // The monitor is off (monitor.enabled: false): no samples, but the tables still work.
+        // (A daemon shutting down answers 503 too, with another code: that is a reconnect.)
+        setConn('off', 'monitor off');
+        $('conn').title = off.message ?? '';
+        void refreshModels();
+        void refreshRequests();
+        await sleep(30_000);
+        continue;
+      }
       if (!res.ok || !res.body) throw new Error(`HTTP ${res.status}`);
       await refreshModels();
       await seed();

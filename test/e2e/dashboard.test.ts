@@ -211,6 +211,21 @@ suite(`the dashboard in chromium (${engine.kind})`, () => {
     }
   });
 
+  it('says the monitor is off, and still lists the models, when the daemon runs without it', async () => {
+    const off = await startTinyChatDaemon({ monitor: { enabled: false } });
+    const p = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+    try {
+      await p.goto(off.url);
+      await expect
+        .poll(() => p.locator('#conn').getAttribute('data-state'), { timeout: 10_000 })
+        .toBe('off');
+      await expect.poll(() => row(p).count(), { timeout: 10_000 }).toBe(1);
+    } finally {
+      await p.close();
+      await off.stop();
+    }
+  });
+
   it('asks for an API key when the daemon answers 401 and then sends it as a bearer token', async () => {
     // A key check in front of the daemon (the daemon's own is configured elsewhere): 401 for any
     // /admin request without the key; with it, the real daemon answers.
