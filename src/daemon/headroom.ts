@@ -81,7 +81,7 @@ interface Prepared {
   file: FileIdentity;
 }
 
-function isConfig(c: Config | ConfigInput): c is Config {
+export function isConfig(c: Config | ConfigInput): c is Config {
   return typeof (c as Config).limits?.maxBodyBytes === 'number';
 }
 
