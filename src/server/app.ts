@@ -36,6 +36,9 @@ export function createApp(core: ServerCore, opts: AppOptions): FastifyInstance {
   });
   app.setErrorHandler(makeErrorHandler(opts.log));
   registerSecurity(app, opts.security ?? {});
+  // JSON only (the Ollama routes read any body as JSON on their own): a text/plain body gets 415
+  // "send application/json" rather than a confusing "expected object, received string".
+  app.removeContentTypeParser('text/plain');
   app.setNotFoundHandler((req) => {
     throw new NotFoundError(
       `No route ${req.method} ${req.url.split('?')[0]}. See /v1/models, /v1/chat/completions, /admin/models.`,
