@@ -1,4 +1,6 @@
-import { mkdir, stat } from 'node:fs/promises';
+import { HeadroomError } from '../lib/errors.js';
+import { constants } from 'node:fs';
+import { access, mkdir, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { homeLayout, resolveHome, type HomeLayout } from '../config/home.js';
@@ -88,6 +90,29 @@ export function isConfig(c: Config | ConfigInput): c is Config {
 /** A model's name as one safe file name (names come from file stems, but stay careful). */
 function safeFileName(model: string): string {
   return model.replace(/[^A-Za-z0-9._-]/g, '_').replace(/^\.+/, '_');
+}
+
+/**
+ * The home's folders, made before anything else: a home that cannot hold them (read-only, full,
+ * not a directory) stops the start with the path and the fix, not a bare errno.
+ */
+async function makeHomeDirs(layout: HomeLayout): Promise<void> {
+  for (const dir of [layout.modelsDir, layout.logsDir, layout.stateDir]) {
+    try {
+      await mkdir(dir, { recursive: true });
+    } catch (err) {
+      // A recursive mkdir on a read-only file system reports ENOENT; the home itself tells why.
+      const why = await access(layout.home, constants.W_OK).then(
+        () => (err as NodeJS.ErrnoException).code ?? (err as Error).message,
+        (e: NodeJS.ErrnoException) => e.code ?? e.message,
+      );
+      throw new HeadroomError(
+        'CONFIG_HOME_UNWRITABLE',
+        `cannot create ${dir} in headroom's home ${layout.home} (${why}): point $HEADROOM_HOME at a writable directory with free space.`,
+        { cause: err },
+      );
+    }
+  }
 }
 
 function logFileName(model: string): string {
@@ -458,9 +483,7 @@ export class Headroom {
           : normaliseConfig(opts.config);
     const layout = homeLayout(opts.home ?? resolveHome());
     const log = opts.log ?? createLogger();
-    await mkdir(layout.modelsDir, { recursive: true });
-    await mkdir(layout.logsDir, { recursive: true });
-    await mkdir(layout.stateDir, { recursive: true });
+    await makeHomeDirs(layout);
     const engines = chooseEngines(
       config,
       opts.llamaServer ?? (await resolveLlamaServerBinary(config)),
@@ -556,12 +579,13 @@ export class Headroom {
    */
   readonly #startRunner: StartRunner = async (entry, config, signal): Promise<RunnerHandle> => {
     const engine = this.engines.get(config.engine);
+    const stateDir = this.#runnerSpawn ? undefined : await this.#runnerStateDir(entry.name);
     const spawn: SpawnSpec = this.#runnerSpawn
       ? this.#runnerSpawn(config, entry)
       : engine.launch(config, {
           port: engine.needsPort ? await freePort() : 0,
           name: entry.name,
-          stateDir: await this.#runnerStateDir(entry.name),
+          ...(stateDir !== undefined ? { stateDir } : {}),
         });
     let pid: number | undefined;
     const runner = await RunnerProcess.start({
@@ -598,11 +622,23 @@ export class Headroom {
     };
   };
 
-  /** A model's own directory under the home's state directory (created on first use). */
-  async #runnerStateDir(model: string): Promise<string> {
+  /**
+   * A model's own directory under the home's state directory (created on first use); undefined
+   * when it cannot be made (a read-only or full home): the runner then runs without saved state
+   * rather than not at all.
+   */
+  async #runnerStateDir(model: string): Promise<string | undefined> {
     const dir = path.join(this.layout.stateDir, 'slots', safeFileName(model));
-    await mkdir(dir, { recursive: true });
-    return dir;
+    try {
+      await mkdir(dir, { recursive: true });
+      return dir;
+    } catch (err) {
+      this.log.warn(
+        { model, dir, err: (err as Error).message },
+        'cannot create the runner state directory: sequence state is not saved for this runner',
+      );
+      return undefined;
+    }
   }
 
   /** Trims one ready runner's prompt caches under memory pressure (the scheduler's trim effect). */

@@ -127,6 +127,11 @@ export const ERROR_CODES = {
   internal_error: pub(500, 'failure', 'A bug: an error headroom did not expect.'),
 
   CONFIG_INVALID: internal(400, 'usage', 'The config file is not valid (each problem on a line).'),
+  CONFIG_HOME_UNWRITABLE: internal(
+    500,
+    'failure',
+    "headroom's home ($HEADROOM_HOME) cannot hold its folders (read-only, full, not a directory).",
+  ),
   CONFIG_UNSAFE_BIND: internal(
     400,
     'usage',
