@@ -391,9 +391,24 @@ export const configSchema = z
         stopGrace: durationSchema
           .default('5s')
           .describe('SIGTERM-to-SIGKILL grace when stopping a runner. Defaults to 5s.'),
+        healthInterval: durationSchema
+          .default('5s')
+          .describe(
+            'How often a loaded runner is asked GET /health; after 3 checks in a row without a 200 it is taken for hung, killed, and loaded again on the next request. "never" turns the checks off. Defaults to 5s.',
+          ),
+        healthTimeout: durationSchema
+          .default('5s')
+          .describe('Longest one health check waits for its answer. Defaults to 5s.'),
       })
       .strict()
-      .default({ maxBodyBytes: '4MiB', loadTimeout: '120s', stallTimeout: '30s', stopGrace: '5s' }),
+      .default({
+        maxBodyBytes: '4MiB',
+        loadTimeout: '120s',
+        stallTimeout: '30s',
+        stopGrace: '5s',
+        healthInterval: '5s',
+        healthTimeout: '5s',
+      }),
     scheduler: schedulerSchema
       .default(() => schedulerSchema.parse({}))
       .describe('Which models live in memory: budget, TTLs, pins, queues, drain.'),

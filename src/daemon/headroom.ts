@@ -115,6 +115,9 @@ async function makeHomeDirs(layout: HomeLayout): Promise<void> {
   }
 }
 
+/** Health checks in a row a loaded runner may miss before it is taken for hung (limits.healthInterval). */
+const LIVENESS_FAILURES = 3;
+
 function logFileName(model: string): string {
   return `${safeFileName(model)}.log`;
 }
@@ -601,6 +604,15 @@ export class Headroom {
       startTimeoutMs: this.config.limits.loadTimeoutMs,
       stallTimeoutMs: this.config.limits.stallTimeoutMs,
       signal,
+      ...(Number.isFinite(this.config.limits.healthIntervalMs)
+        ? {
+            liveness: {
+              intervalMs: this.config.limits.healthIntervalMs,
+              timeoutMs: Math.min(this.config.limits.healthTimeoutMs, 2_147_483_647),
+              failures: LIVENESS_FAILURES,
+            },
+          }
+        : {}),
     }).catch(async (err: unknown) => {
       if (pid !== undefined) await this.#pids.forget(pid);
       throw err;
