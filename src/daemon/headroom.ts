@@ -1,3 +1,4 @@
+import { raceAbort } from '../lib/abort.js';
 import { HeadroomError } from '../lib/errors.js';
 import { constants } from 'node:fs';
 import { access, mkdir, stat } from 'node:fs/promises';
@@ -142,6 +143,8 @@ export class Headroom {
   /** Pid files of the runners started, so the next daemon kills what a killed one left. */
   readonly #pids: RunnerPids;
   readonly #prepared = new Map<string, Prepared>();
+  /** Header reads under way, by file version: concurrent callers share one. */
+  readonly #reading = new Map<string, Promise<Prepared>>();
   readonly #lastPlan = new Map<string, LoadPlan>();
   #store: MeasuredStore | undefined;
   /**
@@ -310,9 +313,23 @@ export class Headroom {
     const id = await fileIdentity(file, signal);
     const known = this.#prepared.get(file);
     if (known && known.file.size === id.size && known.file.mtimeMs === id.mtimeMs) return known;
-    const prepared = { spec: await readModelSpec(file, signal), file: id };
-    this.#prepared.set(file, prepared);
-    return prepared;
+    // Single-flight: a burst of requests for a model not read yet shares one read of its header
+    // (a large vocabulary is tens of MB on the heap while it is parsed; 500 parallel reads of one
+    // took the daemon past a 96 MiB heap). The shared read takes no caller's signal, so one
+    // caller giving up does not fail the others; each caller stops waiting on its own signal.
+    const key = `${id.path}\0${id.size}\0${id.mtimeMs}`;
+    let reading = this.#reading.get(key);
+    if (!reading) {
+      reading = readModelSpec(file)
+        .then((spec) => {
+          const prepared = { spec, file: id };
+          this.#prepared.set(file, prepared);
+          return prepared;
+        })
+        .finally(() => this.#reading.delete(key));
+      this.#reading.set(key, reading);
+    }
+    return raceAbort(reading, signal);
   }
 
   /** A model file's size, time and header facts (the Ollama routes' details). */
