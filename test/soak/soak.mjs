@@ -155,7 +155,8 @@ async function oneRequest() {
       let code = '';
       try {
         const e = JSON.parse(text).error;
-        code = typeof e === 'string' ? '' : (e?.code ?? '');
+        // Ollama's shape carries no code: say which route it was.
+        code = typeof e === 'string' ? `(Ollama) ${e.slice(0, 40)}` : (e?.code ?? '');
       } catch {
         /* not JSON */
       }
@@ -241,7 +242,8 @@ const stopped = Date.now();
 daemon.kill('SIGTERM');
 const exit = await new Promise((r) => daemon.once('exit', (code, signal) => r({ code, signal })));
 const stopMs = Date.now() - stopped;
-if (stopMs > 5000) console.log(`the daemon took ${stopMs} ms to stop; its last output:\n${daemonOut.slice(-3000)}`);
+if (stopMs > 5000)
+  console.log(`the daemon took ${stopMs} ms to stop; its last output:\n${daemonOut.slice(-3000)}`);
 await sleep(500);
 const alive = (pid) => {
   try {
