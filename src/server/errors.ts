@@ -4,6 +4,7 @@ import type { Duplex } from 'node:stream';
 import { envelopeOf, type ErrorEnvelope } from '../lib/envelope.js';
 import type { ErrorCode } from '../lib/error-codes.js';
 import { HeadroomError, isHeadroomError } from '../lib/errors.js';
+import { isAbortError } from '../lib/abort.js';
 import type { Logger } from '../lib/logger.js';
 
 export class BadRequestError extends HeadroomError {
@@ -72,6 +73,13 @@ export function toEnvelope(err: unknown): {
 
 export function makeErrorHandler(log: Logger) {
   return function errorHandler(err: unknown, req: FastifyRequest, reply: FastifyReply): void {
+    // The client left while its request waited or loaded: nobody reads the answer, and it is
+    // not the daemon's failure (no 500 in the log for every impatient client).
+    if (isAbortError(err) && (req.raw.destroyed || reply.raw.destroyed)) {
+      log.debug({ url: req.url }, 'the client went away');
+      void reply.code(499).send();
+      return;
+    }
     const { status, body, retryAfter } = toEnvelope(err);
     if (status >= 500) log.error({ err, url: req.url }, 'request failed');
     else log.debug({ url: req.url, code: body.error.code }, body.error.message);

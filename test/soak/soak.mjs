@@ -3,12 +3,14 @@
  * `npm run soak`: a real daemon with real llama-server runners on forged models under a mixed,
  * hostile load for a while (default 60 minutes), then a summary. Not part of `npm test`.
  *
- *   node test/soak/soak.mjs [--minutes 60] [--clients 8] [--hog-mb 256] [--kill-every 20]
+ *   node test/soak/soak.mjs [--minutes 60] [--clients 8] [--hog-mb 256] [--kill-every 20] [--heap-mb 128]
  *
  * - clients: loops of random requests (OpenAI chat, streamed chat, completions, Ollama chat)
  *   over three models with a budget that holds two; some are cancelled mid-way;
  * - a memory hog: a process that takes --hog-mb of resident memory for 10 s, every ~30 s;
- * - runner kills: a loaded runner SIGKILLed every ~--kill-every seconds.
+ * - runner kills: a loaded runner SIGKILLed every ~--kill-every seconds;
+ * - the daemon's heap capped at --heap-mb (0: V8's default): a leak then ends the daemon (an
+ *   exit other than 0 in the summary) instead of hiding in a lazily grown heap.
  * It stops by itself, stops the daemon, and prints: requests, outcomes by kind, the daemon's
  * max RSS, OOM kills on the machine meanwhile (/proc/vmstat), and runner processes left over.
  * Writes bench/results/soak.json. Run `npm run build` first.
@@ -27,12 +29,14 @@ const { values } = parseArgs({
     clients: { type: 'string', default: '8' },
     'hog-mb': { type: 'string', default: '256' },
     'kill-every': { type: 'string', default: '20' },
+    'heap-mb': { type: 'string', default: '128' },
   },
 });
 const MINUTES = Number(values.minutes);
 const CLIENTS = Number(values.clients);
 const HOG_MB = Number(values['hog-mb']);
 const KILL_EVERY_S = Number(values['kill-every']);
+const HEAP_MB = Number(values['heap-mb']);
 const ROOT = path.resolve(import.meta.dirname, '../..');
 const MODELS = ['soak-a', 'soak-b', 'soak-c'];
 
@@ -77,9 +81,10 @@ const vmstatOom = async () =>
   Number(/oom_kill (\d+)/.exec(await readFile('/proc/vmstat', 'utf8').catch(() => ''))?.[1] ?? 0);
 const oomBefore = await vmstatOom();
 
+const heapFlags = HEAP_MB > 0 ? [`--max-old-space-size=${HEAP_MB}`] : [];
 const daemon = spawn(
   process.execPath,
-  [path.join(ROOT, 'bin/headroom.js'), 'serve', '--config', configFile],
+  [...heapFlags, path.join(ROOT, 'bin/headroom.js'), 'serve', '--config', configFile],
   {
     env: { ...process.env, HEADROOM_HOME: home, HEADROOM_LOG_LEVEL: 'warn' },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -100,7 +105,7 @@ const url = await new Promise((resolve, reject) => {
   daemon.once('exit', (c) => reject(new Error(`daemon exited with ${c}:\n${daemonOut}`)));
 });
 console.log(
-  `soak: daemon ${url} (pid ${daemon.pid}), ${MINUTES} min, ${CLIENTS} clients, hog ${HOG_MB} MB, a runner kill every ~${KILL_EVERY_S} s`,
+  `soak: daemon ${url} (pid ${daemon.pid}, heap cap ${HEAP_MB || 'none'} MiB), ${MINUTES} min, ${CLIENTS} clients, hog ${HOG_MB} MB, a runner kill every ~${KILL_EVERY_S} s`,
 );
 
 const endAt = Date.now() + MINUTES * 60_000;
@@ -269,7 +274,7 @@ const rows = [
   ['runner kills (SIGKILL by the soak)', String(kills)],
   ['memory hogs', `${hogs} × ${HOG_MB} MB for 10 s`],
   ['runners seen', String(runnerPids.size)],
-  ['daemon max RSS', `${(maxRss / 2 ** 20).toFixed(1)} MiB`],
+  ['daemon max RSS', `${(maxRss / 2 ** 20).toFixed(1)} MiB (heap cap ${HEAP_MB || 'none'} MiB)`],
   ['OOM kills on the machine', String(oomKills)],
   ['daemon exit', `code ${exit.code ?? '-'}, signal ${exit.signal ?? '-'}, in ${stopMs} ms`],
   ['orphans after the daemon stopped', String(orphans.length)],
@@ -292,6 +297,7 @@ await writeFile(
       kills,
       hogs,
       hogMb: HOG_MB,
+      heapMb: HEAP_MB,
       runnersSeen: runnerPids.size,
       maxRssBytes: maxRss,
       oomKills,
