@@ -52,13 +52,15 @@ const CTX = Number(values.ctx);
 const COLD = Number(values.cold);
 const PAIRS = Number(values.pairs);
 
-const binary =
-  values['llama-server'] ??
-  (await (async () => {
-    const b = await resolveLlamaServerBinary({ engines: { llamaServer: { args: [] } } });
-    if (!('path' in b)) throw new Error(`no llama-server: ${b.reason}; ${b.fix}`);
-    return b.path;
-  })());
+const resolved = await resolveLlamaServerBinary({
+  engines: {
+    llamaServer: { args: [], ...(values['llama-server'] ? { path: values['llama-server'] } : {}) },
+  },
+});
+if (!('path' in resolved)) throw new Error(`no llama-server: ${resolved.reason}; ${resolved.fix}`);
+const binary = resolved.path;
+/** headroom's build keeps a streamed answer's connection open (patches/keep-alive-stream.patch). */
+const keepsAliveAfterStream = resolved.obtained === 'built';
 
 const modelsDir = path.join(root, '.cache', 'bench-models');
 await mkdir(modelsDir, { recursive: true });
@@ -91,8 +93,9 @@ const config = (engine) =>
 const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
 
 /**
- * Bases of llama-server itself: llama-server closes a connection after a streamed answer without
- * saying so, so its clients ask for a new one per stream (as headroom does).
+ * Bases of llama-server itself when it is not headroom's build: that one closes a connection after
+ * a streamed answer without saying so, so its clients ask for a new one per stream (as headroom
+ * does). headroom's build keeps it open, and both arms reuse their connections.
  */
 const closeAfterStream = new Set();
 
@@ -190,7 +193,7 @@ async function startDirect(cfg) {
   const url = `http://127.0.0.1:${port}`;
   // Killed in the finally below if the bench fails before it stops this one.
   started.push(child);
-  closeAfterStream.add(url);
+  if (!keepsAliveAfterStream) closeAfterStream.add(url);
   await waitHealthy(url, child);
   return { child, url };
 }
