@@ -16,7 +16,7 @@
  * Writes bench/results/soak.json. Run `npm run build` first.
  */
 /* global setInterval, clearInterval, AbortSignal */
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { link, mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -243,10 +243,21 @@ await Promise.all([...Array.from({ length: CLIENTS }, client), killer(), hog(), 
 clearInterval(reporter);
 
 // Stop the daemon, then look for anything it left running.
+// The connections to the daemon as it is told to stop (shown when the stop is slow).
+const port = new URL(url).port;
+const connections = spawnSync(
+  'ss',
+  ['-tnpH', 'state', 'established', `( sport = :${port} or dport = :${port} )`],
+  {
+    encoding: 'utf8',
+  },
+).stdout;
 const stopped = Date.now();
 daemon.kill('SIGTERM');
 const exit = await new Promise((r) => daemon.once('exit', (code, signal) => r({ code, signal })));
 const stopMs = Date.now() - stopped;
+if (stopMs > 5000)
+  console.log(`connections to the daemon when it was told to stop:\n${connections}`);
 if (stopMs > 5000)
   console.log(`the daemon took ${stopMs} ms to stop; its last output:\n${daemonOut.slice(-3000)}`);
 await sleep(500);
