@@ -394,7 +394,7 @@ export const configSchema = z
         healthInterval: durationSchema
           .default('5s')
           .describe(
-            'How often a loaded runner is asked GET /health; after 3 checks in a row without a 200 it is taken for hung, killed, and loaded again on the next request. "never" turns the checks off. Defaults to 5s.',
+            'How often a loaded runner is asked GET /health; after 3 checks in a row without a 200 it is taken for hung, killed, and loaded again on the next request. "never" (or 0) turns the checks off. Defaults to 5s.',
           ),
         healthTimeout: durationSchema
           .default('5s')

@@ -621,7 +621,8 @@ export class Headroom {
       startTimeoutMs: this.config.limits.loadTimeoutMs,
       stallTimeoutMs: this.config.limits.stallTimeoutMs,
       signal,
-      ...(Number.isFinite(this.config.limits.healthIntervalMs)
+      ...(Number.isFinite(this.config.limits.healthIntervalMs) &&
+      this.config.limits.healthIntervalMs > 0
         ? {
             liveness: {
               intervalMs: this.config.limits.healthIntervalMs,
