@@ -18,7 +18,11 @@ export async function streamDaemon(
 ): Promise<Response> {
   let res: Response;
   try {
-    res = await fetch(new URL(path, base), { signal });
+    const key = process.env.HEADROOM_API_KEY;
+    res = await fetch(new URL(path, base), {
+      signal,
+      headers: key ? { authorization: `Bearer ${key}` } : {},
+    });
   } catch (err) {
     if (signal.aborted) throw err;
     throw unreachable(base, err);
@@ -58,9 +62,13 @@ export async function callDaemon<T>(
 ): Promise<T> {
   let res: Response;
   try {
+    const key = process.env.HEADROOM_API_KEY;
     res = await fetch(new URL(path, base), {
       method,
-      headers: body === undefined ? {} : { 'content-type': 'application/json' },
+      headers: {
+        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+        ...(key ? { authorization: `Bearer ${key}` } : {}),
+      },
       body: body === undefined ? undefined : JSON.stringify(body),
     });
   } catch (err) {

@@ -8,8 +8,6 @@ import { Daemon } from '../main.js';
 import { UsageError } from './exit.js';
 import { intFlag } from './flags.js';
 
-const LOOPBACK = new Set(['127.0.0.1', 'localhost', '::1']);
-
 /** `headroom serve`: runs the daemon until SIGINT or SIGTERM. */
 export async function serve(values: Record<string, unknown>): Promise<number> {
   const home = resolveHome();
@@ -40,12 +38,17 @@ export async function serve(values: Record<string, unknown>): Promise<number> {
       ...((raw.modelDirs as string[] | undefined) ?? []),
       ...models.map((m) => path.resolve(m)),
     ];
-  const config = normaliseConfig(raw, file);
-  if (!LOOPBACK.has(config.host)) {
-    throw new UsageError(
-      `refusing to bind ${config.host}: headroom binds loopback only until API keys are configured (use --host 127.0.0.1).`,
-    );
+  // The API key: --api-key, else $HEADROOM_API_KEY, else security.apiKey in the file.
+  const apiKey = (values['api-key'] as string | undefined) ?? process.env.HEADROOM_API_KEY;
+  if (apiKey !== undefined && apiKey !== '') {
+    const security = raw.security;
+    raw.security = {
+      ...(typeof security === 'object' && security !== null ? security : {}),
+      apiKey,
+    };
   }
+  // The daemon refuses a non-loopback bind without a key (server/security.ts).
+  const config = normaliseConfig(raw, file);
 
   const daemon = await Daemon.start({
     config,
