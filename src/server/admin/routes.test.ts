@@ -195,3 +195,22 @@ describe('POST /admin/models/:name/pin', () => {
     }
   });
 });
+
+describe('GET /admin/logs/:name', () => {
+  it('answers 400 naming `follow` for a value other than true/false/1/0', async () => {
+    const { core: c, manager } = core([]);
+    const app = createApp(c, { log: silentLogger(), bodyLimit: 1024 });
+    try {
+      const res = await app.inject({ url: '/admin/logs/cpu?follow=maybe' });
+      expect(res.statusCode).toBe(400);
+      expect(res.body).toContain('follow');
+      // A core that cannot follow (no log file path) answers with the tail.
+      const tail = await app.inject({ url: '/admin/logs/cpu?follow=true' });
+      expect(tail.statusCode).toBe(200);
+      expect(tail.body).toBe('');
+    } finally {
+      await app.close();
+      await manager.dispose();
+    }
+  });
+});
