@@ -484,7 +484,9 @@ function renderModels() {
     values.forEach((v, i) => {
       if (row.cells[i].textContent !== v) row.cells[i].textContent = v;
     });
-    row.cells[1].className = `state-${m.state}`;
+    row.tr.dataset.state = m.state;
+    row.cells[0].className = 'name';
+    row.cells[1].className = `state state-${m.state}`;
     row.cells[11].className = 'ttl';
     const busy = state.busy.has(m.name);
     row.load.disabled = busy || m.state === 'ready' || m.state === 'loading';

@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { mkdir, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, stat, symlink } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import OpenAI from 'openai';
@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../../src/lib/net.js';
 import { startDaemon, startTinyChatDaemon, type DaemonProcess } from '../helpers/daemon.js';
 import { enginesUnderTest } from '../helpers/engines.js';
+import { tinyChatModel } from '../helpers/models.js';
 
 // The dashboard in a real browser (Debian's chromium driven by playwright-core) against the real
 // daemon and a real runner on the forged tiny model: the page goes live, its chart grows with
@@ -40,10 +41,13 @@ suite(`the dashboard in chromium (${engine.kind})`, () => {
   let port: number;
   let browser: Browser;
   let page: Page;
+  let models: string;
   const config = (): Record<string, unknown> => ({
     port,
     engines: engine.engines,
     monitor: { interval: '500ms' },
+    // Only the tiny model (the shared cache holds other tests' models too).
+    modelDirs: [models],
   });
 
   const samples = async (p: Page): Promise<number> =>
@@ -58,6 +62,8 @@ suite(`the dashboard in chromium (${engine.kind})`, () => {
   beforeAll(async () => {
     if (missing) throw new Error(`the dashboard test needs a browser under CI: ${missing}`);
     port = await freePort();
+    models = await mkdtemp(path.join(os.tmpdir(), 'headroom-dashboard-models-'));
+    await symlink(await tinyChatModel(), path.join(models, `${MODEL}.gguf`));
     daemon = await startTinyChatDaemon(config());
     browser = await chromium.launch({
       executablePath: CHROMIUM,
