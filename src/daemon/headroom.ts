@@ -640,13 +640,13 @@ export class Headroom {
       url: runner.url,
       pid: runner.pid,
       loadMs: runner.loadMs,
+      // At the child's exit, not once its handles are closed: a request leased to the runner in
+      // between would meet a closed port.
       onExit: (listener) => {
-        const onExit = (): void => {
-          const exit = runner.exit;
-          listener({ code: exit?.code ?? null, signal: exit?.signal ?? null });
-        };
-        runner.on('exit', onExit);
-        return () => runner.off('exit', onExit);
+        const onExit = (status: { code: number | null; signal: NodeJS.Signals | null }): void =>
+          listener({ code: status.code, signal: status.signal });
+        runner.on('exited', onExit);
+        return () => runner.off('exited', onExit);
       },
       stop: (opts) => runner.stop(opts),
     };
