@@ -41,6 +41,19 @@ import {
 } from './engines.js';
 import { TRIM_TIMEOUT_MS, startPressureMonitor, type PressureMonitor } from './reactions.js';
 import type { MonitorFeed } from '../monitor/feed.js';
+import {
+  HeadroomEvents,
+  memoryAllocations,
+  modelMetrics,
+  pressureConfig,
+  resourceLimits,
+  systemResources,
+  type MemoryAllocation,
+  type ModelResourceMetrics,
+  type PressureConfig,
+  type ResourceLimits,
+  type SystemResources,
+} from './library.js';
 
 /** Requests after which a multi-slot runner's peaks are not recorded (see #measure). */
 const CLEAN_REQUESTS = 4;
@@ -103,6 +116,8 @@ export class Headroom {
   readonly layout: HomeLayout;
   readonly log: Logger;
   readonly manager: ModelManager;
+  /** Typed events: loads, unloads and why, crashes, pressure, alerts, samples. */
+  readonly events: HeadroomEvents;
   readonly startedAt = Date.now();
   readonly version = VERSION;
   #catalog = new Map<string, ModelEntry>();
@@ -190,6 +205,7 @@ export class Headroom {
           : undefined;
       },
     });
+    this.events = new HeadroomEvents(this.manager);
     this.manager.on('event', (e) => {
       if (e.type === 'load-failed') this.log.warn(e, 'model load failed');
       else if (e.type === 'runner-exit' && !e.expected)
@@ -496,6 +512,7 @@ export class Headroom {
     }
     // The sampler and its reactions, unless `monitor.enabled: false`.
     if (config.monitor.enabled) h.#pressure = await startPressureMonitor(config, h.manager, log);
+    if (h.#pressure) h.events.attach(h.#pressure.feed);
     for (const name of config.scheduler.preload) {
       // In the background: the daemon serves while preloads run; a failure is logged, not fatal.
       h.manager.load(name).then(
@@ -537,11 +554,64 @@ export class Headroom {
     return this.#runnerSpawn ? this.engines.get('embedded') : this.engines.get(config.engine);
   }
 
+  /**
+   * Plans a load of a known model without starting it: the config that fits the budget left now,
+   * its predicted footprint by kind (weights, KV cache, compute, runtime), the verdict and what to
+   * do when it does not fit. Throws model_not_found for an unknown name, GGUF_* for a bad file.
+   */
+  async plan(name: string, request: LoadRequest = {}, signal?: AbortSignal): Promise<LoadPlan> {
+    const path = this.manager.status(name).path;
+    const { spec } = await this.#read(path, signal);
+    const free = this.manager.resources().ledger.free;
+    const o = this.#catalog.get(name)?.overrides ?? {};
+    const wanted = o.engine ?? this.engines.defaultKind;
+    const engine = wanted !== 'command' && this.engines.has(wanted) ? wanted : 'embedded';
+    return planLoad({
+      spec,
+      request: {
+        contextSize: o.contextSize ?? this.config.runner.contextSize,
+        parallel: o.parallel ?? this.config.runner.parallel,
+        flashAttention: o.flashAttention ?? this.config.runner.flashAttention,
+        ...request,
+      },
+      engine,
+      available: { bytes: Number.isFinite(free) ? Math.max(0, free) : Number.MAX_SAFE_INTEGER },
+      level: this.config.scheduler.optimisation,
+      modelName: name,
+    });
+  }
+
+  /** Each loaded model's ledger charge, measured use and plan split by kind (weights, context, working). */
+  memoryAllocations(): MemoryAllocation[] {
+    return memoryAllocations(this.manager);
+  }
+
+  /** Every known model's state, memory, context, requests and timings. */
+  modelMetrics(): ModelResourceMetrics[] {
+    return modelMetrics(this.manager);
+  }
+
+  /** RAM, cores, the budget and what models hold of it, GPUs, and the pressure level now. */
+  systemResources(): SystemResources {
+    return systemResources(this.manager, this.monitor, this.events.peakAllocated);
+  }
+
+  /** The limits the scheduler enforces (models loaded, budget, idle timeout, queues). */
+  limits(): ResourceLimits {
+    return resourceLimits(this.config, this.manager);
+  }
+
+  /** The monitor's settings and the pressure level now. */
+  pressureConfig(): PressureConfig {
+    return pressureConfig(this.config, this.monitor);
+  }
+
   /** Stops every runner. Idempotent. */
   dispose(): Promise<void> {
     // Stop reacting to pressure before the runners stop.
     this.#disposed ??= (this.#pressure?.dispose() ?? Promise.resolve())
       .then(() => this.manager.dispose())
+      .then(() => this.events.dispose())
       .then(() => this.#store?.dispose());
     return this.#disposed;
   }
@@ -655,7 +725,19 @@ function planCommand(entry: ModelEntry, base: RunnerConfig, room: number): PlanO
 
 const mib = (b: number): string => (b / 1048576).toFixed(0);
 
-/** The embeddable core: `const hr = await createHeadroom(); const lease = await hr.manager.acquire('name')`. */
+/**
+ * The embeddable core: `const hr = await createHeadroom(); const lease = await hr.manager.acquire('name')`.
+ * Without `log` it logs warnings and errors to stderr (`HEADROOM_LOG_LEVEL` sets another level),
+ * leaving the application's stdout to it.
+ */
 export function createHeadroom(opts: HeadroomOptions = {}): Promise<Headroom> {
-  return Headroom.create(opts);
+  return Headroom.create({
+    ...opts,
+    log:
+      opts.log ??
+      createLogger({
+        level: process.env.HEADROOM_LOG_LEVEL ?? 'warn',
+        destination: process.stderr,
+      }),
+  });
 }

@@ -2,6 +2,7 @@ import type { KvCacheType, RunnerConfig } from '../engines/types.js';
 import type { PressureLevel } from '../monitor/pressure.js';
 import type { GpuLedgerView, LedgerView } from './core.js';
 import type { LoadPolicy } from './pressure.js';
+import type { StopReason } from './core-types.js';
 import type { ModelEntry, ModelState, RunnerExit, RunnerHandle } from './types.js';
 
 /** What the model manager takes and gives: requests, leases, status views and events. */
@@ -120,6 +121,8 @@ export type ManagerEvent =
       type: 'unload';
       model: string;
       reason: string;
+      /** The reason as a stable code (`ttl`, `evicted`, `pressure`, …). */
+      cause: StopReason;
       /** Why this model, why now (for evictions: what needed the room). */
       detail?: string;
       /** Requests still in flight when it was stopped (forced and drain-deadline stops). */

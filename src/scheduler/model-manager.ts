@@ -646,6 +646,7 @@ export class ModelManager extends EventEmitter<{ event: [ManagerEvent] }> {
       type: 'unload',
       model: r.entry.name,
       reason: reasonText(o.reason),
+      cause: o.reason,
       detail: o.detail,
       ...(o.inFlight > 0 ? { inFlight: o.inFlight } : {}),
       bytes: o.bytes,
