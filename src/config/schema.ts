@@ -118,14 +118,48 @@ const modelOverrideSchema = z
       .min(1)
       .optional()
       .describe('Path of the GGUF file, when it is not in a models directory.'),
-    contextSize: z.number().int().min(128).max(1_048_576).optional(),
-    parallel: z.number().int().min(1).max(64).optional(),
-    threads: z.number().int().min(1).max(1024).optional(),
-    batchSize: z.number().int().min(16).max(65536).optional(),
-    flashAttention: z.boolean().optional(),
-    kvCacheType: kvCacheTypeSchema.optional(),
-    mmap: z.boolean().optional(),
-    gpuLayers: z.number().int().min(0).optional(),
+    contextSize: z
+      .number()
+      .int()
+      .min(128)
+      .max(1_048_576)
+      .optional()
+      .describe('Context size in tokens for this model. Defaults to runner.contextSize.'),
+    parallel: z
+      .number()
+      .int()
+      .min(1)
+      .max(64)
+      .optional()
+      .describe('Parallel sequences. Defaults to runner.parallel.'),
+    threads: z
+      .number()
+      .int()
+      .min(1)
+      .max(1024)
+      .optional()
+      .describe('CPU threads. Defaults to runner.threads.'),
+    batchSize: z
+      .number()
+      .int()
+      .min(16)
+      .max(65536)
+      .optional()
+      .describe('Batch size in tokens. Defaults to runner.batchSize.'),
+    flashAttention: z
+      .boolean()
+      .optional()
+      .describe('Flash attention. Defaults to runner.flashAttention.'),
+    kvCacheType: kvCacheTypeSchema
+      .optional()
+      .describe('KV cache type (fixed: the fit search does not change it). Defaults to the fit.'),
+    mmap: z.boolean().optional().describe('Memory-map the weights. Defaults to runner.mmap.'),
+    gpuLayers: z
+      .number()
+      .int()
+      .min(0)
+      .optional()
+      .describe('Layers offloaded to a GPU. Defaults to runner.gpuLayers.'),
     engine: engineKindSchema
       .optional()
       .describe(
@@ -276,8 +310,8 @@ const schedulerSchema = z
       .describe('Models loaded when the daemon starts. Defaults to none.'),
     backoff: z
       .object({
-        base: durationSchema.default('1s'),
-        max: durationSchema.default('60s'),
+        base: durationSchema.default('1s').describe('First wait. Defaults to 1s.'),
+        max: durationSchema.default('60s').describe('Longest wait. Defaults to 60s.'),
       })
       .strict()
       .default(SCHEDULER_DEFAULTS.backoff)

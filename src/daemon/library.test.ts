@@ -98,7 +98,7 @@ describe('HeadroomEvents', () => {
       type: 'alert',
       alert: {
         id: 'leak:daemon',
-        severity: 'warning',
+        severity: 'warn',
         kind: 'leak',
         component: 'daemon',
         message: 'm',

@@ -5,7 +5,12 @@ import type { KvCacheType, RunnerConfig } from '../engines/types.js';
 import type { FeedEvent, LevelChange, MonitorFeed, MonitorSample } from '../monitor/feed.js';
 import type { PressureLevel } from '../monitor/pressure.js';
 import type { Alert } from '../monitor/trends.js';
-import type { ManagerEvent, ModelManager, ModelStatus } from '../scheduler/model-manager.js';
+import type {
+  ManagerEvent,
+  ModelManager,
+  ModelStatus,
+  ResourcesView,
+} from '../scheduler/model-manager.js';
 import type { StopReason } from '../scheduler/core-types.js';
 import type { ModelState } from '../scheduler/types.js';
 
@@ -173,13 +178,20 @@ export interface HeadroomEventMap {
   sample: [MonitorSample];
 }
 
+/** What HeadroomEvents listens to: the model manager's events and its ledger. */
+export interface EventSource {
+  on(event: 'event', listener: (e: ManagerEvent) => void): unknown;
+  off(event: 'event', listener: (e: ManagerEvent) => void): unknown;
+  resources(): ResourcesView;
+}
+
 /** The typed event emitter of a Headroom: `hr.events.on('unload', (e) => …)`. */
 export class HeadroomEvents extends EventEmitter<HeadroomEventMap> {
   readonly #detach: Array<() => void> = [];
   readonly #starts = new Map<string, HeadroomEventMap['load-start'][0]>();
   #peak = 0;
 
-  constructor(manager: Pick<ModelManager, 'on' | 'off' | 'resources'>) {
+  constructor(manager: EventSource) {
     super();
     this.setMaxListeners(0);
     const onManager = (e: ManagerEvent): void => {
@@ -200,7 +212,7 @@ export class HeadroomEvents extends EventEmitter<HeadroomEventMap> {
     return this.#peak;
   }
 
-  #notePeak(manager: Pick<ModelManager, 'resources'>): void {
+  #notePeak(manager: EventSource): void {
     const l = manager.resources().ledger;
     this.#peak = Math.max(this.#peak, l.reserved + l.measured);
   }
