@@ -225,6 +225,21 @@ export class ModelManager extends EventEmitter<{ event: [ManagerEvent] }> {
     return this.#core.loadPolicy();
   }
 
+  /**
+   * Applies a reloaded config: the scheduler's limits (queues, waits, drain, back-off, models
+   * loaded, recycling), the runner defaults new loads start from, and the stop grace. Runners
+   * loaded keep the config they were loaded with.
+   */
+  reconfigure(change: {
+    settings: Omit<CoreSettings, 'budgetBytes' | 'gpuBudgetBytes'>;
+    defaults: Omit<RunnerConfig, 'modelPath'>;
+    stopGraceMs: number;
+  }): void {
+    this.#opts.defaults = change.defaults;
+    this.#opts.stopGraceMs = change.stopGraceMs;
+    this.#call(() => this.#core.updateSettings(change.settings));
+  }
+
   /** Sets the memory budget (bytes); idle models are evicted if the ledger is now over it. */
   setBudget(bytes: number): void {
     this.#call(() => this.#core.setBudget(bytes));

@@ -2,6 +2,7 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } 
 import type { Logger } from '../lib/logger.js';
 import { adminRoutes } from './admin/routes.js';
 import { monitorRoutes } from './admin/monitor-routes.js';
+import { configRoutes } from './admin/config-routes.js';
 import { ollamaRoutes } from './ollama/routes.js';
 import type { ServerCore } from './core.js';
 import { NotFoundError, makeErrorHandler } from './errors.js';
@@ -37,6 +38,7 @@ export function createApp(core: ServerCore, opts: AppOptions): FastifyInstance {
   openaiRoutes(app, core);
   adminRoutes(app, core);
   monitorRoutes(app, core);
+  configRoutes(app, core);
   ollamaRoutes(app, core);
   metricsRoutes(app, core);
   return app;
