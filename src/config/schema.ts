@@ -350,6 +350,50 @@ const schedulerSchema = z
   })
   .strict();
 
+const storeSchema = (tool: string, where: string) =>
+  z
+    .object({
+      enabled: z
+        .boolean()
+        .default(false)
+        .describe(`Serve the GGUF models in ${tool}'s store (read only). Defaults to false.`),
+      path: z.string().min(1).optional().describe(`The store's directory. Defaults to ${where}.`),
+    })
+    .strict()
+    .default({ enabled: false });
+
+const discoverSchema = z
+  .object({
+    ollama: storeSchema('Ollama', '$OLLAMA_MODELS, else ~/.ollama/models').describe(
+      'Models pulled with Ollama, named as `ollama list` shows them (llama3.2:latest).',
+    ),
+    lmstudio: z
+      .object({
+        enabled: z
+          .boolean()
+          .default(false)
+          .describe(
+            "Serve the GGUF models in LM Studio's models folder (read only). Defaults to false.",
+          ),
+        paths: z
+          .array(z.string().min(1))
+          .optional()
+          .describe(
+            'The models folders. Defaults to ~/.lmstudio/models and ~/.cache/lm-studio/models.',
+          ),
+      })
+      .strict()
+      .default({ enabled: false })
+      .describe('Models downloaded with LM Studio, named publisher/repo/file (without .gguf).'),
+    huggingface: storeSchema(
+      'the Hugging Face hub cache',
+      '$HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub',
+    ).describe(
+      'GGUF files in the Hugging Face hub cache, named org/repo:QUANT as llama.cpp -hf takes them.',
+    ),
+  })
+  .strict();
+
 export const configSchema = z
   .object({
     host: z
@@ -420,6 +464,9 @@ export const configSchema = z
     monitor: monitorConfigSchema
       .default(DEFAULT_MONITOR_CONFIG)
       .describe('Memory monitor and pressure reactions (src/config/monitor.ts).'),
+    discover: discoverSchema
+      .default(() => discoverSchema.parse({}))
+      .describe("Other tools' model stores to serve models from. Each is off unless enabled."),
   })
   .strict();
 

@@ -35,6 +35,7 @@ import type { ModelEntry, RunnerHandle, StartRunner } from '../scheduler/types.j
 import type { ConfigReload, ModelFile, ProcessMemory } from '../server/core.js';
 import { RunnerProcess, readLogTail, type SpawnSpec } from '../supervisor/index.js';
 import { scanModels } from './catalog.js';
+import { discoverModels, discoverOptions } from './discover.js';
 import { RunnerPids } from './runner-pids.js';
 import {
   chooseEngines,
@@ -537,7 +538,9 @@ export class Headroom {
 
   async #scan(config: Config): Promise<Map<string, ModelEntry>> {
     const dirs = [...config.modelDirs, this.layout.modelsDir];
-    const { entries, warnings } = await scanModels(dirs, config, this.#baseDir);
+    const found = await discoverModels(discoverOptions(config.discover, this.#baseDir));
+    for (const w of found.warnings) this.log.warn(w);
+    const { entries, warnings } = await scanModels(dirs, config, this.#baseDir, found.models);
     for (const w of warnings) this.log.warn(w);
     return entries;
   }

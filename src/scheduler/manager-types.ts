@@ -3,7 +3,7 @@ import type { PressureLevel } from '../monitor/pressure.js';
 import type { GpuLedgerView, LedgerView } from './core.js';
 import type { LoadPolicy } from './pressure.js';
 import type { StopReason } from './core-types.js';
-import type { ModelEntry, ModelState, RunnerExit, RunnerHandle } from './types.js';
+import type { ModelEntry, ModelSource, ModelState, RunnerExit, RunnerHandle } from './types.js';
 
 /** What the model manager takes and gives: requests, leases, status views and events. */
 /** What a request asks of the model it names. */
@@ -58,6 +58,8 @@ export interface ModelMemory {
 export interface ModelStatus {
   name: string;
   path: string;
+  /** Where it was found (another tool's store); absent: headroom's own directories or config. */
+  source?: ModelSource;
   state: ModelState;
   inFlight: number;
   /** Requests waiting in this model's queue. */

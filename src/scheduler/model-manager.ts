@@ -343,6 +343,7 @@ export class ModelManager extends EventEmitter<{ event: [ManagerEvent] }> {
       inFlight: inst?.inFlight ?? 0,
       queued: v?.queued ?? 0,
       pinned,
+      ...(entry.source ? { source: entry.source } : {}),
     };
     if (inst) {
       s.config = inst.config;
