@@ -4,11 +4,14 @@
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { configJsonSchemaText, configReferenceMarkdown } from '../dist/config/reference.js';
+import { VERSION } from '../dist/daemon/headroom.js';
+import { openApiText } from '../dist/server/openapi.js';
 
 const docs = path.join(import.meta.dirname, '..', 'docs');
 const files = {
   'config.schema.json': configJsonSchemaText(),
   'CONFIG.md': configReferenceMarkdown(),
+  'openapi.json': openApiText(VERSION),
 };
 for (const [name, text] of Object.entries(files)) {
   await writeFile(path.join(docs, name), text);

@@ -8,11 +8,19 @@ import type { ServerCore } from './core.js';
 import { NotFoundError, makeErrorHandler } from './errors.js';
 import { metricsRoutes } from './metrics-routes.js';
 import { openaiRoutes } from './openai/routes.js';
+import { openapiRoutes } from './openapi.js';
 
 export interface AppOptions {
   log: Logger;
   /** Largest request body accepted, in bytes. */
   bodyLimit: number;
+}
+
+const ROUTES = new WeakMap<FastifyInstance, string[]>();
+
+/** `METHOD /path` of every route the app registered (HEAD left out), once it is ready. */
+export function registeredRoutes(app: FastifyInstance): string[] {
+  return [...(ROUTES.get(app) ?? [])];
 }
 
 /**
@@ -26,6 +34,12 @@ export function createApp(core: ServerCore, opts: AppOptions): FastifyInstance {
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: opts.bodyLimit,
     return503OnClosing: true,
+  });
+  // Every route registered, for the check that the OpenAPI document lists them all.
+  const routes: string[] = [];
+  ROUTES.set(app, routes);
+  app.addHook('onRoute', (r) => {
+    for (const m of [r.method].flat()) if (m !== 'HEAD') routes.push(`${m} ${r.url}`);
   });
   app.setErrorHandler(makeErrorHandler(opts.log));
   app.setNotFoundHandler((req) => {
@@ -41,5 +55,6 @@ export function createApp(core: ServerCore, opts: AppOptions): FastifyInstance {
   configRoutes(app, core);
   ollamaRoutes(app, core);
   metricsRoutes(app, core);
+  openapiRoutes(app, core.version);
   return app;
 }
