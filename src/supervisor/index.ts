@@ -8,7 +8,7 @@ export {
   type RunnerStartOptions,
   type SpawnSpec,
 } from './runner-process.js';
-export { LogFile, readLogTail, type LogFileOptions } from './log-file.js';
+export { RunnerLog, readLogTail, type LogFileOptions } from './log-file.js';
 export {
   RUNNER_STATES,
   RUNNER_TRANSITIONS,

@@ -1,8 +1,9 @@
+import { writeSync } from 'node:fs';
 import { mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { LineAssembler, LogFile, TailBuffer, decodeTail, readLogTail } from './log-file.js';
+import { NOTE_PREFIX, RunnerLog, readLogTail } from './log-file.js';
 
 let dir: string;
 beforeEach(async () => {
@@ -14,98 +15,76 @@ afterEach(async () => {
 
 const line = (i: number, width = 20): string => `${`line ${i}`.padEnd(width - 1, '.')}\n`;
 
-describe('LogFile', () => {
-  it('appends to an existing file and reports its size', async () => {
+describe('RunnerLog', () => {
+  it('appends to an existing file: notes and what a writer of its descriptor writes', async () => {
     const file = path.join(dir, 'a.log');
-    await writeFile(file, 'before\n');
-    const log = await LogFile.open({ path: file, maxBytes: 1000, keep: 1 });
-    expect(log.size).toBe(7);
-    await log.write('after\n');
-    await log.close();
-    expect(await readFile(file, 'utf8')).toBe('before\nafter\n');
-  });
-
-  it('rotates to .1 … .keep at line boundaries, never exceeding the cap', async () => {
-    const file = path.join(dir, 'r.log');
-    const log = await LogFile.open({ path: file, maxBytes: 100, keep: 2 });
-    // 30 lines of 20 bytes, written in odd-sized chunks so that lines straddle chunk edges.
-    const text = Array.from({ length: 30 }, (_, i) => line(i)).join('');
-    for (let off = 0; off < text.length; off += 37) await log.write(text.slice(off, off + 37));
-    await log.close();
-    const files = (await readdir(dir)).sort();
-    expect(files).toEqual(['r.log', 'r.log.1', 'r.log.2']);
-    for (const f of files) {
-      const content = await readFile(path.join(dir, f), 'utf8');
-      expect(Buffer.byteLength(content)).toBeLessThanOrEqual(100);
-      // Line-safe: every file holds whole lines only.
-      expect(content.endsWith('\n')).toBe(true);
-      for (const l of content.trimEnd().split('\n')) expect(l).toMatch(/^line \d+\.+$/);
-    }
-    // The newest lines are in the current file, the ones before in .1, then .2.
-    const current = await readFile(file, 'utf8');
-    const older = await readFile(`${file}.1`, 'utf8');
-    expect(current.endsWith(line(29))).toBe(true);
-    expect(Number(/line (\d+)/.exec(older.trimEnd().split('\n').pop() ?? '')?.[1]) + 1).toBe(
-      Number(/line (\d+)/.exec(current)?.[1]),
+    await writeFile(file, 'old\n');
+    const log = await RunnerLog.open({ path: file, maxBytes: 1024, keep: 1 });
+    await log.note('first note');
+    // What a runner does with the descriptor it was given: plain appends.
+    writeSync(log.fd, 'runner output\n');
+    await log.note('second note\n');
+    expect(await log.size()).toBe(
+      Buffer.byteLength('old\nfirst note\nrunner output\nsecond note\n'),
     );
+    await log.close();
+    await log.close();
+    expect(await readFile(file, 'utf8')).toBe('old\nfirst note\nrunner output\nsecond note\n');
+    await expect(log.note('late')).rejects.toThrow(/closed/);
   });
 
-  it('cuts a chunk of many lines at a line boundary even into an empty file', async () => {
-    const file = path.join(dir, 'm.log');
-    const log = await LogFile.open({ path: file, maxBytes: 50, keep: 3 });
-    await log.write(Array.from({ length: 6 }, (_, i) => line(i)).join('')); // 120 bytes in one chunk
+  it('rotates past the cap by copy and truncate: the writer goes on in the emptied file', async () => {
+    const file = path.join(dir, 'r.log');
+    const log = await RunnerLog.open({ path: file, maxBytes: 100, keep: 2 });
+    let n = 0;
+    for (let round = 0; round < 3; round++) {
+      expect(await log.check()).toBe(false);
+      for (let i = 0; i < 8; i++) writeSync(log.fd, line(n++));
+      expect(await log.check()).toBe(true);
+      expect(await log.size()).toBe(0);
+    }
+    writeSync(log.fd, line(n));
     await log.close();
-    expect(await readFile(`${file}.2`, 'utf8')).toBe(line(0) + line(1));
-    expect(await readFile(`${file}.1`, 'utf8')).toBe(line(2) + line(3));
-    expect(await readFile(file, 'utf8')).toBe(line(4) + line(5));
+    expect((await readdir(dir)).sort()).toEqual(['r.log', 'r.log.1', 'r.log.2']);
+    expect(await readFile(file, 'utf8')).toBe(line(24));
+    expect(await readFile(`${file}.1`, 'utf8')).toBe(
+      Array.from({ length: 8 }, (_, i) => line(16 + i)).join(''),
+    );
+    expect(await readFile(`${file}.2`, 'utf8')).toBe(
+      Array.from({ length: 8 }, (_, i) => line(8 + i)).join(''),
+    );
   });
 
   it('keeps no rotated file with keep 0', async () => {
     const file = path.join(dir, 'k.log');
-    const log = await LogFile.open({ path: file, maxBytes: 50, keep: 0 });
-    for (let i = 0; i < 10; i++) await log.write(line(i));
+    const log = await RunnerLog.open({ path: file, maxBytes: 10, keep: 0 });
+    writeSync(log.fd, line(1));
+    expect(await log.check()).toBe(true);
     await log.close();
     expect(await readdir(dir)).toEqual(['k.log']);
-    expect((await stat(file)).size).toBeLessThanOrEqual(50);
-    expect(await readFile(file, 'utf8')).toContain('line 9');
+    expect((await stat(file)).size).toBe(0);
   });
 
-  it('splits a line longer than the cap into cap-sized pieces', async () => {
-    const file = path.join(dir, 'long.log');
-    const log = await LogFile.open({ path: file, maxBytes: 10, keep: 5 });
-    await log.write('x'.repeat(25) + '\n');
+  it('quotes this run only in its tail, without the notes, cut to the bytes asked', async () => {
+    const file = path.join(dir, 't.log');
+    await writeFile(file, 'an earlier run\n');
+    const log = await RunnerLog.open({ path: file, maxBytes: 1 << 20, keep: 1 });
+    expect(await log.tail(100)).toBe('');
+    await log.note(`${NOTE_PREFIX}2026-01-01T00:00:00.000Z] starting`);
+    writeSync(log.fd, 'loading\nfailed: no such tensor\n');
+    await log.note(`${NOTE_PREFIX}2026-01-01T00:00:01.000Z] pid 7`);
+    expect(await log.tail(100)).toBe('loading\nfailed: no such tensor\n');
+    expect(await log.tail(10)).toBe('ch tensor\n');
     await log.close();
-    const sizes = await Promise.all(
-      (await readdir(dir)).map(async (f) => (await stat(path.join(dir, f))).size),
-    );
-    expect(sizes.every((s) => s <= 10)).toBe(true);
-    expect(sizes.reduce((a, b) => a + b, 0)).toBe(26);
-  });
-
-  it('serialises concurrent writes in call order', async () => {
-    const file = path.join(dir, 'c.log');
-    const log = await LogFile.open({ path: file, maxBytes: 1 << 20, keep: 1 });
-    await Promise.all(Array.from({ length: 50 }, (_, i) => log.write(line(i))));
-    await log.close();
-    expect(await readFile(file, 'utf8')).toBe(
-      Array.from({ length: 50 }, (_, i) => line(i)).join(''),
-    );
-  });
-
-  it('rejects writes after close; close is idempotent', async () => {
-    const log = await LogFile.open({ path: path.join(dir, 'x.log'), maxBytes: 100, keep: 1 });
-    const a = log.close();
-    expect(log.close()).toBe(a);
-    await a;
-    await expect(log.write('late\n')).rejects.toThrow(/closed/);
   });
 
   it('refuses a bad cap', async () => {
+    for (const maxBytes of [0, -1, 1.5, Number.NaN])
+      await expect(
+        RunnerLog.open({ path: path.join(dir, 'x.log'), maxBytes, keep: 1 }),
+      ).rejects.toThrow(RangeError);
     await expect(
-      LogFile.open({ path: path.join(dir, 'y.log'), maxBytes: 0, keep: 1 }),
-    ).rejects.toThrow(RangeError);
-    await expect(
-      LogFile.open({ path: path.join(dir, 'y.log'), maxBytes: 10, keep: -1 }),
+      RunnerLog.open({ path: path.join(dir, 'x.log'), maxBytes: 10, keep: -1 }),
     ).rejects.toThrow(RangeError);
   });
 });
@@ -140,48 +119,5 @@ describe('readLogTail', () => {
     await expect(readLogTail(path.join(dir, 'missing.log'), 0)).rejects.toMatchObject({
       code: 'ENOENT',
     });
-  });
-});
-
-describe('TailBuffer', () => {
-  it('keeps the last capacity bytes across chunks', () => {
-    const t = new TailBuffer(5);
-    t.push(Buffer.from('abc'));
-    expect(t.toString()).toBe('abc');
-    t.push(Buffer.from('defg'));
-    expect(t.toString()).toBe('cdefg');
-    t.push(Buffer.from('0123456789'));
-    expect(t.toString()).toBe('56789');
-    t.push(Buffer.from(''));
-    expect(t.toString()).toBe('56789');
-  });
-
-  it('decodes without a broken leading character', () => {
-    expect(decodeTail(Buffer.from('€x').subarray(1))).toBe('x');
-  });
-});
-
-describe('LineAssembler', () => {
-  it('holds a partial line until its newline', () => {
-    const a = new LineAssembler();
-    expect(a.push(Buffer.from('one\ntw')).toString()).toBe('one\n');
-    expect(a.push(Buffer.from('o')).toString()).toBe('');
-    expect(a.push(Buffer.from('\nthree\n')).toString()).toBe('two\nthree\n');
-    expect(a.flush().toString()).toBe('');
-  });
-
-  it('lets go of a long partial line and flushes the rest at the end', () => {
-    const a = new LineAssembler(8);
-    expect(a.push(Buffer.from('0123456789')).toString()).toBe('0123456789');
-    expect(a.push(Buffer.from('tail')).toString()).toBe('');
-    expect(a.flush().toString()).toBe('tail');
-  });
-
-  it('holds only the partial line of a chunk larger than maxHold', () => {
-    const a = new LineAssembler(8);
-    expect(a.push(Buffer.from('0123456789\n0123456789\nab')).toString()).toBe(
-      '0123456789\n0123456789\n',
-    );
-    expect(a.flush().toString()).toBe('ab');
   });
 });

@@ -1,32 +1,34 @@
-import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
+import { copyFile, open, rename, type FileHandle } from 'node:fs/promises';
 
 /**
- * Runner logs: an append-only file capped at `maxBytes`, rotated to `.1 … .keep` when the next
- * write would exceed the cap, and a reader for the last N bytes of a file.
+ * A runner's log: one file that the runner process writes itself (its stdout and stderr are this
+ * file's descriptor, opened for appending), with the supervisor's own notes appended between.
  *
- * Writes are serialised through one promise chain, so rotation never interleaves with a write.
- * A chunk that does not fit is cut after its last newline that fits (the rest starts the new
- * file), so a line is split across files only when it is longer than the cap itself. No file
- * ever exceeds `maxBytes`.
+ * The daemon reads nothing of a running runner's output: a chatty runner (llama-server logs four
+ * lines before each first token) costs it no wake-up, no copy and no write on the path of a
+ * request. The price is the cap: the runner writes without asking, so the size is checked on a
+ * timer (`check()`, every second by the supervisor) and the file rotated by copy-and-truncate
+ * (`path` → `path.1` … `path.keep`, then the file emptied; the runner's appends go on at its new
+ * end). A file can exceed `maxBytes` by what the runner writes between two checks, and a line
+ * written between the copy and the truncation is lost (logrotate's `copytruncate` trade).
  */
 
 export interface LogFileOptions {
   /** The log file. Its directory must exist. An existing file is appended to. */
   path: string;
-  /** Size at which the file is rotated. At least 1. */
+  /** Size beyond which the file is rotated at the next check. At least 1. */
   maxBytes: number;
   /** Rotated files kept (`path.1` newest … `path.keep` oldest); 0 keeps none. */
   keep: number;
 }
 
-const NEWLINE = 0x0a;
-
-export class LogFile {
+export class RunnerLog {
   readonly path: string;
   readonly maxBytes: number;
   readonly keep: number;
-  #fh: FileHandle | undefined;
-  #size: number;
+  readonly #fh: FileHandle;
+  /** Where this run's output begins in the current file (0 once it rotated). */
+  #runStart: number;
   #chain: Promise<void> = Promise.resolve();
   #closed: Promise<void> | undefined;
 
@@ -35,116 +37,99 @@ export class LogFile {
     this.maxBytes = opts.maxBytes;
     this.keep = opts.keep;
     this.#fh = fh;
-    this.#size = size;
+    this.#runStart = size;
   }
 
-  static async open(opts: LogFileOptions): Promise<LogFile> {
+  static async open(opts: LogFileOptions): Promise<RunnerLog> {
     if (!Number.isSafeInteger(opts.maxBytes) || opts.maxBytes < 1) {
       throw new RangeError(`log maxBytes must be a positive integer, got ${opts.maxBytes}`);
     }
     if (!Number.isSafeInteger(opts.keep) || opts.keep < 0) {
       throw new RangeError(`log keep must be a non-negative integer, got ${opts.keep}`);
     }
-    const fh = await open(opts.path, 'a');
+    const fh = await open(opts.path, 'a+');
     try {
       const { size } = await fh.stat();
-      return new LogFile(opts, fh, size);
+      return new RunnerLog(opts, fh, size);
     } catch (err) {
       await fh.close();
       throw err;
     }
   }
 
-  /** Bytes in the current file. */
-  get size(): number {
-    return this.#size;
+  /** The descriptor to give the runner as its stdout and stderr. */
+  get fd(): number {
+    return this.#fh.fd;
+  }
+
+  /** Bytes in the current file now. */
+  async size(): Promise<number> {
+    return (await this.#fh.stat()).size;
+  }
+
+  /** Appends a line of the supervisor's own. Resolves when written; rejects on an I/O error. */
+  note(text: string): Promise<void> {
+    return this.#serial(async () => {
+      await this.#fh.write(text.endsWith('\n') ? text : `${text}\n`);
+    });
+  }
+
+  /** Rotates when the file has grown past the cap; resolves whether it did. */
+  check(): Promise<boolean> {
+    return this.#serial(async () => {
+      if ((await this.size()) <= this.maxBytes) return false;
+      for (let i = this.keep - 1; i >= 1; i--)
+        await renameIfExists(`${this.path}.${i}`, `${this.path}.${i + 1}`);
+      if (this.keep >= 1) await copyFile(this.path, `${this.path}.1`);
+      await this.#fh.truncate(0);
+      this.#runStart = 0;
+      return true;
+    });
   }
 
   /**
-   * Appends data, rotating first where it would exceed the cap. Resolves when written (the
-   * caller awaiting it gets backpressure). Rejects on an I/O error, or when the file is closed.
+   * The last `bytes` bytes this run wrote (the runner's output, the supervisor's notes left out),
+   * as UTF-8: what an error message quotes. Never reads before this run began.
    */
-  write(data: Buffer | string): Promise<void> {
-    const buf = typeof data === 'string' ? Buffer.from(data) : data;
-    if (this.#closed) return Promise.reject(new Error(`log file ${this.path} is closed`));
-    const next = this.#chain.then(() => this.#write(buf));
-    // The chain must survive a failed write; the caller sees the failure through `next`.
-    this.#chain = next.catch(() => undefined);
-    return next;
+  async tail(bytes: number): Promise<string> {
+    const size = await this.size();
+    const from = this.#runStart <= size ? this.#runStart : 0;
+    // Read more than asked for, as the notes are dropped from it.
+    const length = Math.min(size - from, bytes + TAIL_SLACK_BYTES);
+    if (length <= 0) return '';
+    const buf = Buffer.alloc(length);
+    const { bytesRead } = await this.#fh.read(buf, 0, length, size - length);
+    const lines = decodeTail(buf.subarray(0, bytesRead)).split('\n');
+    // A read that begins inside a line cannot tell a note from output: that line goes.
+    if (size - length > from) lines.shift();
+    const own = lines.filter((l) => !l.startsWith(NOTE_PREFIX)).join('\n');
+    const out = Buffer.from(own);
+    return decodeTail(out.subarray(Math.max(0, out.length - bytes)));
   }
 
-  /** Waits for pending writes and closes the file. Idempotent. */
+  /** Waits for pending notes and closes the file. Idempotent. */
   close(): Promise<void> {
-    this.#closed ??= this.#chain.then(async () => {
-      const fh = this.#fh;
-      this.#fh = undefined;
-      await fh?.close();
-    });
+    this.#closed ??= this.#chain.then(() => this.#fh.close());
     return this.#closed;
   }
 
-  [Symbol.asyncDispose](): Promise<void> {
-    return this.close();
-  }
-
-  async #write(buf: Buffer): Promise<void> {
-    let rest = buf;
-    while (rest.length > 0) {
-      const room = this.maxBytes - this.#size;
-      if (rest.length <= room) {
-        await this.#append(rest);
-        return;
-      }
-      // Whole lines that fit; a line longer than the whole cap is cut (into an empty file only).
-      const cut = lastNewlineWithin(rest, room);
-      const piece =
-        cut >= 0
-          ? rest.subarray(0, cut + 1)
-          : this.#size === 0
-            ? rest.subarray(0, room)
-            : rest.subarray(0, 0);
-      if (piece.length > 0) {
-        await this.#append(piece);
-        rest = rest.subarray(piece.length);
-      }
-      await this.#rotate();
-    }
-  }
-
-  async #append(buf: Buffer): Promise<void> {
-    const fh = this.#handle();
-    let off = 0;
-    while (off < buf.length) {
-      const { bytesWritten } = await fh.write(buf, off, buf.length - off);
-      off += bytesWritten;
-      this.#size += bytesWritten;
-    }
-  }
-
-  async #rotate(): Promise<void> {
-    const fh = this.#handle();
-    this.#fh = undefined;
-    await fh.close();
-    for (let i = this.keep - 1; i >= 1; i--)
-      await renameIfExists(`${this.path}.${i}`, `${this.path}.${i + 1}`);
-    if (this.keep >= 1) await renameIfExists(this.path, `${this.path}.1`);
-    else await unlink(this.path).catch(ignoreEnoent);
-    this.#fh = await open(this.path, 'a');
-    this.#size = 0;
-  }
-
-  #handle(): FileHandle {
-    if (!this.#fh)
-      throw new Error(`log file ${this.path} is not open (a previous rotation failed)`);
-    return this.#fh;
+  #serial<T>(task: () => Promise<T>): Promise<T> {
+    if (this.#closed) return Promise.reject(new Error(`log file ${this.path} is closed`));
+    const next = this.#chain.then(task);
+    // The chain must survive a failed step; the caller sees the failure through `next`.
+    this.#chain = next.then(
+      () => undefined,
+      () => undefined,
+    );
+    return next;
   }
 }
 
-/** Index of the last newline among the first `limit` bytes of buf, or -1. */
-function lastNewlineWithin(buf: Buffer, limit: number): number {
-  if (limit <= 0) return -1;
-  return buf.lastIndexOf(NEWLINE, limit - 1);
-}
+/** Bytes read beyond a tail's size, to make up for the notes left out of it. */
+const TAIL_SLACK_BYTES = 16 * 1024;
+
+/** How the supervisor's own lines begin (left out of the tail an error message quotes). */
+export const NOTE_PREFIX = '[headroom ';
 
 function ignoreEnoent(err: unknown): void {
   if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
@@ -186,65 +171,4 @@ export function decodeTail(buf: Buffer): string {
   let start = 0;
   while (start < buf.length && start < 3 && ((buf[start] ?? 0) & 0xc0) === 0x80) start++;
   return buf.subarray(start).toString('utf8');
-}
-
-/**
- * Keeps the last `capacity` bytes pushed through it, in memory (for error messages: the log
- * file may have rotated or be shared with an earlier run).
- */
-export class TailBuffer {
-  readonly capacity: number;
-  #chunks: Buffer[] = [];
-  #bytes = 0;
-
-  constructor(capacity: number) {
-    this.capacity = capacity;
-  }
-
-  push(buf: Buffer): void {
-    if (buf.length === 0) return;
-    this.#chunks.push(buf.length > this.capacity ? buf.subarray(buf.length - this.capacity) : buf);
-    this.#bytes += Math.min(buf.length, this.capacity);
-    while (this.#bytes - (this.#chunks[0]?.length ?? 0) >= this.capacity) {
-      this.#bytes -= this.#chunks.shift()?.length ?? 0;
-    }
-  }
-
-  toString(): string {
-    const all = Buffer.concat(this.#chunks);
-    return decodeTail(all.subarray(Math.max(0, all.length - this.capacity)));
-  }
-}
-
-/**
- * Splits a stream's chunks at line boundaries, so that lines from stdout and stderr are not
- * interleaved mid-line in one log. A partial line is held until its newline arrives, the held
- * text exceeds `maxHold` bytes, or `flush()` (the stream ended). Pure.
- */
-export class LineAssembler {
-  readonly maxHold: number;
-  #held: Buffer = Buffer.alloc(0);
-
-  constructor(maxHold = 4096) {
-    this.maxHold = maxHold;
-  }
-
-  /** Returns what can be written now (complete lines), possibly empty. */
-  push(chunk: Buffer): Buffer {
-    const buf = this.#held.length === 0 ? chunk : Buffer.concat([this.#held, chunk]);
-    const partial = buf.length - (buf.lastIndexOf(NEWLINE) + 1);
-    if (partial === 0 || partial > this.maxHold) {
-      this.#held = Buffer.alloc(0);
-      return buf;
-    }
-    this.#held = Buffer.from(buf.subarray(buf.length - partial));
-    return buf.subarray(0, buf.length - partial);
-  }
-
-  /** What is held back (a last line without a newline). */
-  flush(): Buffer {
-    const rest = this.#held;
-    this.#held = Buffer.alloc(0);
-    return rest;
-  }
 }

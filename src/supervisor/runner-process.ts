@@ -2,10 +2,9 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { writeFile } from 'node:fs/promises';
 import http from 'node:http';
-import type { Readable } from 'node:stream';
 import { abortReason, sleep, throwIfAborted } from '../lib/abort.js';
 import { HeadroomError, describeError } from '../lib/errors.js';
-import { LineAssembler, LogFile, TailBuffer } from './log-file.js';
+import { NOTE_PREFIX, RunnerLog } from './log-file.js';
 import { isTerminal, nextState, type RunnerState } from './state.js';
 
 /**
@@ -84,11 +83,16 @@ const DEFAULT_HEALTH_INTERVAL_MS = 100;
  * 100 ms pause cost a cold start ~50 ms on average. A poll is one loopback request.
  */
 const HTTP_READINESS_INTERVAL_MS = 10;
-/** Bytes of output kept in memory for error messages. */
+/** Bytes of output an error message quotes. */
 const LOG_TAIL_BYTES = 2048;
+/**
+ * How often the log's size is read: growth is a start's sign of life, and past the cap the log
+ * is rotated. One fstat per runner per tick.
+ */
+const LOG_WATCH_MS = 250;
 /** A runner that reported a load error exits by itself; this long before it is killed. */
 const LOAD_ERROR_GRACE_MS = 1000;
-/** After the process exits, how long its pipes may stay open (held by an escaped grandchild). */
+/** After the process exits, how long its IPC channel may stay open (held by an escaped grandchild). */
 const PIPE_CLOSE_CAP_MS = 1000;
 const HEALTH_REQUEST_TIMEOUT_MS = 2000;
 
@@ -119,12 +123,11 @@ export class RunnerProcess extends EventEmitter<RunnerEvents> {
   #port: number | undefined;
   #loadMs: number | undefined;
   #exit: RunnerExitInfo | undefined;
-  readonly #log: LogFile;
-  readonly #tail = new TailBuffer(LOG_TAIL_BYTES);
+  readonly #log: RunnerLog;
   readonly #spec: SpawnSpec;
   readonly #spawnedAt = performance.now();
   #child: ChildProcess | undefined;
-  #pumps: Promise<void>[] = [];
+  #logWatch: NodeJS.Timeout | undefined;
   #start: StartWatch | undefined;
   /** The exit status, from the child's 'exit' event (its pipes may still be open). */
   #exitStatus: { code: number | null; signal: NodeJS.Signals | null } | undefined;
@@ -134,12 +137,11 @@ export class RunnerProcess extends EventEmitter<RunnerEvents> {
   #startFailed = false;
   #killTimer: NodeJS.Timeout | undefined;
   #pipeCapTimer: NodeJS.Timeout | undefined;
-  #logFailed = false;
   #stopping: Promise<void> | undefined;
   readonly #closed: Promise<void>;
   #markClosed!: () => void;
 
-  private constructor(name: string, spec: SpawnSpec, log: LogFile) {
+  private constructor(name: string, spec: SpawnSpec, log: RunnerLog) {
     super();
     this.name = name;
     this.#spec = spec;
@@ -156,7 +158,7 @@ export class RunnerProcess extends EventEmitter<RunnerEvents> {
   static async start(opts: RunnerStartOptions): Promise<RunnerProcess> {
     validateOptions(opts);
     throwIfAborted(opts.signal);
-    const log = await LogFile.open({
+    const log = await RunnerLog.open({
       path: opts.logFile,
       maxBytes: opts.logMaxBytes ?? DEFAULT_LOG_MAX_BYTES,
       keep: opts.logKeep ?? 1,
@@ -270,9 +272,11 @@ export class RunnerProcess extends EventEmitter<RunnerEvents> {
     this.#note(`starting "${this.name}": ${[spec.command, ...spec.args].join(' ')}`);
     // detached: its own process group, so one signal reaches everything it spawned, and a
     // Ctrl-C at the daemon's terminal does not hit runners behind the daemon's back.
+    // Its output goes straight to the log file: the daemon reads none of it while it runs.
     const ipc = spec.readiness?.kind !== 'http';
+    const out = this.#log.fd;
     const child = spawn(spec.command, spec.args, {
-      stdio: ipc ? ['ignore', 'pipe', 'pipe', 'ipc'] : ['ignore', 'pipe', 'pipe'],
+      stdio: ipc ? ['ignore', out, out, 'ipc'] : ['ignore', out, out],
       detached: true,
       shell: false,
       env: spec.env ?? process.env,
@@ -285,8 +289,8 @@ export class RunnerProcess extends EventEmitter<RunnerEvents> {
     child.on('message', (msg) => this.#onMessage(msg));
     child.once('exit', (code, signal) => this.#onExit(code, signal));
     child.once('close', () => void this.#finalise());
-    this.#pumps = [this.#pump(child.stdout), this.#pump(child.stderr)];
     if (this.#pid !== undefined) this.#note(`pid ${this.#pid}`);
+    this.#watchLog();
   }
 
   /** Sets up the start handshake; the returned promise never rejects. */
@@ -448,10 +452,8 @@ export class RunnerProcess extends EventEmitter<RunnerEvents> {
     // while members remain, and this runs in the same turn as the reap.
     this.#signalGroup('SIGKILL');
     this.#start?.fail({ code: 'RUNNER_EXITED', message: 'exited before it was ready' }, 0);
-    // Pipes held open by a process that escaped the group must not keep us waiting forever.
+    // An IPC channel held open by a process that escaped the group must not keep us waiting.
     this.#pipeCapTimer = setTimeout(() => {
-      this.#child?.stdout?.destroy();
-      this.#child?.stderr?.destroy();
       if (this.#child?.connected) this.#child.disconnect();
     }, PIPE_CLOSE_CAP_MS);
   }
@@ -476,8 +478,10 @@ export class RunnerProcess extends EventEmitter<RunnerEvents> {
     clearTimeout(this.#pipeCapTimer);
     clearTimeout(this.#killTimer);
     this.#pipeCapTimer = this.#killTimer = undefined;
+    clearInterval(this.#logWatch);
+    this.#logWatch = undefined;
     this.#child?.removeAllListeners();
-    await Promise.all(this.#pumps);
+    const logTail = await this.#log.tail(LOG_TAIL_BYTES).catch(() => '');
     const status = this.#exitStatus ?? { code: null, signal: null };
     const expected = this.#stopRequested && !this.#startFailed;
     this.#note(
@@ -485,7 +489,7 @@ export class RunnerProcess extends EventEmitter<RunnerEvents> {
     );
     await this.#log.close().catch(() => undefined);
     this.#child = undefined;
-    this.#exit = { ...status, logTail: this.#tail.toString() };
+    this.#exit = { ...status, logTail };
     this.#transition(expected ? 'stopped' : 'failed');
     this.emit('exit', this.#exit);
   }
@@ -541,38 +545,37 @@ export class RunnerProcess extends EventEmitter<RunnerEvents> {
     }
   }
 
-  /** Copies one output stream into the log, whole lines at a time, with backpressure. */
-  async #pump(stream: Readable | null): Promise<void> {
-    if (!stream) return;
-    const lines = new LineAssembler();
-    try {
-      for await (const chunk of stream as AsyncIterable<Buffer>) {
-        this.#start?.progress();
-        const out = lines.push(chunk);
-        if (out.length > 0) await this.#record(out);
-      }
-    } catch {
-      // Destroyed by the pipe cap after exit: nothing more will come.
-    }
-    const rest = lines.flush();
-    if (rest.length > 0) await this.#record(Buffer.concat([rest, Buffer.from('\n')]));
-  }
-
-  async #record(buf: Buffer): Promise<void> {
-    this.#tail.push(buf);
-    await this.#log.write(buf).catch((err: unknown) => {
-      // A full disk must not stop the runner: keep reading (the tail stays in memory), say it once.
-      if (this.#logFailed) return;
-      this.#logFailed = true;
-      process.emitWarning(
-        `headroom supervisor: cannot write the log of runner "${this.name}": ${describeError(err)}`,
-      );
-    });
+  /**
+   * Reads the log's size every LOG_WATCH_MS while the process lives: output during a start counts
+   * as progress (the stall timer), and a log past its cap is rotated.
+   */
+  #watchLog(): void {
+    let last = -1;
+    let busy = false;
+    this.#logWatch = setInterval(() => {
+      if (busy) return;
+      busy = true;
+      void (async () => {
+        try {
+          const size = await this.#log.size();
+          if (size !== last) {
+            if (last >= 0) this.#start?.progress();
+            last = size;
+          }
+          if (size > this.#log.maxBytes && (await this.#log.check())) last = -1;
+        } catch {
+          // A log that cannot be read or rotated must not stop the runner.
+        } finally {
+          busy = false;
+        }
+      })();
+    }, LOG_WATCH_MS);
+    this.#logWatch.unref();
   }
 
   /** A line from the supervisor itself in the runner's log. Never throws. */
   #note(text: string): void {
-    this.#log.write(`[headroom ${new Date().toISOString()}] ${text}\n`).catch(() => undefined);
+    this.#log.note(`${NOTE_PREFIX}${new Date().toISOString()}] ${text}`).catch(() => undefined);
   }
 }
 

@@ -14,7 +14,8 @@ import { cachedModel } from '../helpers/models.js';
 
 /**
  * The llama-server headroom builds (patches/cancel-prompt.patch) stops a prompt's evaluation when
- * its client disconnects, and serves correctly after: the runner is started with headroom's argv
+ * its client disconnects, and serves correctly after (and, patches/keep-alive-stream.patch, keeps
+ * a streamed answer's connection open for the next request): the runner is started with headroom's argv
  * on a forged 100M-parameter F16 model, 1 thread, 2 slots, batches of 512 tokens, so a ~2k-token
  * prompt is four decodes of a second or more each here.
  *
@@ -273,4 +274,39 @@ describe.skipIf(missing !== undefined)('llama-server: a disconnect stops prompt 
     await erase();
     expect((await complete(short, 48)).content).toBe(alone.content);
   }, 300_000);
+
+  it('keeps the connection of a streamed answer open for the next request on it', async () => {
+    // patches/keep-alive-stream.patch: unpatched, the server closes the connection after each
+    // streamed answer although it announced keep-alive, so the next request needs a new one (or,
+    // sent before the close arrives, meets a reset).
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const stream = () =>
+      new Promise<{ reused: boolean; text: string }>((resolve, reject) => {
+        const req = http.request(`${url}/completion`, {
+          method: 'POST',
+          agent,
+          headers: { 'content-type': 'application/json' },
+        });
+        req.on('response', (res) => {
+          let text = '';
+          res.on('data', (d: Buffer) => (text += d.toString()));
+          res.on('end', () => resolve({ reused: req.reusedSocket, text }));
+          res.on('error', reject);
+        });
+        req.on('error', reject);
+        req.end(JSON.stringify({ prompt: 'Once upon a time', n_predict: 4, stream: true }));
+      });
+    try {
+      const runs = [];
+      for (let i = 0; i < 4; i++) {
+        runs.push(await stream());
+        // Time for a close the server sends after the answer to reach the agent.
+        await sleep(100);
+      }
+      expect(runs.map((r) => r.reused)).toEqual([false, true, true, true]);
+      for (const r of runs) expect(r.text).toMatch(/"stop":\s*true/);
+    } finally {
+      agent.destroy();
+    }
+  });
 });

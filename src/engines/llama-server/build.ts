@@ -22,7 +22,7 @@ export type BuildHow = 'prebuilt-libs' | 'full-source';
  * LLAMA_SERVER_PATCHES): the cache key changes with it, so an old build is never mistaken for a
  * new one.
  */
-export const RECIPE_VERSION = 2;
+export const RECIPE_VERSION = 3;
 
 /**
  * headroom's patches to llama.cpp, files in src/engines/llama-server/patches/, applied in this
@@ -31,8 +31,13 @@ export const RECIPE_VERSION = 2;
  * capabilities promise.
  * - cancel-prompt.patch: a client that disconnects stops its prompt's evaluation within ~100 ms
  *   (capabilities.cancelsPromptEvaluation).
+ * - keep-alive-stream.patch: a streamed answer leaves its connection open for the next request
+ *   (capabilities.keepAliveAfterStream).
  */
-export const LLAMA_SERVER_PATCHES: readonly string[] = ['cancel-prompt.patch'];
+export const LLAMA_SERVER_PATCHES: readonly string[] = [
+  'cancel-prompt.patch',
+  'keep-alive-stream.patch',
+];
 
 /** What the product depends on; hashed into the cache key. */
 export interface BuildInputs {

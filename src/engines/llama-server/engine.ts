@@ -16,7 +16,9 @@ import { llamaServerArgs } from './argv.js';
  * What it does not do that the embedded runner does (measured, docs/ENGINES.md): it generates up
  * to max_tokens whatever the reader does (no backpressure to decoding). A client that leaves while
  * its prompt is evaluated stops that evaluation in the build headroom makes (patches/
- * cancel-prompt.patch); a llama-server from PATH or the config evaluates the prompt to its end.
+ * cancel-prompt.patch); a llama-server from PATH or the config evaluates the prompt to its end,
+ * and closes the connection after each streamed answer (patches/keep-alive-stream.patch fixes
+ * that in headroom's build).
  */
 export interface LlamaServerEngineOptions {
   /** The llama-server binary (engines/llama-server/binary.ts resolves it). */
@@ -26,9 +28,9 @@ export interface LlamaServerEngineOptions {
   /** Arguments appended to headroom's (config `engines.llamaServer.args`). */
   extraArgs?: readonly string[];
   /**
-   * The binary carries headroom's cancel-prompt patch (the one npm install builds does): a client
-   * that leaves stops its prompt's evaluation. A binary from PATH or the config has no such patch.
-   * Defaults to false.
+   * The binary carries headroom's patches (the one npm install builds does): a client that leaves
+   * stops its prompt's evaluation, and a streamed answer keeps its connection open. A binary from
+   * PATH or the config has neither. Defaults to false.
    */
   patched?: boolean;
 }
@@ -64,7 +66,7 @@ export class LlamaServerEngine implements Engine {
       trim: true,
       cancelsPromptEvaluation: opts.patched === true,
       backpressure: false,
-      keepAliveAfterStream: false,
+      keepAliveAfterStream: opts.patched === true,
     };
   }
 
