@@ -39,7 +39,7 @@ export function configRoutes(app: FastifyInstance, core: ServerCore): void {
 
     scope.get('/admin/config', async () => ({
       file: reload.file ?? null,
-      config: reload.current(),
+      config: redactSecrets(reload.current()),
     }));
 
     scope.put('/admin/config', { bodyLimit: MAX_CONFIG_BYTES }, async (req) => {
@@ -61,4 +61,20 @@ export function configRoutes(app: FastifyInstance, core: ServerCore): void {
       return reload.fromFile();
     });
   });
+}
+
+/** apiKey(s), key(s), secret(s), password(s), token, and camelCase ends such as authToken, adminApiKey. */
+const SECRET_KEY =
+  /^(?:api[-_]?keys?|keys?|secrets?|passwords?|tokens?)$|(?:ApiKeys?|Secrets?|Passwords?|Token)$/i;
+
+/** The config with the values of secret-looking keys (apiKey, tokens, …) replaced: never echoed. */
+export function redactSecrets(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(redactSecrets);
+  if (typeof value !== 'object' || value === null) return value;
+  return Object.fromEntries(
+    Object.entries(value).map(([k, v]) => [
+      k,
+      SECRET_KEY.test(k) && v !== undefined && v !== null ? '[redacted]' : redactSecrets(v),
+    ]),
+  );
 }
