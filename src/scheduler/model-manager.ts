@@ -197,6 +197,16 @@ export class ModelManager extends EventEmitter<{ event: [ManagerEvent] }> {
     });
   }
 
+  /**
+   * The catalog's name for `name`: itself, or `name:latest` when only that is known (Ollama's
+   * convention: `llama3.2` is `llama3.2:latest`), so both reach one model and one runner.
+   */
+  resolve(name: string): string {
+    const catalog = this.#opts.catalog();
+    if (catalog.has(name) || name.includes(':')) return name;
+    return catalog.has(`${name}:latest`) ? `${name}:latest` : name;
+  }
+
   /** Names of the models in the catalog, sorted. */
   names(): string[] {
     return [...this.#opts.catalog().keys()].sort();
@@ -265,7 +275,7 @@ export class ModelManager extends EventEmitter<{ event: [ManagerEvent] }> {
    * InsufficientMemoryError, ModelBackoffError, ModelUnavailableError (503) or the signal's reason.
    */
   async acquire(name: string, opts: AcquireOptions = {}): Promise<Lease> {
-    return this.#submit(name, opts, true);
+    return this.#submit(this.resolve(name), opts, true);
   }
 
   /**
@@ -274,6 +284,7 @@ export class ModelManager extends EventEmitter<{ event: [ManagerEvent] }> {
    */
   async load(name: string, opts?: AbortSignal | AcquireOptions): Promise<ModelStatus> {
     const o: AcquireOptions = opts instanceof AbortSignal ? { signal: opts } : (opts ?? {});
+    name = this.resolve(name);
     await this.#submit(name, o, false);
     return this.status(name);
   }
@@ -287,6 +298,7 @@ export class ModelManager extends EventEmitter<{ event: [ManagerEvent] }> {
     name: string,
     opts: { force?: boolean; reason?: string } = {},
   ): Promise<ModelStatus> {
+    name = this.resolve(name);
     this.#entry(name);
     const id = this.#core.view(name)?.instance?.id;
     if (id !== undefined) {
@@ -327,6 +339,7 @@ export class ModelManager extends EventEmitter<{ event: [ManagerEvent] }> {
   }
 
   status(name: string): ModelStatus {
+    name = this.resolve(name);
     const entry = this.#entry(name);
     const v = this.#core.view(name);
     const extra = this.#extra.get(name);

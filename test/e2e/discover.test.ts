@@ -72,6 +72,22 @@ describe("models in other tools' stores", () => {
     const answer = (await res.json()) as { model: string; choices: unknown[] };
     expect(answer.choices).toHaveLength(1);
 
+    // Ollama's short name is the `:latest` tag: the same model, the same runner.
+    const pidOf = async (name: string) =>
+      (await (await fetch(`${daemon.url}/admin/models/${encodeURIComponent(name)}`)).json()) as {
+        name: string;
+        pid?: number;
+      };
+    const before = await pidOf('tiny:latest');
+    const short = await fetch(`${daemon.url}/v1/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'tiny', prompt: 'Hi', max_tokens: 2 }),
+    });
+    expect(short.status).toBe(200);
+    expect(await pidOf('tiny')).toMatchObject({ name: 'tiny:latest', pid: before.pid });
+    expect(before.pid).toBeDefined();
+
     const ps = await new Promise<string>((resolve, reject) => {
       const child = spawn(process.execPath, [BIN, 'ps', '--url', daemon.url], {
         stdio: ['ignore', 'pipe', 'inherit'],
