@@ -157,4 +157,41 @@ describe('config reload', () => {
     );
     expect(daemon.proc.exitCode).toBeNull();
   });
+
+  it('drains a model the new config removes: its answer in flight completes, then it is gone', async () => {
+    const stream = await fetch(`${daemon.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({
+        model: 'tiny-chat',
+        messages: [{ role: 'user', content: 'Hello' }],
+        stream: true,
+        max_tokens: 64,
+        ignore_eos: true,
+      }),
+    });
+    expect(stream.status).toBe(200);
+    const reader = stream.body!.getReader();
+    const decoder = new TextDecoder();
+    let text = decoder.decode((await reader.read()).value);
+
+    // The model's directory left out while its answer is still being read.
+    const res = await admin('PUT', '/admin/config', { ...base, modelDirs: [extraDir] });
+    expect(res.status).toBe(200);
+    const result = (await res.json()) as { removedModels: string[]; models: string[] };
+    expect(result.removedModels).toContain('tiny-chat');
+    expect(result.models).toEqual(['second']);
+
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      text += decoder.decode(value);
+    }
+    expect(text).toContain('"finish_reason":"length"');
+    expect(text.trimEnd().endsWith('data: [DONE]')).toBe(true);
+    await waitFor(
+      'the removed model to be stopped',
+      async () => (await admin('GET', '/admin/models/tiny-chat')).status === 404,
+    );
+  });
 });
