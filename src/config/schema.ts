@@ -57,7 +57,8 @@ const enginesSchema = z
           .describe('Arguments appended to headroom\'s own (e.g. ["--mlock"]). Defaults to none.'),
       })
       .strict()
-      .default({ args: [] }),
+      .default({ args: [] })
+      .describe("llama.cpp's server: which binary, and extra arguments."),
   })
   .strict();
 
@@ -265,7 +266,10 @@ const schedulerSchema = z
           .describe('The same budget for each GPU (a machine without GPUs ignores it).'),
       })
       .strict()
-      .default(SCHEDULER_DEFAULTS.budget),
+      .default(SCHEDULER_DEFAULTS.budget)
+      .describe(
+        'The memory models may use: min(RAM × fraction, the cgroup limit, cap) − reserve (docs/GUIDE.md).',
+      ),
     ttl: durationSchema
       .default('5m')
       .describe('Idle time before a model is unloaded ("never", "5m", "1h", …). Defaults to 5m.'),
@@ -289,7 +293,8 @@ const schedulerSchema = z
           .describe('Longest a request waits in a queue before 429. Defaults to 5m.'),
       })
       .strict()
-      .default(SCHEDULER_DEFAULTS.queue),
+      .default(SCHEDULER_DEFAULTS.queue)
+      .describe('Each model’s queue of requests waiting for a slot.'),
     drainDeadline: durationSchema
       .default('30s')
       .describe(
@@ -413,10 +418,15 @@ export const configSchema = z
       .default([])
       .describe('Directories scanned for *.gguf files. Defaults to none.'),
     models: z
-      .record(modelNameSchema, modelOverrideSchema)
+      .record(
+        modelNameSchema,
+        modelOverrideSchema.describe('Settings of the model of that name, over runner.'),
+      )
       .default({})
       .describe('Per-model settings, keyed by model name.'),
-    runner: runnerDefaultsSchema.default(runnerDefaultsSchema.parse({})),
+    runner: runnerDefaultsSchema
+      .default(runnerDefaultsSchema.parse({}))
+      .describe('The settings every model is loaded with; models.<name> overrides them per model.'),
     engines: enginesSchema
       .default(() => enginesSchema.parse({}))
       .describe('Which program runs models, and where llama-server is.'),
@@ -442,7 +452,8 @@ export const configSchema = z
           .describe('SIGTERM-to-SIGKILL grace when stopping a runner. Defaults to 5s.'),
       })
       .strict()
-      .default({ maxBodyBytes: '4MiB', loadTimeout: '120s', stallTimeout: '30s', stopGrace: '5s' }),
+      .default({ maxBodyBytes: '4MiB', loadTimeout: '120s', stallTimeout: '30s', stopGrace: '5s' })
+      .describe('Bounds on requests and runner lifetimes.'),
     scheduler: schedulerSchema
       .default(() => schedulerSchema.parse({}))
       .describe('Which models live in memory: budget, TTLs, pins, queues, drain.'),
@@ -460,7 +471,8 @@ export const configSchema = z
           .describe('Rotated runner logs kept. Defaults to 1.'),
       })
       .strict()
-      .default({ maxBytes: '5MiB', keep: 1 }),
+      .default({ maxBytes: '5MiB', keep: 1 })
+      .describe('Runner logs ($HEADROOM_HOME/logs/<model>.log).'),
     monitor: monitorConfigSchema
       .default(DEFAULT_MONITOR_CONFIG)
       .describe('Memory monitor and pressure reactions (src/config/monitor.ts).'),
