@@ -145,7 +145,7 @@ export function configReferenceMarkdown(): string {
     '',
     'Sizes take units (`512MiB`, `8GB`, or a number of bytes); durations too (`500ms`, `30s`,',
     '`5m`, `1h`, `never`, or a number of milliseconds). `docs/GUIDE.md` explains the memory',
-    'settings with examples.',
+    'settings with examples; `docs/config.example.yaml` is a commented example.',
     '',
     '| key | type | default | description |',
     '| --- | --- | --- | --- |',
