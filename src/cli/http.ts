@@ -16,9 +16,13 @@ export async function callDaemon<T>(
 ): Promise<T> {
   let res: Response;
   try {
+    const key = process.env.HEADROOM_API_KEY;
     res = await fetch(new URL(path, base), {
       method,
-      headers: body === undefined ? {} : { 'content-type': 'application/json' },
+      headers: {
+        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+        ...(key ? { authorization: `Bearer ${key}` } : {}),
+      },
       body: body === undefined ? undefined : JSON.stringify(body),
     });
   } catch (err) {

@@ -2,10 +2,7 @@ import path from 'node:path';
 import { readConfigFile } from '../config/file.js';
 import { homeLayout, resolveHome } from '../config/home.js';
 import { Daemon } from '../main.js';
-import { UsageError } from './exit.js';
 import { intFlag } from './flags.js';
-
-const LOOPBACK = new Set(['127.0.0.1', 'localhost', '::1']);
 
 /** `headroom serve`: runs the daemon until SIGINT or SIGTERM. */
 export async function serve(values: Record<string, unknown>): Promise<number> {
@@ -14,6 +11,8 @@ export async function serve(values: Record<string, unknown>): Promise<number> {
   const file = explicit ? path.resolve(explicit) : homeLayout(home).configFile;
   const port = intFlag(values, 'port');
   const models = values.models as string[] | undefined;
+  // The API key: --api-key, else $HEADROOM_API_KEY, else security.apiKey in the file.
+  const apiKey = (values['api-key'] as string | undefined) ?? process.env.HEADROOM_API_KEY;
   // The command line over the file, applied again on every reload of the file.
   const override = (raw: Record<string, unknown>): void => {
     if (values.host !== undefined) raw.host = values.host;
@@ -23,13 +22,16 @@ export async function serve(values: Record<string, unknown>): Promise<number> {
         ...((raw.modelDirs as string[] | undefined) ?? []),
         ...models.map((m) => path.resolve(m)),
       ];
+    if (apiKey !== undefined && apiKey !== '') {
+      const security = raw.security;
+      raw.security = {
+        ...(typeof security === 'object' && security !== null ? security : {}),
+        apiKey,
+      };
+    }
   };
+  // The daemon refuses a non-loopback bind without a key (server/security.ts).
   const config = await readConfigFile(file, { required: explicit !== undefined, override });
-  if (!LOOPBACK.has(config.host)) {
-    throw new UsageError(
-      `refusing to bind ${config.host}: headroom binds loopback only until API keys are configured (use --host 127.0.0.1).`,
-    );
-  }
 
   const daemon = await Daemon.start({
     config,

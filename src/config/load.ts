@@ -34,6 +34,9 @@ export interface Config extends Omit<ParsedConfig, 'limits' | 'logs' | 'schedule
     loadTimeoutMs: number;
     stallTimeoutMs: number;
     stopGraceMs: number;
+    /** Liveness checks of loaded runners; Infinity: off. */
+    healthIntervalMs: number;
+    healthTimeoutMs: number;
   };
   logs: { maxBytes: number; keep: number };
 }
@@ -94,6 +97,8 @@ export function normaliseConfig(raw: unknown, source = 'config'): Config {
       loadTimeoutMs: parseDuration(c.limits.loadTimeout),
       stallTimeoutMs: parseDuration(c.limits.stallTimeout),
       stopGraceMs: parseDuration(c.limits.stopGrace),
+      healthIntervalMs: parseDuration(c.limits.healthInterval),
+      healthTimeoutMs: parseDuration(c.limits.healthTimeout),
     },
     logs: { maxBytes: parseByteSize(c.logs.maxBytes), keep: c.logs.keep },
     scheduler: normaliseScheduler(c.scheduler),

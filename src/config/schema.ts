@@ -399,6 +399,35 @@ const discoverSchema = z
   })
   .strict();
 
+const securitySchema = z
+  .object({
+    apiKey: z
+      .string()
+      .min(16, 'an API key of at least 16 characters')
+      .regex(/^[\x21-\x7e]+$/, 'printable ASCII without spaces')
+      .optional()
+      .describe(
+        'The key every request must present as "Authorization: Bearer KEY" (or "x-api-key: KEY"), except the dashboard page and an open /metrics; required to bind a non-loopback address. --api-key and $HEADROOM_API_KEY override it. Defaults to none.',
+      ),
+    allowedHosts: z
+      .array(z.string().min(1))
+      .default([])
+      .describe(
+        'Host names requests may address beside IP literals, localhost and the bound address (the DNS-rebinding guard); "*" turns the check off. Defaults to none.',
+      ),
+    corsOrigins: z
+      .array(z.string().min(1))
+      .default([])
+      .describe(
+        'Web origins (e.g. "https://app.example:3000", or "*") whose pages may call the API from a browser. Defaults to none: CORS off, cross-origin browser requests refused.',
+      ),
+    openMetrics: z
+      .boolean()
+      .default(false)
+      .describe('Serve /metrics without the API key (for a scraper). Defaults to false.'),
+  })
+  .strict();
+
 export const configSchema = z
   .object({
     host: z
@@ -450,9 +479,24 @@ export const configSchema = z
         stopGrace: durationSchema
           .default('5s')
           .describe('SIGTERM-to-SIGKILL grace when stopping a runner. Defaults to 5s.'),
+        healthInterval: durationSchema
+          .default('5s')
+          .describe(
+            'How often a loaded runner is asked GET /health; after 3 checks in a row without a 200 it is taken for hung, killed, and loaded again on the next request. "never" (or 0) turns the checks off. Defaults to 5s.',
+          ),
+        healthTimeout: durationSchema
+          .default('5s')
+          .describe('Longest one health check waits for its answer. Defaults to 5s.'),
       })
       .strict()
-      .default({ maxBodyBytes: '4MiB', loadTimeout: '120s', stallTimeout: '30s', stopGrace: '5s' })
+      .default({
+        maxBodyBytes: '4MiB',
+        loadTimeout: '120s',
+        stallTimeout: '30s',
+        stopGrace: '5s',
+        healthInterval: '5s',
+        healthTimeout: '5s',
+      })
       .describe('Bounds on requests and runner lifetimes.'),
     scheduler: schedulerSchema
       .default(() => schedulerSchema.parse({}))
@@ -476,6 +520,9 @@ export const configSchema = z
     monitor: monitorConfigSchema
       .default(DEFAULT_MONITOR_CONFIG)
       .describe('Memory monitor and pressure reactions (src/config/monitor.ts).'),
+    security: securitySchema
+      .default(() => securitySchema.parse({}))
+      .describe('API key, Host allowlist, CORS (docs/SECURITY.md).'),
     discover: discoverSchema
       .default(() => discoverSchema.parse({}))
       .describe("Other tools' model stores to serve models from. Each is off unless enabled."),

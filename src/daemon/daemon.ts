@@ -2,9 +2,11 @@ import type { FastifyInstance } from 'fastify';
 import { watch, type FSWatcher } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
+import { normaliseConfig, type Config } from '../config/load.js';
 import { describeError } from '../lib/errors.js';
 import { createApp } from '../server/app.js';
-import { Headroom, type HeadroomOptions } from './headroom.js';
+import { assertSafeBind } from '../server/security.js';
+import { Headroom, isConfig, type HeadroomOptions } from './headroom.js';
 
 export interface DaemonOptions extends HeadroomOptions {
   /** Deadline for the whole shutdown (drain + stop runners). Defaults to 10 s. */
@@ -32,8 +34,17 @@ export class Daemon {
   }
 
   static async start(opts: DaemonOptions = {}): Promise<Daemon> {
-    const core = await Headroom.create(opts);
-    const app = createApp(core, { log: core.log, bodyLimit: core.config.limits.maxBodyBytes });
+    const given = opts.config ?? {};
+    const config: Config = isConfig(given) ? given : normaliseConfig(given);
+    // Before anything starts: no runner is spawned for a daemon that would refuse to bind.
+    assertSafeBind(config.host, config.security.apiKey);
+    const core = await Headroom.create({ ...opts, config });
+    const { host, security } = core.config;
+    const app = createApp(core, {
+      log: core.log,
+      bodyLimit: core.config.limits.maxBodyBytes,
+      security: { ...security, boundHost: host },
+    });
     const d = new Daemon(core, app, opts.shutdownDeadlineMs ?? 10_000);
     try {
       await app.listen({ host: core.config.host, port: core.config.port });

@@ -1,4 +1,7 @@
-import { mkdir, readFile, stat } from 'node:fs/promises';
+import { raceAbort } from '../lib/abort.js';
+import { HeadroomError } from '../lib/errors.js';
+import { constants } from 'node:fs';
+import { access, mkdir, readFile, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { homeLayout, resolveHome, type HomeLayout } from '../config/home.js';
@@ -107,7 +110,7 @@ interface Prepared {
   file: FileIdentity;
 }
 
-function isConfig(c: Config | ConfigInput): c is Config {
+export function isConfig(c: Config | ConfigInput): c is Config {
   return typeof (c as Config).limits?.maxBodyBytes === 'number';
 }
 
@@ -115,6 +118,32 @@ function isConfig(c: Config | ConfigInput): c is Config {
 function safeFileName(model: string): string {
   return model.replace(/[^A-Za-z0-9._-]/g, '_').replace(/^\.+/, '_');
 }
+
+/**
+ * The home's folders, made before anything else: a home that cannot hold them (read-only, full,
+ * not a directory) stops the start with the path and the fix, not a bare errno.
+ */
+async function makeHomeDirs(layout: HomeLayout): Promise<void> {
+  for (const dir of [layout.modelsDir, layout.logsDir, layout.stateDir]) {
+    try {
+      await mkdir(dir, { recursive: true });
+    } catch (err) {
+      // A recursive mkdir on a read-only file system reports ENOENT; the home itself tells why.
+      const why = await access(layout.home, constants.W_OK).then(
+        () => (err as NodeJS.ErrnoException).code ?? (err as Error).message,
+        (e: NodeJS.ErrnoException) => e.code ?? e.message,
+      );
+      throw new HeadroomError(
+        'CONFIG_HOME_UNWRITABLE',
+        `cannot create ${dir} in headroom's home ${layout.home} (${why}): point $HEADROOM_HOME at a writable directory with free space.`,
+        { cause: err },
+      );
+    }
+  }
+}
+
+/** Health checks in a row a loaded runner may miss before it is taken for hung (limits.healthInterval). */
+const LIVENESS_FAILURES = 3;
 
 function logFileName(model: string): string {
   return `${safeFileName(model)}.log`;
@@ -146,6 +175,8 @@ export class Headroom {
   /** Pid files of the runners started, so the next daemon kills what a killed one left. */
   readonly #pids: RunnerPids;
   readonly #prepared = new Map<string, Prepared>();
+  /** Header reads under way, by file version: concurrent callers share one. */
+  readonly #reading = new Map<string, Promise<Prepared>>();
   readonly #lastPlan = new Map<string, LoadPlan>();
   #store: MeasuredStore | undefined;
   #configFile: HeadroomOptions['configFile'];
@@ -304,9 +335,23 @@ export class Headroom {
     const id = await fileIdentity(file, signal);
     const known = this.#prepared.get(file);
     if (known && known.file.size === id.size && known.file.mtimeMs === id.mtimeMs) return known;
-    const prepared = { spec: await readModelSpec(file, signal), file: id };
-    this.#prepared.set(file, prepared);
-    return prepared;
+    // Single-flight: a burst of requests for a model not read yet shares one read of its header
+    // (a large vocabulary is tens of MB on the heap while it is parsed; 500 parallel reads of one
+    // took the daemon past a 96 MiB heap). The shared read takes no caller's signal, so one
+    // caller giving up does not fail the others; each caller stops waiting on its own signal.
+    const key = `${id.path}\0${id.size}\0${id.mtimeMs}`;
+    let reading = this.#reading.get(key);
+    if (!reading) {
+      reading = readModelSpec(file)
+        .then((spec) => {
+          const prepared = { spec, file: id };
+          this.#prepared.set(file, prepared);
+          return prepared;
+        })
+        .finally(() => this.#reading.delete(key));
+      this.#reading.set(key, reading);
+    }
+    return raceAbort(reading, signal);
   }
 
   /** A model file's size, time and header facts (the Ollama routes' details). */
@@ -480,9 +525,7 @@ export class Headroom {
           : normaliseConfig(opts.config);
     const layout = homeLayout(opts.home ?? resolveHome());
     const log = opts.log ?? createLogger();
-    await mkdir(layout.modelsDir, { recursive: true });
-    await mkdir(layout.logsDir, { recursive: true });
-    await mkdir(layout.stateDir, { recursive: true });
+    await makeHomeDirs(layout);
     const engines = chooseEngines(
       config,
       opts.llamaServer ?? (await resolveLlamaServerBinary(config)),
@@ -790,12 +833,13 @@ export class Headroom {
    */
   readonly #startRunner: StartRunner = async (entry, config, signal): Promise<RunnerHandle> => {
     const engine = this.engines.get(config.engine);
+    const stateDir = this.#runnerSpawn ? undefined : await this.#runnerStateDir(entry.name);
     const spawn: SpawnSpec = this.#runnerSpawn
       ? this.#runnerSpawn(config, entry)
       : engine.launch(config, {
           port: engine.needsPort ? await freePort() : 0,
           name: entry.name,
-          stateDir: await this.#runnerStateDir(entry.name),
+          ...(stateDir !== undefined ? { stateDir } : {}),
         });
     let pid: number | undefined;
     const runner = await RunnerProcess.start({
@@ -811,6 +855,16 @@ export class Headroom {
       startTimeoutMs: this.config.limits.loadTimeoutMs,
       stallTimeoutMs: this.config.limits.stallTimeoutMs,
       signal,
+      ...(Number.isFinite(this.config.limits.healthIntervalMs) &&
+      this.config.limits.healthIntervalMs > 0
+        ? {
+            liveness: {
+              intervalMs: this.config.limits.healthIntervalMs,
+              timeoutMs: Math.min(this.config.limits.healthTimeoutMs, 2_147_483_647),
+              failures: LIVENESS_FAILURES,
+            },
+          }
+        : {}),
     }).catch(async (err: unknown) => {
       if (pid !== undefined) await this.#pids.forget(pid);
       throw err;
@@ -832,11 +886,23 @@ export class Headroom {
     };
   };
 
-  /** A model's own directory under the home's state directory (created on first use). */
-  async #runnerStateDir(model: string): Promise<string> {
+  /**
+   * A model's own directory under the home's state directory (created on first use); undefined
+   * when it cannot be made (a read-only or full home): the runner then runs without saved state
+   * rather than not at all.
+   */
+  async #runnerStateDir(model: string): Promise<string | undefined> {
     const dir = path.join(this.layout.stateDir, 'slots', safeFileName(model));
-    await mkdir(dir, { recursive: true });
-    return dir;
+    try {
+      await mkdir(dir, { recursive: true });
+      return dir;
+    } catch (err) {
+      this.log.warn(
+        { model, dir, err: (err as Error).message },
+        'cannot create the runner state directory: sequence state is not saved for this runner',
+      );
+      return undefined;
+    }
   }
 
   /** Trims one ready runner's prompt caches under memory pressure (the scheduler's trim effect). */

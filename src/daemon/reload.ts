@@ -16,7 +16,7 @@ import type { CoreSettings } from '../scheduler/core-types.js';
  */
 
 /** Keys read once, when the daemon starts: a change is kept in the config but takes a restart. */
-export const RESTART_KEYS = ['host', 'port', 'limits.maxBodyBytes', 'engines'] as const;
+export const RESTART_KEYS = ['host', 'port', 'limits.maxBodyBytes', 'engines', 'security'] as const;
 
 export interface ConfigChanges {
   /** Top-level keys (and `limits.*`) whose value changed. */

@@ -5,15 +5,18 @@ import { monitorRoutes } from './admin/monitor-routes.js';
 import { configRoutes } from './admin/config-routes.js';
 import { ollamaRoutes } from './ollama/routes.js';
 import type { ServerCore } from './core.js';
-import { NotFoundError, makeErrorHandler } from './errors.js';
+import { NotFoundError, handleClientError, makeErrorHandler } from './errors.js';
 import { metricsRoutes } from './metrics-routes.js';
 import { openaiRoutes } from './openai/routes.js';
 import { openapiRoutes } from './openapi.js';
+import { registerSecurity, type SecurityOptions } from './security.js';
 
 export interface AppOptions {
   log: Logger;
   /** Largest request body accepted, in bytes. */
   bodyLimit: number;
+  /** Host allowlist, Origin check, CORS and API key (security.ts). Defaults to loopback, no key. */
+  security?: SecurityOptions;
 }
 
 const ROUTES = new WeakMap<FastifyInstance, string[]>();
@@ -22,6 +25,8 @@ const ROUTES = new WeakMap<FastifyInstance, string[]>();
 export function registeredRoutes(app: FastifyInstance): string[] {
   return [...(ROUTES.get(app) ?? [])];
 }
+/** Longest a client may take to send a whole request (headers and body); slow senders get 408. */
+const REQUEST_TIMEOUT_MS = 60_000;
 
 /**
  * The HTTP app as a value: routes over a core, one error handler, no port opened.
@@ -34,6 +39,8 @@ export function createApp(core: ServerCore, opts: AppOptions): FastifyInstance {
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: opts.bodyLimit,
     return503OnClosing: true,
+    requestTimeout: REQUEST_TIMEOUT_MS,
+    clientErrorHandler: handleClientError,
   });
   // Every route registered, for the check that the OpenAPI document lists them all.
   const routes: string[] = [];
@@ -42,6 +49,10 @@ export function createApp(core: ServerCore, opts: AppOptions): FastifyInstance {
     for (const m of [r.method].flat()) if (m !== 'HEAD') routes.push(`${m} ${r.url}`);
   });
   app.setErrorHandler(makeErrorHandler(opts.log));
+  registerSecurity(app, opts.security ?? {});
+  // JSON only (the Ollama routes read any body as JSON on their own): a text/plain body gets 415
+  // "send application/json" rather than a confusing "expected object, received string".
+  app.removeContentTypeParser('text/plain');
   app.setNotFoundHandler((req) => {
     throw new NotFoundError(
       `No route ${req.method} ${req.url.split('?')[0]}. See /v1/models, /v1/chat/completions, /admin/models.`,
