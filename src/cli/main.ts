@@ -19,6 +19,8 @@ Usage:
   headroom unload NAME [--force] [--json] [--url URL]
   headroom logs NAME [--bytes N] [--url URL]
   headroom engines [--json]
+  headroom config validate [FILE] [--json]      (FILE defaults to $HEADROOM_HOME/config.yaml)
+  headroom config schema                        (the config file's JSON schema)
   headroom engines build [--force] [--backend cpu|cuda|vulkan|metal] [--recipe prebuilt-libs|full-source] [--json]
 
 The daemon listens on http://127.0.0.1:8642 by default; other commands reach it at --url or $HEADROOM_URL.
@@ -98,6 +100,10 @@ const commands: Record<
   logs: {
     options: { bytes: { type: 'string' }, url: { type: 'string' } },
     run: async (v, p) => (await import('./models.js')).logs(v, p),
+  },
+  config: {
+    options: { json: { type: 'boolean' } },
+    run: async (v, p) => (await import('./config.js')).config(v, p),
   },
   engines: {
     options: {

@@ -17,6 +17,7 @@ interface ModelRow {
   peak?: number | null;
   expiresAt?: number | null;
   lastError?: string;
+  source?: { kind: string };
 }
 
 const bytes = (n: number | null | undefined): string =>
@@ -44,6 +45,7 @@ function rowsOf(models: ModelRow[]): string[][] {
     bytes(m.measured),
     bytes(m.peak),
     expiresIn(m.expiresAt, now),
+    m.source?.kind ?? 'headroom',
   ]);
 }
 
@@ -60,6 +62,7 @@ const HEADERS = [
   'RSS',
   'PEAK',
   'EXPIRES IN',
+  'SOURCE',
 ];
 
 function print(values: Record<string, unknown>, data: unknown, models: ModelRow[]): void {
