@@ -20,6 +20,8 @@ Usage:
   headroom logs NAME [--bytes N] [-f|--follow] [--url URL]
   headroom top [--once] [--interval SECONDS] [--url URL]
   headroom engines [--json]
+  headroom config validate [FILE] [--json]      (FILE defaults to $HEADROOM_HOME/config.yaml)
+  headroom config schema                        (the config file's JSON schema)
   headroom engines build [--force] [--backend cpu|cuda|vulkan|metal] [--recipe prebuilt-libs|full-source] [--json]
 
 The daemon listens on http://127.0.0.1:8642 by default; other commands reach it at --url or $HEADROOM_URL.
@@ -111,6 +113,10 @@ const commands: Record<
       url: { type: 'string' },
     },
     run: async (v) => (await import('./top.js')).top(v),
+  },
+  config: {
+    options: { json: { type: 'boolean' } },
+    run: async (v, p) => (await import('./config.js')).config(v, p),
   },
   engines: {
     options: {

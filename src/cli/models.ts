@@ -19,6 +19,7 @@ interface ModelRow {
   expiresAt?: number | null;
   loadMs?: number;
   lastError?: string;
+  source?: { kind: string };
 }
 
 const bytes = (n: number | null | undefined): string =>
@@ -46,6 +47,7 @@ function rowsOf(models: ModelRow[]): string[][] {
     bytes(m.measured),
     bytes(m.peak),
     expiresIn(m.expiresAt, now),
+    m.source?.kind ?? 'headroom',
   ]);
 }
 
@@ -62,6 +64,7 @@ const HEADERS = [
   'RSS',
   'PEAK',
   'EXPIRES IN',
+  'SOURCE',
 ];
 
 function print(values: Record<string, unknown>, data: unknown, models: ModelRow[]): void {

@@ -48,16 +48,19 @@ export class ConfigError extends HeadroomError {
   }
 }
 
-/** Renders zod issues as "key.path: what is wrong" lines. */
+/** Renders zod issues as "key.path: what is wrong", one line each. */
+export function issueLines(issues: readonly z.core.$ZodIssue[]): string[] {
+  return issues.map((i) => {
+    const path = i.path.length > 0 ? i.path.join('.') : '(top level)';
+    if (i.code === 'unrecognized_keys')
+      return `${path}: unknown key(s) ${i.keys.map((k) => `"${k}"`).join(', ')}`;
+    return `${path}: ${i.message}`;
+  });
+}
+
+/** Renders zod issues as "key.path: what is wrong" lines joined by "; ". */
 export function formatIssues(issues: readonly z.core.$ZodIssue[]): string {
-  return issues
-    .map((i) => {
-      const path = i.path.length > 0 ? i.path.join('.') : '(top level)';
-      if (i.code === 'unrecognized_keys')
-        return `${path}: unknown key(s) ${i.keys.map((k) => `"${k}"`).join(', ')}`;
-      return `${path}: ${i.message}`;
-    })
-    .join('; ');
+  return issueLines(issues).join('; ');
 }
 
 /**
@@ -82,7 +85,10 @@ export function normaliseConfig(raw: unknown, source = 'config'): Config {
     );
   }
   const parsed = configSchema.safeParse(raw);
-  if (!parsed.success) throw new ConfigError(`${source}: ${formatIssues(parsed.error.issues)}`);
+  if (!parsed.success) {
+    const issues = issueLines(parsed.error.issues);
+    throw new ConfigError(`${source}: ${issues.join('; ')}`, { issues });
+  }
   const c = parsed.data;
   return {
     ...c,

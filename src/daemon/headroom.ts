@@ -1,11 +1,14 @@
 import { raceAbort } from '../lib/abort.js';
 import { HeadroomError } from '../lib/errors.js';
 import { constants } from 'node:fs';
-import { access, mkdir, stat } from 'node:fs/promises';
+import { access, mkdir, readFile, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { homeLayout, resolveHome, type HomeLayout } from '../config/home.js';
-import { normaliseConfig, type Config } from '../config/load.js';
+import { ConfigError, normaliseConfig, type Config } from '../config/load.js';
+import { parseConfigText } from '../config/file.js';
+import { writeFileAtomic } from '../lib/atomic-write.js';
+import { stringify as stringifyYaml } from 'yaml';
 import { parseDuration } from '../config/units.js';
 import type { ConfigInput } from '../config/schema.js';
 import type { Engine } from '../engines/engine.js';
@@ -14,7 +17,7 @@ import { freePort } from '../lib/net.js';
 import { forgeModel } from '../gguf/forge.js';
 import { createLogger, type Logger } from '../lib/logger.js';
 import { readModelSpec, type ModelSpec } from '../gguf/index.js';
-import { describeError } from '../lib/errors.js';
+import { describeError, isHeadroomError } from '../lib/errors.js';
 import { hardwareSnapshot, readProcessMemory } from '../monitor/index.js';
 import {
   MeasuredStore,
@@ -32,9 +35,10 @@ import {
 } from '../scheduler/core.js';
 import { ModelManager, type MeasureInput, type MeasureResult } from '../scheduler/model-manager.js';
 import type { ModelEntry, RunnerHandle, StartRunner } from '../scheduler/types.js';
-import type { ModelFile, ProcessMemory } from '../server/core.js';
+import type { ConfigReload, ModelFile, ProcessMemory } from '../server/core.js';
 import { RunnerProcess, readLogTail, type SpawnSpec } from '../supervisor/index.js';
 import { scanModels } from './catalog.js';
+import { discoverModels, discoverOptions } from './discover.js';
 import { RunnerPids } from './runner-pids.js';
 import {
   chooseEngines,
@@ -44,6 +48,22 @@ import {
 } from './engines.js';
 import { TRIM_TIMEOUT_MS, startPressureMonitor, type PressureMonitor } from './reactions.js';
 import type { MonitorFeed } from '../monitor/feed.js';
+import { configChanges, runnerDefaults, schedulerSettings, type ReloadResult } from './reload.js';
+import {
+  HeadroomEvents,
+  memoryAllocations,
+  modelMetrics,
+  pressureConfig,
+  resourceLimits,
+  systemResources,
+  type MemoryAllocation,
+  type ModelResourceMetrics,
+  type PressureConfig,
+  type ResourceLimits,
+  type SystemResources,
+} from './library.js';
+
+const CORES = Math.max(1, os.availableParallelism());
 
 /** Requests after which a multi-slot runner's peaks are not recorded (see #measure). */
 const CLEAN_REQUESTS = 4;
@@ -65,6 +85,12 @@ export interface HeadroomOptions {
    * fake runner.
    */
   runnerSpawn?: (config: RunnerConfig, entry: ModelEntry) => SpawnSpec;
+  /**
+   * The config file the config came from, for reloads (SIGHUP, a change of the file, PUT
+   * /admin/config, which also writes it): its path and the command line's overrides, applied
+   * again on every read. Without it, `replaceConfig` applies a config without writing one.
+   */
+  configFile?: { path: string; override?: (raw: Record<string, unknown>) => void };
   /** The llama-server binary, instead of looking for one (config path, PATH, the install's build). */
   llamaServer?: LlamaServerBinary;
   /**
@@ -128,10 +154,16 @@ function logFileName(model: string): string {
  * applications embed it (`createHeadroom`).
  */
 export class Headroom {
-  readonly config: Config;
+  #config: Config;
+  /** The config in force (a reload replaces it whole). */
+  get config(): Config {
+    return this.#config;
+  }
   readonly layout: HomeLayout;
   readonly log: Logger;
   readonly manager: ModelManager;
+  /** Typed events: loads, unloads and why, crashes, pressure, alerts, samples. */
+  readonly events: HeadroomEvents;
   readonly startedAt = Date.now();
   readonly version = VERSION;
   #catalog = new Map<string, ModelEntry>();
@@ -147,6 +179,12 @@ export class Headroom {
   readonly #reading = new Map<string, Promise<Prepared>>();
   readonly #lastPlan = new Map<string, LoadPlan>();
   #store: MeasuredStore | undefined;
+  #configFile: HeadroomOptions['configFile'];
+  #budgetInputs: HeadroomOptions['budgetInputs'];
+  /** Reloads run one at a time, in order. */
+  #reloading: Promise<unknown> = Promise.resolve();
+  /** The config file's text last applied (a write of the same text is not a change). */
+  #configText: string | undefined;
   /**
    * The live sampler and its pressure reactions: created in create(), applied to new loads in
    * #startRunner, disposed first in dispose(). Undefined with `monitor.enabled: false`.
@@ -165,7 +203,7 @@ export class Headroom {
     runnerSpawn: HeadroomOptions['runnerSpawn'],
     engines: EngineSet,
   ) {
-    this.config = config;
+    this.#config = config;
     this.layout = layout;
     this.log = log;
     this.#baseDir = baseDir;
@@ -173,38 +211,21 @@ export class Headroom {
     this.engines = engines;
     this.#pids = new RunnerPids(path.join(layout.stateDir, 'runners'), log);
     const sc = config.scheduler;
-    const cores = Math.max(1, os.availableParallelism());
-    const defaults: Omit<RunnerConfig, 'modelPath'> = {
-      engine: engines.defaultKind,
-      contextSize: config.runner.contextSize,
-      parallel: config.runner.parallel,
-      threads: Math.min(config.runner.threads ?? cores, cores),
-      batchSize: config.runner.batchSize,
-      flashAttention: config.runner.flashAttention,
-      kvCacheKeyType: config.runner.kvCacheType,
-      kvCacheValueType: config.runner.kvCacheType,
-      mmap: config.runner.mmap,
-      gpuLayers: config.runner.gpuLayers,
-    };
     this.manager = new ModelManager({
       catalog: () => this.#catalog,
       startRunner: this.#startRunner,
       trimRunner: this.#trimRunner,
-      defaults,
+      defaults: runnerDefaults(config, engines.defaultKind, CORES),
       stopGraceMs: config.limits.stopGraceMs,
       settings: {
         // The real budget is set in create(), once the machine has been read.
         budgetBytes: Number.POSITIVE_INFINITY,
-        maxLoadedModels: sc.maxLoadedModels,
-        maxQueue: sc.queue.maxLength,
-        maxWaitMs: sc.queue.maxWaitMs,
-        drainDeadlineMs: sc.drainDeadlineMs,
-        backoffBaseMs: sc.backoff.baseMs,
-        backoffMaxMs: sc.backoff.maxMs,
-        ...(sc.recycle ? { recycle: sc.recycle } : {}),
+        ...schedulerSettings(config),
       },
+      // Read from the config in force at each call, so a reload's pins and TTLs apply at once.
       policy: (name) => {
-        const m = config.models[name];
+        const m = this.#config.models[name];
+        const sc = this.#config.scheduler;
         return {
           pinned: m?.pin === true || sc.pin.includes(name),
           ttlMs: m?.ttl !== undefined ? parseDuration(m.ttl) : sc.ttlMs,
@@ -221,6 +242,7 @@ export class Headroom {
           : undefined;
       },
     });
+    this.events = new HeadroomEvents(this.manager);
     this.manager.on('event', (e) => {
       if (e.type === 'load-failed') this.log.warn(e, 'model load failed');
       else if (e.type === 'runner-exit' && !e.expected)
@@ -530,6 +552,8 @@ export class Headroom {
         return undefined;
       },
     );
+    h.#configFile = opts.configFile;
+    h.#budgetInputs = opts.budgetInputs;
     await h.#pids.reap();
     await h.refreshBudget(opts.budgetInputs);
     await h.refreshCatalog();
@@ -539,6 +563,7 @@ export class Headroom {
     }
     // The sampler and its reactions, unless `monitor.enabled: false`.
     if (config.monitor.enabled) h.#pressure = await startPressureMonitor(config, h.manager, log);
+    if (h.#pressure) h.events.attach(h.#pressure.feed);
     for (const name of config.scheduler.preload) {
       // In the background: the daemon serves while preloads run; a failure is logged, not fatal.
       h.manager.load(name).then(
@@ -551,10 +576,166 @@ export class Headroom {
 
   /** Rescans the model directories; loaded models keep running. */
   async refreshCatalog(): Promise<void> {
-    const dirs = [...this.config.modelDirs, this.layout.modelsDir];
-    const { entries, warnings } = await scanModels(dirs, this.config, this.#baseDir);
+    this.#catalog = await this.#scan(this.config);
+  }
+
+  async #scan(config: Config): Promise<Map<string, ModelEntry>> {
+    const dirs = [...config.modelDirs, this.layout.modelsDir];
+    const found = await discoverModels(discoverOptions(config.discover, this.#baseDir));
+    for (const w of found.warnings) this.log.warn(w);
+    const { entries, warnings } = await scanModels(dirs, config, this.#baseDir, found.models);
     for (const w of warnings) this.log.warn(w);
-    this.#catalog = entries;
+    return entries;
+  }
+
+  /** Config reloads for the admin routes (PUT /admin/config, POST /admin/config/reload). */
+  get reload(): ConfigReload {
+    return {
+      file: this.#configFile?.path,
+      current: () => this.config,
+      replace: (raw) => this.replaceConfig(raw),
+      fromFile: () => this.reloadFromFile(),
+    };
+  }
+
+  /**
+   * Reads the config file again and applies it (SIGHUP, a change of the file). A file whose text
+   * is the one applied last is no change. Rejects with ConfigError, the old config kept, when the
+   * file is not valid.
+   */
+  reloadFromFile(): Promise<ReloadResult> {
+    const source = this.#configFile;
+    if (!source)
+      return Promise.reject(
+        new ConfigError('this headroom was started without a config file: nothing to reload'),
+      );
+    return this.#serialise(async () => {
+      const text = await readFile(source.path, 'utf8').catch((err: unknown) => {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return '';
+        throw new ConfigError(
+          `cannot read the config file ${source.path}: ${(err as Error).message}`,
+        );
+      });
+      if (text === this.#configText) return this.#unchanged();
+      const next = parseConfigText(text, source.path, source.override);
+      const result = await this.#reconfigure(next);
+      this.#configText = text;
+      return result;
+    });
+  }
+
+  /**
+   * Replaces the config with `raw` (the config file's keys as an object: PUT /admin/config):
+   * validated, built, written to the config file atomically (when there is one), then swapped in.
+   * Rejects with ConfigError, the old config kept, when it is not valid.
+   */
+  replaceConfig(raw: unknown): Promise<ReloadResult> {
+    return this.#serialise(async () => {
+      const source = this.#configFile;
+      const name = source?.path ?? 'config';
+      if (typeof raw !== 'object' || raw === null || Array.isArray(raw))
+        throw new ConfigError(`${name}: the config must be an object of keys (host, port, …)`);
+      const copy = structuredClone(raw) as Record<string, unknown>;
+      source?.override?.(copy);
+      const next = normaliseConfig(copy, name);
+      const text = stringifyYaml(raw);
+      return this.#reconfigure(next, async () => {
+        if (!source) return;
+        await writeFileAtomic(source.path, text);
+        this.#configText = text;
+      });
+    });
+  }
+
+  #serialise<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.#reloading.then(fn, fn);
+    this.#reloading = run.catch(() => undefined);
+    return run;
+  }
+
+  #unchanged(): ReloadResult {
+    return {
+      applied: false,
+      changed: [],
+      restartNeeded: [],
+      removedModels: [],
+      models: this.manager.names(),
+    };
+  }
+
+  /**
+   * build-new → swap → dispose-old (see reload.ts). `commit` runs after the new parts are built
+   * and before the swap (writing the file): when it fails, the new parts are disposed and the old
+   * config stays.
+   */
+  async #reconfigure(next: Config, commit?: () => Promise<void>): Promise<ReloadResult> {
+    const old = this.#config;
+    const diff = configChanges(old, next);
+    if (diff.changed.length === 0) {
+      await commit?.();
+      return this.#unchanged();
+    }
+    // Build the new parts while the old ones serve.
+    const catalog = diff.catalogChanged ? await this.#scan(next) : this.#catalog;
+    let pressure: PressureMonitor | undefined = this.#pressure;
+    if (diff.monitorChanged)
+      pressure = next.monitor.enabled
+        ? await startPressureMonitor(next, this.manager, this.log)
+        : undefined;
+    try {
+      await commit?.();
+    } catch (err) {
+      if (pressure !== this.#pressure) await pressure?.dispose();
+      throw err;
+    }
+    // Swap, in one synchronous step.
+    const oldPressure = this.#pressure;
+    const oldCatalog = this.#catalog;
+    this.#config = next;
+    this.#catalog = catalog;
+    this.#pressure = pressure;
+    if (pressure && pressure !== oldPressure) this.events.attach(pressure.feed);
+    this.manager.reconfigure({
+      settings: schedulerSettings(next),
+      defaults: runnerDefaults(next, this.engines.defaultKind, CORES),
+      stopGraceMs: next.limits.stopGraceMs,
+    });
+    // Dispose the old: its monitor, and the runners of models the new catalog lacks (drained).
+    if (oldPressure !== pressure) await oldPressure?.dispose();
+    if (diff.budgetChanged) await this.refreshBudget(this.#budgetInputs);
+    const removedModels = [...oldCatalog.keys()].filter((n) => {
+      const now = catalog.get(n);
+      return !now || now.path !== oldCatalog.get(n)!.path;
+    });
+    for (const name of removedModels) {
+      // A removed model keeps its status while its runner lives; once gone, it is unknown.
+      const running = (() => {
+        try {
+          const st = this.manager.status(name);
+          return st.state !== 'unloaded' && st.state !== 'failed';
+        } catch {
+          return false;
+        }
+      })();
+      if (!running) continue;
+      this.manager.unload(name).catch((err: unknown) => {
+        if (isHeadroomError(err) && err.code === 'model_not_found') return;
+        this.log.warn({ model: name, err: describeError(err) }, 'unloading a removed model failed');
+      });
+    }
+    if (diff.restartNeeded.length > 0)
+      this.log.warn(
+        { keys: diff.restartNeeded },
+        `config reloaded; ${diff.restartNeeded.join(', ')} take effect after a restart`,
+      );
+    this.log.info({ changed: diff.changed, removedModels }, 'config reloaded');
+    return {
+      applied: true,
+      changed: diff.changed,
+      restartNeeded: diff.restartNeeded,
+      removedModels,
+      models: this.manager.names(),
+    };
   }
 
   logFile(model: string): string {
@@ -580,11 +761,64 @@ export class Headroom {
     return this.#runnerSpawn ? this.engines.get('embedded') : this.engines.get(config.engine);
   }
 
+  /**
+   * Plans a load of a known model without starting it: the config that fits the budget left now,
+   * its predicted footprint by kind (weights, KV cache, compute, runtime), the verdict and what to
+   * do when it does not fit. Throws model_not_found for an unknown name, GGUF_* for a bad file.
+   */
+  async plan(name: string, request: LoadRequest = {}, signal?: AbortSignal): Promise<LoadPlan> {
+    const path = this.manager.status(name).path;
+    const { spec } = await this.#read(path, signal);
+    const free = this.manager.resources().ledger.free;
+    const o = this.#catalog.get(name)?.overrides ?? {};
+    const wanted = o.engine ?? this.engines.defaultKind;
+    const engine = wanted !== 'command' && this.engines.has(wanted) ? wanted : 'embedded';
+    return planLoad({
+      spec,
+      request: {
+        contextSize: o.contextSize ?? this.config.runner.contextSize,
+        parallel: o.parallel ?? this.config.runner.parallel,
+        flashAttention: o.flashAttention ?? this.config.runner.flashAttention,
+        ...request,
+      },
+      engine,
+      available: { bytes: Number.isFinite(free) ? Math.max(0, free) : Number.MAX_SAFE_INTEGER },
+      level: this.config.scheduler.optimisation,
+      modelName: name,
+    });
+  }
+
+  /** Each loaded model's ledger charge, measured use and plan split by kind (weights, context, working). */
+  memoryAllocations(): MemoryAllocation[] {
+    return memoryAllocations(this.manager);
+  }
+
+  /** Every known model's state, memory, context, requests and timings. */
+  modelMetrics(): ModelResourceMetrics[] {
+    return modelMetrics(this.manager);
+  }
+
+  /** RAM, cores, the budget and what models hold of it, GPUs, and the pressure level now. */
+  systemResources(): SystemResources {
+    return systemResources(this.manager, this.monitor, this.events.peakAllocated);
+  }
+
+  /** The limits the scheduler enforces (models loaded, budget, idle timeout, queues). */
+  limits(): ResourceLimits {
+    return resourceLimits(this.config, this.manager);
+  }
+
+  /** The monitor's settings and the pressure level now. */
+  pressureConfig(): PressureConfig {
+    return pressureConfig(this.config, this.monitor);
+  }
+
   /** Stops every runner. Idempotent. */
   dispose(): Promise<void> {
     // Stop reacting to pressure before the runners stop.
     this.#disposed ??= (this.#pressure?.dispose() ?? Promise.resolve())
       .then(() => this.manager.dispose())
+      .then(() => this.events.dispose())
       .then(() => this.#store?.dispose());
     return this.#disposed;
   }
@@ -640,13 +874,13 @@ export class Headroom {
       url: runner.url,
       pid: runner.pid,
       loadMs: runner.loadMs,
+      // At the child's exit, not once its handles are closed: a request leased to the runner in
+      // between would meet a closed port.
       onExit: (listener) => {
-        const onExit = (): void => {
-          const exit = runner.exit;
-          listener({ code: exit?.code ?? null, signal: exit?.signal ?? null });
-        };
-        runner.on('exit', onExit);
-        return () => runner.off('exit', onExit);
+        const onExit = (status: { code: number | null; signal: NodeJS.Signals | null }): void =>
+          listener({ code: status.code, signal: status.signal });
+        runner.on('exited', onExit);
+        return () => runner.off('exited', onExit);
       },
       stop: (opts) => runner.stop(opts),
     };
@@ -721,7 +955,19 @@ function planCommand(entry: ModelEntry, base: RunnerConfig, room: number): PlanO
 
 const mib = (b: number): string => (b / 1048576).toFixed(0);
 
-/** The embeddable core: `const hr = await createHeadroom(); const lease = await hr.manager.acquire('name')`. */
+/**
+ * The embeddable core: `const hr = await createHeadroom(); const lease = await hr.manager.acquire('name')`.
+ * Without `log` it logs warnings and errors to stderr (`HEADROOM_LOG_LEVEL` sets another level),
+ * leaving the application's stdout to it.
+ */
 export function createHeadroom(opts: HeadroomOptions = {}): Promise<Headroom> {
-  return Headroom.create(opts);
+  return Headroom.create({
+    ...opts,
+    log:
+      opts.log ??
+      createLogger({
+        level: process.env.HEADROOM_LOG_LEVEL ?? 'warn',
+        destination: process.stderr,
+      }),
+  });
 }

@@ -199,6 +199,16 @@ export class ModelManager extends EventEmitter<{ event: [ManagerEvent] }> {
     });
   }
 
+  /**
+   * The catalog's name for `name`: itself, or `name:latest` when only that is known (Ollama's
+   * convention: `llama3.2` is `llama3.2:latest`), so both reach one model and one runner.
+   */
+  resolve(name: string): string {
+    const catalog = this.#opts.catalog();
+    if (catalog.has(name) || name.includes(':')) return name;
+    return catalog.has(`${name}:latest`) ? `${name}:latest` : name;
+  }
+
   /** Names of the models in the catalog, sorted. */
   names(): string[] {
     return [...this.#opts.catalog().keys()].sort();
@@ -227,6 +237,21 @@ export class ModelManager extends EventEmitter<{ event: [ManagerEvent] }> {
     return this.#core.loadPolicy();
   }
 
+  /**
+   * Applies a reloaded config: the scheduler's limits (queues, waits, drain, back-off, models
+   * loaded, recycling), the runner defaults new loads start from, and the stop grace. Runners
+   * loaded keep the config they were loaded with.
+   */
+  reconfigure(change: {
+    settings: Omit<CoreSettings, 'budgetBytes' | 'gpuBudgetBytes'>;
+    defaults: Omit<RunnerConfig, 'modelPath'>;
+    stopGraceMs: number;
+  }): void {
+    this.#opts.defaults = change.defaults;
+    this.#opts.stopGraceMs = change.stopGraceMs;
+    this.#call(() => this.#core.updateSettings(change.settings));
+  }
+
   /** Sets the memory budget (bytes); idle models are evicted if the ledger is now over it. */
   setBudget(bytes: number): void {
     this.#call(() => this.#core.setBudget(bytes));
@@ -252,7 +277,7 @@ export class ModelManager extends EventEmitter<{ event: [ManagerEvent] }> {
    * InsufficientMemoryError, ModelBackoffError, ModelUnavailableError (503) or the signal's reason.
    */
   async acquire(name: string, opts: AcquireOptions = {}): Promise<Lease> {
-    return this.#submit(name, opts, true);
+    return this.#submit(this.resolve(name), opts, true);
   }
 
   /**
@@ -261,6 +286,7 @@ export class ModelManager extends EventEmitter<{ event: [ManagerEvent] }> {
    */
   async load(name: string, opts?: AbortSignal | AcquireOptions): Promise<ModelStatus> {
     const o: AcquireOptions = opts instanceof AbortSignal ? { signal: opts } : (opts ?? {});
+    name = this.resolve(name);
     await this.#submit(name, o, false);
     return this.status(name);
   }
@@ -274,6 +300,7 @@ export class ModelManager extends EventEmitter<{ event: [ManagerEvent] }> {
     name: string,
     opts: { force?: boolean; reason?: string } = {},
   ): Promise<ModelStatus> {
+    name = this.resolve(name);
     this.#entry(name);
     const id = this.#core.view(name)?.instance?.id;
     if (id !== undefined) {
@@ -332,6 +359,7 @@ export class ModelManager extends EventEmitter<{ event: [ManagerEvent] }> {
   }
 
   status(name: string): ModelStatus {
+    name = this.resolve(name);
     const entry = this.#entry(name);
     const v = this.#core.view(name);
     const extra = this.#extra.get(name);
@@ -348,6 +376,7 @@ export class ModelManager extends EventEmitter<{ event: [ManagerEvent] }> {
       inFlight: inst?.inFlight ?? 0,
       queued: v?.queued ?? 0,
       pinned,
+      ...(entry.source ? { source: entry.source } : {}),
     };
     if (inst) {
       s.config = inst.config;
@@ -666,6 +695,7 @@ export class ModelManager extends EventEmitter<{ event: [ManagerEvent] }> {
       type: 'unload',
       model: r.entry.name,
       reason: reasonText(o.reason),
+      cause: o.reason,
       detail: o.detail,
       ...(o.inFlight > 0 ? { inFlight: o.inFlight } : {}),
       bytes: o.bytes,

@@ -2,12 +2,14 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } 
 import type { Logger } from '../lib/logger.js';
 import { adminRoutes } from './admin/routes.js';
 import { monitorRoutes } from './admin/monitor-routes.js';
+import { configRoutes } from './admin/config-routes.js';
 import { ollamaRoutes } from './ollama/routes.js';
 import type { ServerCore } from './core.js';
 import { dashboardRoutes } from './dashboard-routes.js';
 import { NotFoundError, handleClientError, makeErrorHandler } from './errors.js';
 import { metricsRoutes } from './metrics-routes.js';
 import { openaiRoutes } from './openai/routes.js';
+import { openapiRoutes } from './openapi.js';
 import { registerSecurity, type SecurityOptions } from './security.js';
 
 export interface AppOptions {
@@ -18,6 +20,12 @@ export interface AppOptions {
   security?: SecurityOptions;
 }
 
+const ROUTES = new WeakMap<FastifyInstance, string[]>();
+
+/** `METHOD /path` of every route the app registered (HEAD left out), once it is ready. */
+export function registeredRoutes(app: FastifyInstance): string[] {
+  return [...(ROUTES.get(app) ?? [])];
+}
 /** Longest a client may take to send a whole request (headers and body); slow senders get 408. */
 const REQUEST_TIMEOUT_MS = 60_000;
 
@@ -35,6 +43,12 @@ export function createApp(core: ServerCore, opts: AppOptions): FastifyInstance {
     requestTimeout: REQUEST_TIMEOUT_MS,
     clientErrorHandler: handleClientError,
   });
+  // Every route registered, for the check that the OpenAPI document lists them all.
+  const routes: string[] = [];
+  ROUTES.set(app, routes);
+  app.addHook('onRoute', (r) => {
+    for (const m of [r.method].flat()) if (m !== 'HEAD') routes.push(`${m} ${r.url}`);
+  });
   app.setErrorHandler(makeErrorHandler(opts.log));
   registerSecurity(app, opts.security ?? {});
   // JSON only (the Ollama routes read any body as JSON on their own): a text/plain body gets 415
@@ -50,8 +64,10 @@ export function createApp(core: ServerCore, opts: AppOptions): FastifyInstance {
   openaiRoutes(app, core);
   adminRoutes(app, core);
   monitorRoutes(app, core);
+  configRoutes(app, core);
   ollamaRoutes(app, core);
   metricsRoutes(app, core);
   dashboardRoutes(app);
+  openapiRoutes(app, core.version);
   return app;
 }

@@ -53,4 +53,27 @@ export interface ServerCore {
   engineOf?(config: RunnerConfig): Pick<Engine, 'capabilities' | 'translateError'>;
   /** Live memory samples, pressure, alerts and the event stream; absent when the monitor is off. */
   readonly monitor?: MonitorFeed;
+  /** Config reloads (PUT /admin/config); absent: the config cannot change while running. */
+  readonly reload?: ConfigReload;
+}
+
+/** What a config reload did. */
+export interface ConfigReloadResult {
+  applied: boolean;
+  changed: string[];
+  restartNeeded: string[];
+  removedModels: string[];
+  models: string[];
+}
+
+/** The config in force and its replacement, as the admin routes use them. */
+export interface ConfigReload {
+  /** The config file reloads read and replacements write; undefined when there is none. */
+  readonly file: string | undefined;
+  /** The config in force (normalised). */
+  current(): unknown;
+  /** Validates, writes and applies a whole new config; rejects (400) with the old one kept. */
+  replace(raw: unknown): Promise<ConfigReloadResult>;
+  /** Reads the config file again and applies it. */
+  fromFile(): Promise<ConfigReloadResult>;
 }

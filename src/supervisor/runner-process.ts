@@ -77,6 +77,11 @@ export interface RunnerExitInfo {
 
 export interface RunnerEvents {
   state: [from: RunnerState, to: RunnerState];
+  /**
+   * The process is gone (its exit status, in the turn the child's exit is seen): nothing can be
+   * sent to it any more. `exit` follows once every handle is closed and the log tail is read.
+   */
+  exited: [status: { code: number | null; signal: NodeJS.Signals | null }];
   exit: [exit: RunnerExitInfo];
 }
 
@@ -456,6 +461,7 @@ export class RunnerProcess extends EventEmitter<RunnerEvents> {
 
   #onExit(code: number | null, signal: NodeJS.Signals | null): void {
     this.#exitStatus = { code, signal };
+    this.emit('exited', { code, signal });
     this.#alive.abort();
     clearTimeout(this.#killTimer);
     this.#killTimer = undefined;

@@ -14,10 +14,12 @@ import { HeadroomError } from '../../lib/errors.js';
 import type { FeedEvent, MonitorFeed } from '../../monitor/feed.js';
 import type { ServerCore } from '../core.js';
 
-const EVENT_TYPES = ['sample', 'level-change', 'alert', 'model', 'reaction'] as const;
+export const EVENT_TYPES = ['sample', 'level-change', 'alert', 'model', 'reaction'] as const;
 
-const historyQuery = z.object({ limit: z.coerce.number().int().min(1).max(86_400).optional() });
-const eventsQuery = z.object({
+export const historyQuery = z.object({
+  limit: z.coerce.number().int().min(1).max(86_400).optional(),
+});
+export const eventsQuery = z.object({
   /** Comma-separated event types to receive; defaults to all. */
   types: z
     .string()

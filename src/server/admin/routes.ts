@@ -6,10 +6,10 @@ import { once } from 'node:events';
 import { requestSignal } from '../../lib/request-signal.js';
 import { followLog } from './log-follow.js';
 
-const nameParams = z.object({ name: z.string().min(1).max(256) });
-const unloadBody = z.object({ force: z.boolean().optional() }).strict().nullish();
+export const nameParams = z.object({ name: z.string().min(1).max(256) });
+export const unloadBody = z.object({ force: z.boolean().optional() }).strict().nullish();
 /** Optional config for a management load: what the loaded config must serve. */
-const loadBody = z
+export const loadBody = z
   .object({
     contextSize: z.number().int().min(16).max(4_194_304).optional(),
     kv: z.enum(['f16', 'q8_0', 'q4_0']).optional(),
@@ -19,8 +19,8 @@ const loadBody = z
   })
   .strict()
   .nullish();
-const pinBody = z.object({ pinned: z.boolean() }).strict();
-const logsQuery = z.object({
+export const pinBody = z.object({ pinned: z.boolean() }).strict();
+export const logsQuery = z.object({
   bytes: z.coerce
     .number()
     .int()
