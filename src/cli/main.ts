@@ -9,7 +9,7 @@ import { ExitCode, UsageError, exitCodeFor, renderCliError } from './exit.js';
 const USAGE = `headroom — memory-aware resource manager for local LLMs
 
 Usage:
-  headroom serve [--config FILE] [--host ADDR] [--port N] [--models DIR]...
+  headroom serve [--config FILE] [--host ADDR] [--port N] [--models DIR]... [--api-key KEY]
   headroom forge --out FILE [--params 50M | --layers N --embd N --heads N --kv-heads N --ff N --vocab N]
                  [--ctx N] [--type f32|f16|q8_0] [--tied] [--chat-template chatml] [--seed N]
   headroom plan NAME|FILE [--ctx N] [--kv f16|q8_0|q4_0] [--fa on|off] [--parallel N] [--budget 8GB]
@@ -17,11 +17,16 @@ Usage:
   headroom ps [--json] [--url URL]
   headroom load NAME [--ctx N] [--kv f16|q8_0|q4_0] [--parallel N] [--json] [--url URL]
   headroom unload NAME [--force] [--json] [--url URL]
-  headroom logs NAME [--bytes N] [--url URL]
+  headroom logs NAME [--bytes N] [-f|--follow] [--url URL]
+  headroom top [--once] [--interval SECONDS] [--url URL]
   headroom engines [--json]
+  headroom config validate [FILE] [--json]      (FILE defaults to $HEADROOM_HOME/config.yaml)
+  headroom config schema                        (the config file's JSON schema)
   headroom engines build [--force] [--backend cpu|cuda|vulkan|metal] [--recipe prebuilt-libs|full-source] [--json]
 
 The daemon listens on http://127.0.0.1:8642 by default; other commands reach it at --url or $HEADROOM_URL.
+With an API key (--api-key, $HEADROOM_API_KEY or security.apiKey), clients send it as
+"Authorization: Bearer KEY"; the CLI's commands read it from $HEADROOM_API_KEY.
 `;
 
 type Options = NonNullable<ParseArgsConfig['options']>;
@@ -39,6 +44,7 @@ const commands: Record<
       host: { type: 'string' },
       port: { type: 'string' },
       models: { type: 'string', multiple: true },
+      'api-key': { type: 'string' },
     },
     run: async (v) => (await import('./serve.js')).serve(v),
   },
@@ -93,8 +99,24 @@ const commands: Record<
     run: async (v, p) => (await import('./models.js')).unload(v, p),
   },
   logs: {
-    options: { bytes: { type: 'string' }, url: { type: 'string' } },
+    options: {
+      bytes: { type: 'string' },
+      url: { type: 'string' },
+      follow: { type: 'boolean', short: 'f' },
+    },
     run: async (v, p) => (await import('./models.js')).logs(v, p),
+  },
+  top: {
+    options: {
+      once: { type: 'boolean' },
+      interval: { type: 'string' },
+      url: { type: 'string' },
+    },
+    run: async (v) => (await import('./top.js')).top(v),
+  },
+  config: {
+    options: { json: { type: 'boolean' } },
+    run: async (v, p) => (await import('./config.js')).config(v, p),
   },
   engines: {
     options: {

@@ -1,6 +1,7 @@
 import { formatBytes } from '../config/units.js';
-import { UsageError } from './exit.js';
-import { callDaemon, daemonUrl } from './http.js';
+import { DaemonUnreachableError, UsageError } from './exit.js';
+import { callDaemon, daemonUrl, streamDaemon } from './http.js';
+import { loadProgress } from './progress.js';
 import { intFlag } from './flags.js';
 import { table } from './table.js';
 
@@ -11,12 +12,14 @@ interface ModelRow {
   queued?: number;
   pinned?: boolean;
   pid?: number;
-  config?: { contextSize: number; kvCacheKeyType: string; engine?: string };
+  config?: { contextSize: number; parallel: number; kvCacheKeyType: string; engine?: string };
   predicted?: number | null;
   measured?: number | null;
   peak?: number | null;
   expiresAt?: number | null;
+  loadMs?: number;
   lastError?: string;
+  source?: { kind: string };
 }
 
 const bytes = (n: number | null | undefined): string =>
@@ -44,6 +47,7 @@ function rowsOf(models: ModelRow[]): string[][] {
     bytes(m.measured),
     bytes(m.peak),
     expiresIn(m.expiresAt, now),
+    m.source?.kind ?? 'headroom',
   ]);
 }
 
@@ -60,6 +64,7 @@ const HEADERS = [
   'RSS',
   'PEAK',
   'EXPIRES IN',
+  'SOURCE',
 ];
 
 function print(values: Record<string, unknown>, data: unknown, models: ModelRow[]): void {
@@ -106,13 +111,24 @@ export async function load(
   values: Record<string, unknown>,
   positionals: string[],
 ): Promise<number> {
-  const m = await callDaemon<ModelRow>(
-    daemonUrl(values.url as string | undefined),
-    'POST',
-    `/admin/models/${nameArg(positionals, 'load')}/load`,
-    loadBody(values),
-  );
-  print(values, m, [m]);
+  const url = daemonUrl(values.url as string | undefined);
+  const name = nameArg(positionals, 'load');
+  const body = loadBody(values);
+  // The progress line goes to stderr, and only to a terminal: stdout stays the table or JSON.
+  const progress =
+    values.json !== true && process.stderr.isTTY
+      ? loadProgress(process.stderr, decodeURIComponent(name), () =>
+          callDaemon<ModelRow>(url, 'GET', `/admin/models/${name}`),
+        )
+      : undefined;
+  try {
+    const m = await callDaemon<ModelRow>(url, 'POST', `/admin/models/${name}/load`, body);
+    progress?.done(m);
+    print(values, m, [m]);
+  } catch (err) {
+    progress?.failed();
+    throw err;
+  }
   return 0;
 }
 
@@ -137,11 +153,30 @@ export async function logs(
   positionals: string[],
 ): Promise<number> {
   const bytes = intFlag(values, 'bytes') ?? 16384;
-  const text = await callDaemon<string>(
-    daemonUrl(values.url as string | undefined),
-    'GET',
-    `/admin/logs/${nameArg(positionals, 'logs')}?bytes=${bytes}`,
-  );
-  process.stdout.write(text);
-  return 0;
+  const url = daemonUrl(values.url as string | undefined);
+  const path = `/admin/logs/${nameArg(positionals, 'logs')}?bytes=${bytes}`;
+  if (values.follow !== true) {
+    process.stdout.write(await callDaemon<string>(url, 'GET', path));
+    return 0;
+  }
+  // Follows until Ctrl-C (exit 0) or until the daemon goes away (an error).
+  const stop = new AbortController();
+  const onSignal = (): void => stop.abort();
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  try {
+    const res = await streamDaemon(url, `${path}&follow=true`, stop.signal);
+    if (!res.body) return 0;
+    for await (const chunk of res.body) {
+      if (!process.stdout.write(chunk as Uint8Array))
+        await new Promise((r) => process.stdout.once('drain', r));
+    }
+    throw new DaemonUnreachableError(`the daemon at ${url} closed the log stream (it stopped?)`);
+  } catch (err) {
+    if (stop.signal.aborted) return 0;
+    throw err;
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
 }

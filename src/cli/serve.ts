@@ -1,52 +1,46 @@
-import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { parse as parseYaml } from 'yaml';
+import { readConfigFile } from '../config/file.js';
 import { homeLayout, resolveHome } from '../config/home.js';
-import { ConfigError, normaliseConfig } from '../config/load.js';
+import { createLogger } from '../lib/logger.js';
 import { Daemon } from '../main.js';
-import { UsageError } from './exit.js';
 import { intFlag } from './flags.js';
-
-const LOOPBACK = new Set(['127.0.0.1', 'localhost', '::1']);
 
 /** `headroom serve`: runs the daemon until SIGINT or SIGTERM. */
 export async function serve(values: Record<string, unknown>): Promise<number> {
   const home = resolveHome();
   const explicit = values.config as string | undefined;
   const file = explicit ? path.resolve(explicit) : homeLayout(home).configFile;
-  let text = '';
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (err) {
-    if (explicit || (err as NodeJS.ErrnoException).code !== 'ENOENT') {
-      throw new UsageError(`cannot read the config file ${file}: ${(err as Error).message}`);
-    }
-  }
-  let raw: Record<string, unknown>;
-  try {
-    raw = (parseYaml(text) as Record<string, unknown> | null) ?? {};
-  } catch (err) {
-    throw new ConfigError(`${file}: YAML syntax error: ${(err as Error).message.split('\n')[0]}`);
-  }
-  if (typeof raw !== 'object' || Array.isArray(raw))
-    throw new ConfigError(`${file}: the top level must be a mapping of keys`);
-  if (values.host !== undefined) raw.host = values.host;
   const port = intFlag(values, 'port');
-  if (port !== undefined) raw.port = port;
   const models = values.models as string[] | undefined;
-  if (models)
-    raw.modelDirs = [
-      ...((raw.modelDirs as string[] | undefined) ?? []),
-      ...models.map((m) => path.resolve(m)),
-    ];
-  const config = normaliseConfig(raw, file);
-  if (!LOOPBACK.has(config.host)) {
-    throw new UsageError(
-      `refusing to bind ${config.host}: headroom binds loopback only until API keys are configured (use --host 127.0.0.1).`,
-    );
-  }
+  // The API key: --api-key, else $HEADROOM_API_KEY, else security.apiKey in the file.
+  const apiKey = (values['api-key'] as string | undefined) ?? process.env.HEADROOM_API_KEY;
+  // The command line over the file, applied again on every reload of the file.
+  const override = (raw: Record<string, unknown>): void => {
+    if (values.host !== undefined) raw.host = values.host;
+    if (port !== undefined) raw.port = port;
+    if (models)
+      raw.modelDirs = [
+        ...((raw.modelDirs as string[] | undefined) ?? []),
+        ...models.map((m) => path.resolve(m)),
+      ];
+    if (apiKey !== undefined && apiKey !== '') {
+      const security = raw.security;
+      raw.security = {
+        ...(typeof security === 'object' && security !== null ? security : {}),
+        apiKey,
+      };
+    }
+  };
+  // The daemon refuses a non-loopback bind without a key (server/security.ts).
+  const config = await readConfigFile(file, { required: explicit !== undefined, override });
 
-  const daemon = await Daemon.start({ config, home, baseDir: path.dirname(file) });
+  const daemon = await Daemon.start({
+    config,
+    home,
+    baseDir: path.dirname(file),
+    log: createLogger({ format: config.logFormat }),
+    configFile: { path: file, override },
+  });
   process.stdout.write(
     `headroom listening on ${daemon.url} (models: ${daemon.core.manager.names().join(', ') || 'none'})\n`,
   );
@@ -63,6 +57,7 @@ export async function serve(values: Record<string, unknown>): Promise<number> {
     };
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
+    process.on('SIGHUP', () => void daemon.reload('SIGHUP'));
   });
   return 0;
 }

@@ -34,6 +34,9 @@ export interface Config extends Omit<ParsedConfig, 'limits' | 'logs' | 'schedule
     loadTimeoutMs: number;
     stallTimeoutMs: number;
     stopGraceMs: number;
+    /** Liveness checks of loaded runners; Infinity: off. */
+    healthIntervalMs: number;
+    healthTimeoutMs: number;
   };
   logs: { maxBytes: number; keep: number };
 }
@@ -45,16 +48,19 @@ export class ConfigError extends HeadroomError {
   }
 }
 
-/** Renders zod issues as "key.path: what is wrong" lines. */
+/** Renders zod issues as "key.path: what is wrong", one line each. */
+export function issueLines(issues: readonly z.core.$ZodIssue[]): string[] {
+  return issues.map((i) => {
+    const path = i.path.length > 0 ? i.path.join('.') : '(top level)';
+    if (i.code === 'unrecognized_keys')
+      return `${path}: unknown key(s) ${i.keys.map((k) => `"${k}"`).join(', ')}`;
+    return `${path}: ${i.message}`;
+  });
+}
+
+/** Renders zod issues as "key.path: what is wrong" lines joined by "; ". */
 export function formatIssues(issues: readonly z.core.$ZodIssue[]): string {
-  return issues
-    .map((i) => {
-      const path = i.path.length > 0 ? i.path.join('.') : '(top level)';
-      if (i.code === 'unrecognized_keys')
-        return `${path}: unknown key(s) ${i.keys.map((k) => `"${k}"`).join(', ')}`;
-      return `${path}: ${i.message}`;
-    })
-    .join('; ');
+  return issueLines(issues).join('; ');
 }
 
 /**
@@ -79,7 +85,10 @@ export function normaliseConfig(raw: unknown, source = 'config'): Config {
     );
   }
   const parsed = configSchema.safeParse(raw);
-  if (!parsed.success) throw new ConfigError(`${source}: ${formatIssues(parsed.error.issues)}`);
+  if (!parsed.success) {
+    const issues = issueLines(parsed.error.issues);
+    throw new ConfigError(`${source}: ${issues.join('; ')}`, { issues });
+  }
   const c = parsed.data;
   return {
     ...c,
@@ -88,6 +97,8 @@ export function normaliseConfig(raw: unknown, source = 'config'): Config {
       loadTimeoutMs: parseDuration(c.limits.loadTimeout),
       stallTimeoutMs: parseDuration(c.limits.stallTimeout),
       stopGraceMs: parseDuration(c.limits.stopGrace),
+      healthIntervalMs: parseDuration(c.limits.healthInterval),
+      healthTimeoutMs: parseDuration(c.limits.healthTimeout),
     },
     logs: { maxBytes: parseByteSize(c.logs.maxBytes), keep: c.logs.keep },
     scheduler: normaliseScheduler(c.scheduler),

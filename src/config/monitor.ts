@@ -71,20 +71,42 @@ export const monitorConfigSchema = z
     thresholds: z
       .object({
         /** Memory available, in % of capacity (RAM or cgroup limit), below which a level starts. */
-        availablePercent: levelTriple.optional(),
+        availablePercent: levelTriple
+          .optional()
+          .describe(
+            'Memory available, in % of capacity (RAM or cgroup limit), below which each level starts.',
+          ),
         /** PSI memory "some" avg10 (%), at or above which a level starts. */
-        psiSome: levelTriple.optional(),
+        psiSome: levelTriple
+          .optional()
+          .describe('PSI memory "some" avg10 (%) at or above which each level starts.'),
         /** PSI memory "full" avg10 (%), at or above which a level starts. */
-        psiFull: levelTriple.optional(),
+        psiFull: levelTriple
+          .optional()
+          .describe('PSI memory "full" avg10 (%) at or above which each level starts.'),
         /** Swap-in + swap-out in MiB/s at or above which medium / high start. */
         swapMiBPerSec: z
           .object({ medium: z.number().min(0).optional(), high: z.number().min(0).optional() })
           .strict()
-          .optional(),
+          .optional()
+          .describe('Swap-in + swap-out in MiB/s at or above which medium / high start.'),
         /** Recovery margin in % of each threshold before a level is left. Defaults to 25. */
-        hysteresisPercent: z.number().min(0).max(100).optional(),
+        hysteresisPercent: z
+          .number()
+          .min(0)
+          .max(100)
+          .optional()
+          .describe(
+            'Recovery margin in % of each threshold before a level is left. Defaults to 25.',
+          ),
         /** Consecutive calm samples before the level steps down. Defaults to 3. */
-        downSamples: z.number().int().min(1).max(100).optional(),
+        downSamples: z
+          .number()
+          .int()
+          .min(1)
+          .max(100)
+          .optional()
+          .describe('Consecutive calm samples before the level steps down. Defaults to 3.'),
       })
       .strict()
       .default({})
@@ -92,16 +114,35 @@ export const monitorConfigSchema = z
     thermal: z
       .object({
         /** Temperature (°C) at or above which a zone counts as throttling when it has no trip point. */
-        throttleCelsius: z.number().min(30).max(150).default(90),
+        throttleCelsius: z
+          .number()
+          .min(30)
+          .max(150)
+          .default(90)
+          .describe(
+            'Temperature (°C) at or above which a zone without a trip point counts as throttling. Defaults to 90.',
+          ),
       })
       .strict()
       .default({ throttleCelsius: 90 }),
     trends: z
       .object({
         /** Length of the window a trend is fitted over, in seconds. Defaults to 300. */
-        windowSeconds: z.number().int().min(10).max(86_400).default(300),
+        windowSeconds: z
+          .number()
+          .int()
+          .min(10)
+          .max(86_400)
+          .default(300)
+          .describe('Window a trend is fitted over, in seconds. Defaults to 300.'),
         /** Growth rate (MiB per minute) at or above which steady growth while idle is a leak. Defaults to 1. */
-        leakMiBPerMinute: z.number().min(0).default(1),
+        leakMiBPerMinute: z
+          .number()
+          .min(0)
+          .default(1)
+          .describe(
+            'Growth (MiB per minute) at or above which steady growth while idle is a leak. Defaults to 1.',
+          ),
       })
       .strict()
       .default({ windowSeconds: 300, leakMiBPerMinute: 1 }),

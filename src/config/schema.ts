@@ -57,7 +57,8 @@ const enginesSchema = z
           .describe('Arguments appended to headroom\'s own (e.g. ["--mlock"]). Defaults to none.'),
       })
       .strict()
-      .default({ args: [] }),
+      .default({ args: [] })
+      .describe("llama.cpp's server: which binary, and extra arguments."),
   })
   .strict();
 
@@ -118,14 +119,48 @@ const modelOverrideSchema = z
       .min(1)
       .optional()
       .describe('Path of the GGUF file, when it is not in a models directory.'),
-    contextSize: z.number().int().min(128).max(1_048_576).optional(),
-    parallel: z.number().int().min(1).max(64).optional(),
-    threads: z.number().int().min(1).max(1024).optional(),
-    batchSize: z.number().int().min(16).max(65536).optional(),
-    flashAttention: z.boolean().optional(),
-    kvCacheType: kvCacheTypeSchema.optional(),
-    mmap: z.boolean().optional(),
-    gpuLayers: z.number().int().min(0).optional(),
+    contextSize: z
+      .number()
+      .int()
+      .min(128)
+      .max(1_048_576)
+      .optional()
+      .describe('Context size in tokens for this model. Defaults to runner.contextSize.'),
+    parallel: z
+      .number()
+      .int()
+      .min(1)
+      .max(64)
+      .optional()
+      .describe('Parallel sequences. Defaults to runner.parallel.'),
+    threads: z
+      .number()
+      .int()
+      .min(1)
+      .max(1024)
+      .optional()
+      .describe('CPU threads. Defaults to runner.threads.'),
+    batchSize: z
+      .number()
+      .int()
+      .min(16)
+      .max(65536)
+      .optional()
+      .describe('Batch size in tokens. Defaults to runner.batchSize.'),
+    flashAttention: z
+      .boolean()
+      .optional()
+      .describe('Flash attention. Defaults to runner.flashAttention.'),
+    kvCacheType: kvCacheTypeSchema
+      .optional()
+      .describe('KV cache type (fixed: the fit search does not change it). Defaults to the fit.'),
+    mmap: z.boolean().optional().describe('Memory-map the weights. Defaults to runner.mmap.'),
+    gpuLayers: z
+      .number()
+      .int()
+      .min(0)
+      .optional()
+      .describe('Layers offloaded to a GPU. Defaults to runner.gpuLayers.'),
     engine: engineKindSchema
       .optional()
       .describe(
@@ -231,7 +266,10 @@ const schedulerSchema = z
           .describe('The same budget for each GPU (a machine without GPUs ignores it).'),
       })
       .strict()
-      .default(SCHEDULER_DEFAULTS.budget),
+      .default(SCHEDULER_DEFAULTS.budget)
+      .describe(
+        'The memory models may use: min(RAM × fraction, the cgroup limit, cap) − reserve (docs/GUIDE.md).',
+      ),
     ttl: durationSchema
       .default('5m')
       .describe('Idle time before a model is unloaded ("never", "5m", "1h", …). Defaults to 5m.'),
@@ -255,7 +293,8 @@ const schedulerSchema = z
           .describe('Longest a request waits in a queue before 429. Defaults to 5m.'),
       })
       .strict()
-      .default(SCHEDULER_DEFAULTS.queue),
+      .default(SCHEDULER_DEFAULTS.queue)
+      .describe('Each model’s queue of requests waiting for a slot.'),
     drainDeadline: durationSchema
       .default('30s')
       .describe(
@@ -276,8 +315,8 @@ const schedulerSchema = z
       .describe('Models loaded when the daemon starts. Defaults to none.'),
     backoff: z
       .object({
-        base: durationSchema.default('1s'),
-        max: durationSchema.default('60s'),
+        base: durationSchema.default('1s').describe('First wait. Defaults to 1s.'),
+        max: durationSchema.default('60s').describe('Longest wait. Defaults to 60s.'),
       })
       .strict()
       .default(SCHEDULER_DEFAULTS.backoff)
@@ -346,6 +385,79 @@ export const stateSchema = z
   })
   .strict();
 
+const storeSchema = (tool: string, where: string) =>
+  z
+    .object({
+      enabled: z
+        .boolean()
+        .default(false)
+        .describe(`Serve the GGUF models in ${tool}'s store (read only). Defaults to false.`),
+      path: z.string().min(1).optional().describe(`The store's directory. Defaults to ${where}.`),
+    })
+    .strict()
+    .default({ enabled: false });
+
+const discoverSchema = z
+  .object({
+    ollama: storeSchema('Ollama', '$OLLAMA_MODELS, else ~/.ollama/models').describe(
+      'Models pulled with Ollama, named as `ollama list` shows them (llama3.2:latest).',
+    ),
+    lmstudio: z
+      .object({
+        enabled: z
+          .boolean()
+          .default(false)
+          .describe(
+            "Serve the GGUF models in LM Studio's models folder (read only). Defaults to false.",
+          ),
+        paths: z
+          .array(z.string().min(1))
+          .optional()
+          .describe(
+            'The models folders. Defaults to ~/.lmstudio/models and ~/.cache/lm-studio/models.',
+          ),
+      })
+      .strict()
+      .default({ enabled: false })
+      .describe('Models downloaded with LM Studio, named publisher/repo/file (without .gguf).'),
+    huggingface: storeSchema(
+      'the Hugging Face hub cache',
+      '$HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub',
+    ).describe(
+      'GGUF files in the Hugging Face hub cache, named org/repo:QUANT as llama.cpp -hf takes them.',
+    ),
+  })
+  .strict();
+
+const securitySchema = z
+  .object({
+    apiKey: z
+      .string()
+      .min(16, 'an API key of at least 16 characters')
+      .regex(/^[\x21-\x7e]+$/, 'printable ASCII without spaces')
+      .optional()
+      .describe(
+        'The key every request must present as "Authorization: Bearer KEY" (or "x-api-key: KEY"), except the dashboard page and an open /metrics; required to bind a non-loopback address. --api-key and $HEADROOM_API_KEY override it. Defaults to none.',
+      ),
+    allowedHosts: z
+      .array(z.string().min(1))
+      .default([])
+      .describe(
+        'Host names requests may address beside IP literals, localhost and the bound address (the DNS-rebinding guard); "*" turns the check off. Defaults to none.',
+      ),
+    corsOrigins: z
+      .array(z.string().min(1))
+      .default([])
+      .describe(
+        'Web origins (e.g. "https://app.example:3000", or "*") whose pages may call the API from a browser. Defaults to none: CORS off, cross-origin browser requests refused.',
+      ),
+    openMetrics: z
+      .boolean()
+      .default(false)
+      .describe('Serve /metrics without the API key (for a scraper). Defaults to false.'),
+  })
+  .strict();
+
 export const configSchema = z
   .object({
     host: z
@@ -365,10 +477,15 @@ export const configSchema = z
       .default([])
       .describe('Directories scanned for *.gguf files. Defaults to none.'),
     models: z
-      .record(modelNameSchema, modelOverrideSchema)
+      .record(
+        modelNameSchema,
+        modelOverrideSchema.describe('Settings of the model of that name, over runner.'),
+      )
       .default({})
       .describe('Per-model settings, keyed by model name.'),
-    runner: runnerDefaultsSchema.default(runnerDefaultsSchema.parse({})),
+    runner: runnerDefaultsSchema
+      .default(runnerDefaultsSchema.parse({}))
+      .describe('The settings every model is loaded with; models.<name> overrides them per model.'),
     engines: enginesSchema
       .default(() => enginesSchema.parse({}))
       .describe('Which program runs models, and where llama-server is.'),
@@ -377,6 +494,12 @@ export const configSchema = z
       .default(true)
       .describe(
         'Forge a small demo model on first run when no models are configured. Defaults to true.',
+      ),
+    logFormat: z
+      .enum(['json', 'pretty', 'auto'])
+      .default('auto')
+      .describe(
+        'Daemon log lines: json, pretty (human-readable), or auto (pretty on a terminal, JSON when piped). HEADROOM_LOG_FORMAT overrides it. Defaults to auto.',
       ),
     limits: z
       .object({
@@ -392,9 +515,25 @@ export const configSchema = z
         stopGrace: durationSchema
           .default('5s')
           .describe('SIGTERM-to-SIGKILL grace when stopping a runner. Defaults to 5s.'),
+        healthInterval: durationSchema
+          .default('5s')
+          .describe(
+            'How often a loaded runner is asked GET /health; after 3 checks in a row without a 200 it is taken for hung, killed, and loaded again on the next request. "never" (or 0) turns the checks off. Defaults to 5s.',
+          ),
+        healthTimeout: durationSchema
+          .default('5s')
+          .describe('Longest one health check waits for its answer. Defaults to 5s.'),
       })
       .strict()
-      .default({ maxBodyBytes: '4MiB', loadTimeout: '120s', stallTimeout: '30s', stopGrace: '5s' }),
+      .default({
+        maxBodyBytes: '4MiB',
+        loadTimeout: '120s',
+        stallTimeout: '30s',
+        stopGrace: '5s',
+        healthInterval: '5s',
+        healthTimeout: '5s',
+      })
+      .describe('Bounds on requests and runner lifetimes.'),
     scheduler: schedulerSchema
       .default(() => schedulerSchema.parse({}))
       .describe('Which models live in memory: budget, TTLs, pins, queues, drain.'),
@@ -412,10 +551,17 @@ export const configSchema = z
           .describe('Rotated runner logs kept. Defaults to 1.'),
       })
       .strict()
-      .default({ maxBytes: '5MiB', keep: 1 }),
+      .default({ maxBytes: '5MiB', keep: 1 })
+      .describe('Runner logs ($HEADROOM_HOME/logs/<model>.log).'),
     monitor: monitorConfigSchema
       .default(DEFAULT_MONITOR_CONFIG)
       .describe('Memory monitor and pressure reactions (src/config/monitor.ts).'),
+    security: securitySchema
+      .default(() => securitySchema.parse({}))
+      .describe('API key, Host allowlist, CORS (docs/SECURITY.md).'),
+    discover: discoverSchema
+      .default(() => discoverSchema.parse({}))
+      .describe("Other tools' model stores to serve models from. Each is off unless enabled."),
     state: stateSchema
       .default(() => stateSchema.parse({}))
       .describe(

@@ -3,6 +3,7 @@ import path from 'node:path';
 import type { Config } from '../config/load.js';
 import { parseByteSize } from '../config/units.js';
 import type { ModelEntry } from '../scheduler/types.js';
+import { expandHome, type DiscoveredModel } from './discover.js';
 
 /**
  * Finds the models the daemon can serve: every `*.gguf` under the model directories (name =
@@ -24,6 +25,8 @@ export async function scanModels(
   dirs: readonly string[],
   config: Pick<Config, 'models'>,
   baseDir: string,
+  /** Models found in other tools' stores (discover.ts), after headroom's own. */
+  discovered: readonly DiscoveredModel[] = [],
 ): Promise<CatalogScan> {
   const entries = new Map<string, ModelEntry>();
   const warnings: string[] = [];
@@ -46,7 +49,23 @@ export async function scanModels(
     else if (m.command) add(name, '');
   }
   for (const dir of dirs) {
-    await walk(path.resolve(baseDir, dir), 0, add, warnings);
+    await walk(path.resolve(baseDir, expandHome(dir)), 0, add, warnings);
+  }
+  for (const d of discovered) {
+    const existing = entries.get(d.name);
+    if (existing) {
+      if (existing.path !== d.path)
+        warnings.push(
+          `Two models are named "${d.name}": ${existing.path} and ${d.path} (${d.source}); serving the first.`,
+        );
+      continue;
+    }
+    entries.set(d.name, {
+      name: d.name,
+      path: d.path,
+      overrides: {},
+      source: { kind: d.source, store: d.store },
+    });
   }
   for (const [name, m] of Object.entries(config.models)) {
     const entry = entries.get(name);

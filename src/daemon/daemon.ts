@@ -1,13 +1,23 @@
 import type { FastifyInstance } from 'fastify';
+import { watch, type FSWatcher } from 'node:fs';
 import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import { normaliseConfig, type Config } from '../config/load.js';
+import { describeError } from '../lib/errors.js';
 import { createApp } from '../server/app.js';
 import { metricsOf } from '../server/metrics-routes.js';
-import { Headroom, type HeadroomOptions } from './headroom.js';
+import { assertSafeBind } from '../server/security.js';
+import { Headroom, isConfig, type HeadroomOptions } from './headroom.js';
 
 export interface DaemonOptions extends HeadroomOptions {
   /** Deadline for the whole shutdown (drain + stop runners). Defaults to 10 s. */
   shutdownDeadlineMs?: number;
+  /** Reload the config when its file (`configFile`) changes. Defaults to true. */
+  watchConfig?: boolean;
 }
+
+/** Changes of the config file closer than this are one reload (editors write in several steps). */
+const WATCH_SETTLE_MS = 250;
 
 /** The HTTP daemon: the core plus the app, bound to the configured address. */
 export class Daemon {
@@ -15,6 +25,8 @@ export class Daemon {
   readonly app: FastifyInstance;
   #closing: Promise<void> | undefined;
   readonly #deadlineMs: number;
+  #watcher: FSWatcher | undefined;
+  #settle: NodeJS.Timeout | undefined;
 
   private constructor(core: Headroom, app: FastifyInstance, deadlineMs: number) {
     this.core = core;
@@ -23,8 +35,17 @@ export class Daemon {
   }
 
   static async start(opts: DaemonOptions = {}): Promise<Daemon> {
-    const core = await Headroom.create(opts);
-    const app = createApp(core, { log: core.log, bodyLimit: core.config.limits.maxBodyBytes });
+    const given = opts.config ?? {};
+    const config: Config = isConfig(given) ? given : normaliseConfig(given);
+    // Before anything starts: no runner is spawned for a daemon that would refuse to bind.
+    assertSafeBind(config.host, config.security.apiKey);
+    const core = await Headroom.create({ ...opts, config });
+    const { host, security } = core.config;
+    const app = createApp(core, {
+      log: core.log,
+      bodyLimit: core.config.limits.maxBodyBytes,
+      security: { ...security, boundHost: host },
+    });
     core.stateKeeper?.register(metricsOf(core).registry);
     const d = new Daemon(core, app, opts.shutdownDeadlineMs ?? 10_000);
     try {
@@ -34,7 +55,49 @@ export class Daemon {
       throw err;
     }
     core.log.info({ url: d.url, models: core.manager.names() }, 'headroom is listening');
+    if (opts.configFile && opts.watchConfig !== false) d.#watch(opts.configFile.path);
     return d;
+  }
+
+  /**
+   * Reloads the config file (SIGHUP, a change of the file): logs what changed, or why the new
+   * config was refused (the old one stays). Never rejects.
+   */
+  async reload(trigger: string): Promise<void> {
+    try {
+      const r = await this.core.reloadFromFile();
+      if (r.applied) this.core.log.info({ trigger, ...r }, 'config reload applied');
+      else this.core.log.info({ trigger }, 'config reload: no change');
+    } catch (err) {
+      this.core.log.error(
+        { trigger, err: describeError(err) },
+        'config reload refused; the config in force stays',
+      );
+    }
+  }
+
+  /**
+   * Watches the config file's directory (an editor or an atomic write replaces the file, which
+   * a watch on the file itself would lose) for changes of that name.
+   */
+  #watch(file: string): void {
+    const name = path.basename(file);
+    try {
+      this.#watcher = watch(path.dirname(file), { persistent: false }, (_event, changed) => {
+        if (changed !== null && changed !== name) return;
+        clearTimeout(this.#settle);
+        this.#settle = setTimeout(() => void this.reload('file change'), WATCH_SETTLE_MS);
+        this.#settle.unref();
+      });
+      this.#watcher.on('error', (err) =>
+        this.core.log.warn({ err: describeError(err) }, 'watching the config file failed'),
+      );
+    } catch (err) {
+      this.core.log.warn(
+        { file, err: describeError(err) },
+        'cannot watch the config file: reload with SIGHUP or PUT /admin/config',
+      );
+    }
   }
 
   get url(): string {
@@ -50,6 +113,8 @@ export class Daemon {
    */
   close(): Promise<void> {
     this.#closing ??= (async () => {
+      this.#watcher?.close();
+      clearTimeout(this.#settle);
       const backstop = setTimeout(() => this.app.server.closeAllConnections(), this.#deadlineMs);
       backstop.unref();
       try {

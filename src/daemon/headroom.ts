@@ -1,8 +1,14 @@
-import { mkdir, stat } from 'node:fs/promises';
+import { raceAbort } from '../lib/abort.js';
+import { HeadroomError } from '../lib/errors.js';
+import { constants } from 'node:fs';
+import { access, mkdir, readFile, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { homeLayout, resolveHome, type HomeLayout } from '../config/home.js';
-import { normaliseConfig, type Config } from '../config/load.js';
+import { ConfigError, normaliseConfig, type Config } from '../config/load.js';
+import { parseConfigText } from '../config/file.js';
+import { writeFileAtomic } from '../lib/atomic-write.js';
+import { stringify as stringifyYaml } from 'yaml';
 import { parseByteSize, parseDuration } from '../config/units.js';
 import type { ConfigInput } from '../config/schema.js';
 import type { Engine } from '../engines/engine.js';
@@ -11,7 +17,7 @@ import { freePort } from '../lib/net.js';
 import { forgeModel } from '../gguf/forge.js';
 import { createLogger, type Logger } from '../lib/logger.js';
 import { readModelSpec, type ModelSpec } from '../gguf/index.js';
-import { describeError } from '../lib/errors.js';
+import { describeError, isHeadroomError } from '../lib/errors.js';
 import { hardwareSnapshot, readProcessMemory } from '../monitor/index.js';
 import {
   MeasuredStore,
@@ -29,9 +35,10 @@ import {
 } from '../scheduler/core.js';
 import { ModelManager, type MeasureInput, type MeasureResult } from '../scheduler/model-manager.js';
 import type { ModelEntry, RunnerHandle, StartRunner } from '../scheduler/types.js';
-import type { ModelFile, ProcessMemory } from '../server/core.js';
+import type { ConfigReload, ModelFile, ProcessMemory } from '../server/core.js';
 import { RunnerProcess, readLogTail, type SpawnSpec } from '../supervisor/index.js';
 import { scanModels } from './catalog.js';
+import { discoverModels, discoverOptions } from './discover.js';
 import { RunnerPids } from './runner-pids.js';
 import {
   chooseEngines,
@@ -44,6 +51,22 @@ import type { MonitorFeed } from '../monitor/feed.js';
 import type { Lease } from '../scheduler/model-manager.js';
 import { StateCache, stateKey } from '../state/cache.js';
 import { StateKeeper } from './state-keeper.js';
+import { configChanges, runnerDefaults, schedulerSettings, type ReloadResult } from './reload.js';
+import {
+  HeadroomEvents,
+  memoryAllocations,
+  modelMetrics,
+  pressureConfig,
+  resourceLimits,
+  systemResources,
+  type MemoryAllocation,
+  type ModelResourceMetrics,
+  type PressureConfig,
+  type ResourceLimits,
+  type SystemResources,
+} from './library.js';
+
+const CORES = Math.max(1, os.availableParallelism());
 
 /** Requests after which a multi-slot runner's peaks are not recorded (see #measure). */
 const CLEAN_REQUESTS = 4;
@@ -65,6 +88,12 @@ export interface HeadroomOptions {
    * fake runner.
    */
   runnerSpawn?: (config: RunnerConfig, entry: ModelEntry) => SpawnSpec;
+  /**
+   * The config file the config came from, for reloads (SIGHUP, a change of the file, PUT
+   * /admin/config, which also writes it): its path and the command line's overrides, applied
+   * again on every read. Without it, `replaceConfig` applies a config without writing one.
+   */
+  configFile?: { path: string; override?: (raw: Record<string, unknown>) => void };
   /** The llama-server binary, instead of looking for one (config path, PATH, the install's build). */
   llamaServer?: LlamaServerBinary;
   /**
@@ -84,7 +113,7 @@ interface Prepared {
   file: FileIdentity;
 }
 
-function isConfig(c: Config | ConfigInput): c is Config {
+export function isConfig(c: Config | ConfigInput): c is Config {
   return typeof (c as Config).limits?.maxBodyBytes === 'number';
 }
 
@@ -92,6 +121,32 @@ function isConfig(c: Config | ConfigInput): c is Config {
 function safeFileName(model: string): string {
   return model.replace(/[^A-Za-z0-9._-]/g, '_').replace(/^\.+/, '_');
 }
+
+/**
+ * The home's folders, made before anything else: a home that cannot hold them (read-only, full,
+ * not a directory) stops the start with the path and the fix, not a bare errno.
+ */
+async function makeHomeDirs(layout: HomeLayout): Promise<void> {
+  for (const dir of [layout.modelsDir, layout.logsDir, layout.stateDir]) {
+    try {
+      await mkdir(dir, { recursive: true });
+    } catch (err) {
+      // A recursive mkdir on a read-only file system reports ENOENT; the home itself tells why.
+      const why = await access(layout.home, constants.W_OK).then(
+        () => (err as NodeJS.ErrnoException).code ?? (err as Error).message,
+        (e: NodeJS.ErrnoException) => e.code ?? e.message,
+      );
+      throw new HeadroomError(
+        'CONFIG_HOME_UNWRITABLE',
+        `cannot create ${dir} in headroom's home ${layout.home} (${why}): point $HEADROOM_HOME at a writable directory with free space.`,
+        { cause: err },
+      );
+    }
+  }
+}
+
+/** Health checks in a row a loaded runner may miss before it is taken for hung (limits.healthInterval). */
+const LIVENESS_FAILURES = 3;
 
 function logFileName(model: string): string {
   return `${safeFileName(model)}.log`;
@@ -102,10 +157,16 @@ function logFileName(model: string): string {
  * applications embed it (`createHeadroom`).
  */
 export class Headroom {
-  readonly config: Config;
+  #config: Config;
+  /** The config in force (a reload replaces it whole). */
+  get config(): Config {
+    return this.#config;
+  }
   readonly layout: HomeLayout;
   readonly log: Logger;
   readonly manager: ModelManager;
+  /** Typed events: loads, unloads and why, crashes, pressure, alerts, samples. */
+  readonly events: HeadroomEvents;
   readonly startedAt = Date.now();
   readonly version = VERSION;
   #catalog = new Map<string, ModelEntry>();
@@ -117,6 +178,8 @@ export class Headroom {
   /** Pid files of the runners started, so the next daemon kills what a killed one left. */
   readonly #pids: RunnerPids;
   readonly #prepared = new Map<string, Prepared>();
+  /** Header reads under way, by file version: concurrent callers share one. */
+  readonly #reading = new Map<string, Promise<Prepared>>();
   readonly #lastPlan = new Map<string, LoadPlan>();
   #store: MeasuredStore | undefined;
   /** Saved sequence state across unloads; undefined with `state.enabled: false`. */
@@ -124,6 +187,12 @@ export class Headroom {
   get stateKeeper(): StateKeeper | undefined {
     return this.#keeper;
   }
+  #configFile: HeadroomOptions['configFile'];
+  #budgetInputs: HeadroomOptions['budgetInputs'];
+  /** Reloads run one at a time, in order. */
+  #reloading: Promise<unknown> = Promise.resolve();
+  /** The config file's text last applied (a write of the same text is not a change). */
+  #configText: string | undefined;
   /**
    * The live sampler and its pressure reactions: created in create(), applied to new loads in
    * #startRunner, disposed first in dispose(). Undefined with `monitor.enabled: false`.
@@ -142,7 +211,7 @@ export class Headroom {
     runnerSpawn: HeadroomOptions['runnerSpawn'],
     engines: EngineSet,
   ) {
-    this.config = config;
+    this.#config = config;
     this.layout = layout;
     this.log = log;
     this.#baseDir = baseDir;
@@ -150,39 +219,22 @@ export class Headroom {
     this.engines = engines;
     this.#pids = new RunnerPids(path.join(layout.stateDir, 'runners'), log);
     const sc = config.scheduler;
-    const cores = Math.max(1, os.availableParallelism());
-    const defaults: Omit<RunnerConfig, 'modelPath'> = {
-      engine: engines.defaultKind,
-      contextSize: config.runner.contextSize,
-      parallel: config.runner.parallel,
-      threads: Math.min(config.runner.threads ?? cores, cores),
-      batchSize: config.runner.batchSize,
-      flashAttention: config.runner.flashAttention,
-      kvCacheKeyType: config.runner.kvCacheType,
-      kvCacheValueType: config.runner.kvCacheType,
-      mmap: config.runner.mmap,
-      gpuLayers: config.runner.gpuLayers,
-    };
     this.manager = new ModelManager({
       catalog: () => this.#catalog,
       startRunner: this.#startRunner,
       trimRunner: this.#trimRunner,
       beforeStop: (o) => this.#keeper?.beforeStop(o) ?? Promise.resolve(),
-      defaults,
+      defaults: runnerDefaults(config, engines.defaultKind, CORES),
       stopGraceMs: config.limits.stopGraceMs,
       settings: {
         // The real budget is set in create(), once the machine has been read.
         budgetBytes: Number.POSITIVE_INFINITY,
-        maxLoadedModels: sc.maxLoadedModels,
-        maxQueue: sc.queue.maxLength,
-        maxWaitMs: sc.queue.maxWaitMs,
-        drainDeadlineMs: sc.drainDeadlineMs,
-        backoffBaseMs: sc.backoff.baseMs,
-        backoffMaxMs: sc.backoff.maxMs,
-        ...(sc.recycle ? { recycle: sc.recycle } : {}),
+        ...schedulerSettings(config),
       },
+      // Read from the config in force at each call, so a reload's pins and TTLs apply at once.
       policy: (name) => {
-        const m = config.models[name];
+        const m = this.#config.models[name];
+        const sc = this.#config.scheduler;
         return {
           pinned: m?.pin === true || sc.pin.includes(name),
           ttlMs: m?.ttl !== undefined ? parseDuration(m.ttl) : sc.ttlMs,
@@ -199,6 +251,7 @@ export class Headroom {
           : undefined;
       },
     });
+    this.events = new HeadroomEvents(this.manager);
     this.manager.on('event', (e) => {
       if (e.type === 'unload' || e.type === 'runner-exit') void this.#keeper?.runnerGone(e.model);
       if (e.type === 'load-failed') this.log.warn(e, 'model load failed');
@@ -292,9 +345,23 @@ export class Headroom {
     const id = await fileIdentity(file, signal);
     const known = this.#prepared.get(file);
     if (known && known.file.size === id.size && known.file.mtimeMs === id.mtimeMs) return known;
-    const prepared = { spec: await readModelSpec(file, signal), file: id };
-    this.#prepared.set(file, prepared);
-    return prepared;
+    // Single-flight: a burst of requests for a model not read yet shares one read of its header
+    // (a large vocabulary is tens of MB on the heap while it is parsed; 500 parallel reads of one
+    // took the daemon past a 96 MiB heap). The shared read takes no caller's signal, so one
+    // caller giving up does not fail the others; each caller stops waiting on its own signal.
+    const key = `${id.path}\0${id.size}\0${id.mtimeMs}`;
+    let reading = this.#reading.get(key);
+    if (!reading) {
+      reading = readModelSpec(file)
+        .then((spec) => {
+          const prepared = { spec, file: id };
+          this.#prepared.set(file, prepared);
+          return prepared;
+        })
+        .finally(() => this.#reading.delete(key));
+      this.#reading.set(key, reading);
+    }
+    return raceAbort(reading, signal);
   }
 
   /** A model file's size, time and header facts (the Ollama routes' details). */
@@ -468,9 +535,7 @@ export class Headroom {
           : normaliseConfig(opts.config);
     const layout = homeLayout(opts.home ?? resolveHome());
     const log = opts.log ?? createLogger();
-    await mkdir(layout.modelsDir, { recursive: true });
-    await mkdir(layout.logsDir, { recursive: true });
-    await mkdir(layout.stateDir, { recursive: true });
+    await makeHomeDirs(layout);
     const engines = chooseEngines(
       config,
       opts.llamaServer ?? (await resolveLlamaServerBinary(config)),
@@ -519,6 +584,8 @@ export class Headroom {
           keyOf: (entry, c) => h.#stateKey(entry.path, c),
         });
     }
+    h.#configFile = opts.configFile;
+    h.#budgetInputs = opts.budgetInputs;
     await h.#pids.reap();
     await h.refreshBudget(opts.budgetInputs);
     await h.refreshCatalog();
@@ -528,6 +595,7 @@ export class Headroom {
     }
     // The sampler and its reactions, unless `monitor.enabled: false`.
     if (config.monitor.enabled) h.#pressure = await startPressureMonitor(config, h.manager, log);
+    if (h.#pressure) h.events.attach(h.#pressure.feed);
     for (const name of config.scheduler.preload) {
       // In the background: the daemon serves while preloads run; a failure is logged, not fatal.
       h.manager.load(name).then(
@@ -540,10 +608,166 @@ export class Headroom {
 
   /** Rescans the model directories; loaded models keep running. */
   async refreshCatalog(): Promise<void> {
-    const dirs = [...this.config.modelDirs, this.layout.modelsDir];
-    const { entries, warnings } = await scanModels(dirs, this.config, this.#baseDir);
+    this.#catalog = await this.#scan(this.config);
+  }
+
+  async #scan(config: Config): Promise<Map<string, ModelEntry>> {
+    const dirs = [...config.modelDirs, this.layout.modelsDir];
+    const found = await discoverModels(discoverOptions(config.discover, this.#baseDir));
+    for (const w of found.warnings) this.log.warn(w);
+    const { entries, warnings } = await scanModels(dirs, config, this.#baseDir, found.models);
     for (const w of warnings) this.log.warn(w);
-    this.#catalog = entries;
+    return entries;
+  }
+
+  /** Config reloads for the admin routes (PUT /admin/config, POST /admin/config/reload). */
+  get reload(): ConfigReload {
+    return {
+      file: this.#configFile?.path,
+      current: () => this.config,
+      replace: (raw) => this.replaceConfig(raw),
+      fromFile: () => this.reloadFromFile(),
+    };
+  }
+
+  /**
+   * Reads the config file again and applies it (SIGHUP, a change of the file). A file whose text
+   * is the one applied last is no change. Rejects with ConfigError, the old config kept, when the
+   * file is not valid.
+   */
+  reloadFromFile(): Promise<ReloadResult> {
+    const source = this.#configFile;
+    if (!source)
+      return Promise.reject(
+        new ConfigError('this headroom was started without a config file: nothing to reload'),
+      );
+    return this.#serialise(async () => {
+      const text = await readFile(source.path, 'utf8').catch((err: unknown) => {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return '';
+        throw new ConfigError(
+          `cannot read the config file ${source.path}: ${(err as Error).message}`,
+        );
+      });
+      if (text === this.#configText) return this.#unchanged();
+      const next = parseConfigText(text, source.path, source.override);
+      const result = await this.#reconfigure(next);
+      this.#configText = text;
+      return result;
+    });
+  }
+
+  /**
+   * Replaces the config with `raw` (the config file's keys as an object: PUT /admin/config):
+   * validated, built, written to the config file atomically (when there is one), then swapped in.
+   * Rejects with ConfigError, the old config kept, when it is not valid.
+   */
+  replaceConfig(raw: unknown): Promise<ReloadResult> {
+    return this.#serialise(async () => {
+      const source = this.#configFile;
+      const name = source?.path ?? 'config';
+      if (typeof raw !== 'object' || raw === null || Array.isArray(raw))
+        throw new ConfigError(`${name}: the config must be an object of keys (host, port, …)`);
+      const copy = structuredClone(raw) as Record<string, unknown>;
+      source?.override?.(copy);
+      const next = normaliseConfig(copy, name);
+      const text = stringifyYaml(raw);
+      return this.#reconfigure(next, async () => {
+        if (!source) return;
+        await writeFileAtomic(source.path, text);
+        this.#configText = text;
+      });
+    });
+  }
+
+  #serialise<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.#reloading.then(fn, fn);
+    this.#reloading = run.catch(() => undefined);
+    return run;
+  }
+
+  #unchanged(): ReloadResult {
+    return {
+      applied: false,
+      changed: [],
+      restartNeeded: [],
+      removedModels: [],
+      models: this.manager.names(),
+    };
+  }
+
+  /**
+   * build-new → swap → dispose-old (see reload.ts). `commit` runs after the new parts are built
+   * and before the swap (writing the file): when it fails, the new parts are disposed and the old
+   * config stays.
+   */
+  async #reconfigure(next: Config, commit?: () => Promise<void>): Promise<ReloadResult> {
+    const old = this.#config;
+    const diff = configChanges(old, next);
+    if (diff.changed.length === 0) {
+      await commit?.();
+      return this.#unchanged();
+    }
+    // Build the new parts while the old ones serve.
+    const catalog = diff.catalogChanged ? await this.#scan(next) : this.#catalog;
+    let pressure: PressureMonitor | undefined = this.#pressure;
+    if (diff.monitorChanged)
+      pressure = next.monitor.enabled
+        ? await startPressureMonitor(next, this.manager, this.log)
+        : undefined;
+    try {
+      await commit?.();
+    } catch (err) {
+      if (pressure !== this.#pressure) await pressure?.dispose();
+      throw err;
+    }
+    // Swap, in one synchronous step.
+    const oldPressure = this.#pressure;
+    const oldCatalog = this.#catalog;
+    this.#config = next;
+    this.#catalog = catalog;
+    this.#pressure = pressure;
+    if (pressure && pressure !== oldPressure) this.events.attach(pressure.feed);
+    this.manager.reconfigure({
+      settings: schedulerSettings(next),
+      defaults: runnerDefaults(next, this.engines.defaultKind, CORES),
+      stopGraceMs: next.limits.stopGraceMs,
+    });
+    // Dispose the old: its monitor, and the runners of models the new catalog lacks (drained).
+    if (oldPressure !== pressure) await oldPressure?.dispose();
+    if (diff.budgetChanged) await this.refreshBudget(this.#budgetInputs);
+    const removedModels = [...oldCatalog.keys()].filter((n) => {
+      const now = catalog.get(n);
+      return !now || now.path !== oldCatalog.get(n)!.path;
+    });
+    for (const name of removedModels) {
+      // A removed model keeps its status while its runner lives; once gone, it is unknown.
+      const running = (() => {
+        try {
+          const st = this.manager.status(name);
+          return st.state !== 'unloaded' && st.state !== 'failed';
+        } catch {
+          return false;
+        }
+      })();
+      if (!running) continue;
+      this.manager.unload(name).catch((err: unknown) => {
+        if (isHeadroomError(err) && err.code === 'model_not_found') return;
+        this.log.warn({ model: name, err: describeError(err) }, 'unloading a removed model failed');
+      });
+    }
+    if (diff.restartNeeded.length > 0)
+      this.log.warn(
+        { keys: diff.restartNeeded },
+        `config reloaded; ${diff.restartNeeded.join(', ')} take effect after a restart`,
+      );
+    this.log.info({ changed: diff.changed, removedModels }, 'config reloaded');
+    return {
+      applied: true,
+      changed: diff.changed,
+      restartNeeded: diff.restartNeeded,
+      removedModels,
+      models: this.manager.names(),
+    };
   }
 
   logFile(model: string): string {
@@ -590,11 +814,64 @@ export class Headroom {
       : Promise.resolve(body);
   }
 
+  /**
+   * Plans a load of a known model without starting it: the config that fits the budget left now,
+   * its predicted footprint by kind (weights, KV cache, compute, runtime), the verdict and what to
+   * do when it does not fit. Throws model_not_found for an unknown name, GGUF_* for a bad file.
+   */
+  async plan(name: string, request: LoadRequest = {}, signal?: AbortSignal): Promise<LoadPlan> {
+    const path = this.manager.status(name).path;
+    const { spec } = await this.#read(path, signal);
+    const free = this.manager.resources().ledger.free;
+    const o = this.#catalog.get(name)?.overrides ?? {};
+    const wanted = o.engine ?? this.engines.defaultKind;
+    const engine = wanted !== 'command' && this.engines.has(wanted) ? wanted : 'embedded';
+    return planLoad({
+      spec,
+      request: {
+        contextSize: o.contextSize ?? this.config.runner.contextSize,
+        parallel: o.parallel ?? this.config.runner.parallel,
+        flashAttention: o.flashAttention ?? this.config.runner.flashAttention,
+        ...request,
+      },
+      engine,
+      available: { bytes: Number.isFinite(free) ? Math.max(0, free) : Number.MAX_SAFE_INTEGER },
+      level: this.config.scheduler.optimisation,
+      modelName: name,
+    });
+  }
+
+  /** Each loaded model's ledger charge, measured use and plan split by kind (weights, context, working). */
+  memoryAllocations(): MemoryAllocation[] {
+    return memoryAllocations(this.manager);
+  }
+
+  /** Every known model's state, memory, context, requests and timings. */
+  modelMetrics(): ModelResourceMetrics[] {
+    return modelMetrics(this.manager);
+  }
+
+  /** RAM, cores, the budget and what models hold of it, GPUs, and the pressure level now. */
+  systemResources(): SystemResources {
+    return systemResources(this.manager, this.monitor, this.events.peakAllocated);
+  }
+
+  /** The limits the scheduler enforces (models loaded, budget, idle timeout, queues). */
+  limits(): ResourceLimits {
+    return resourceLimits(this.config, this.manager);
+  }
+
+  /** The monitor's settings and the pressure level now. */
+  pressureConfig(): PressureConfig {
+    return pressureConfig(this.config, this.monitor);
+  }
+
   /** Stops every runner. Idempotent. */
   dispose(): Promise<void> {
     // Stop reacting to pressure before the runners stop.
     this.#disposed ??= (this.#pressure?.dispose() ?? Promise.resolve())
       .then(() => this.manager.dispose())
+      .then(() => this.events.dispose())
       .then(() => this.#store?.dispose())
       .then(() => this.#keeper?.cache.dispose());
     return this.#disposed;
@@ -610,12 +887,13 @@ export class Headroom {
    */
   readonly #startRunner: StartRunner = async (entry, config, signal): Promise<RunnerHandle> => {
     const engine = this.engines.get(config.engine);
+    const stateDir = this.#runnerSpawn ? undefined : await this.#runnerStateDir(entry.name);
     const spawn: SpawnSpec = this.#runnerSpawn
       ? this.#runnerSpawn(config, entry)
       : engine.launch(config, {
           port: engine.needsPort ? await freePort() : 0,
           name: entry.name,
-          stateDir: await this.#runnerStateDir(entry.name),
+          ...(stateDir !== undefined ? { stateDir } : {}),
         });
     let pid: number | undefined;
     const runner = await RunnerProcess.start({
@@ -631,6 +909,16 @@ export class Headroom {
       startTimeoutMs: this.config.limits.loadTimeoutMs,
       stallTimeoutMs: this.config.limits.stallTimeoutMs,
       signal,
+      ...(Number.isFinite(this.config.limits.healthIntervalMs) &&
+      this.config.limits.healthIntervalMs > 0
+        ? {
+            liveness: {
+              intervalMs: this.config.limits.healthIntervalMs,
+              timeoutMs: Math.min(this.config.limits.healthTimeoutMs, 2_147_483_647),
+              failures: LIVENESS_FAILURES,
+            },
+          }
+        : {}),
     }).catch(async (err: unknown) => {
       if (pid !== undefined) await this.#pids.forget(pid);
       throw err;
@@ -640,23 +928,35 @@ export class Headroom {
       url: runner.url,
       pid: runner.pid,
       loadMs: runner.loadMs,
+      // At the child's exit, not once its handles are closed: a request leased to the runner in
+      // between would meet a closed port.
       onExit: (listener) => {
-        const onExit = (): void => {
-          const exit = runner.exit;
-          listener({ code: exit?.code ?? null, signal: exit?.signal ?? null });
-        };
-        runner.on('exit', onExit);
-        return () => runner.off('exit', onExit);
+        const onExit = (status: { code: number | null; signal: NodeJS.Signals | null }): void =>
+          listener({ code: status.code, signal: status.signal });
+        runner.on('exited', onExit);
+        return () => runner.off('exited', onExit);
       },
       stop: (opts) => runner.stop(opts),
     };
   };
 
-  /** A model's own directory under the home's state directory (created on first use). */
-  async #runnerStateDir(model: string): Promise<string> {
+  /**
+   * A model's own directory under the home's state directory (created on first use); undefined
+   * when it cannot be made (a read-only or full home): the runner then runs without saved state
+   * rather than not at all.
+   */
+  async #runnerStateDir(model: string): Promise<string | undefined> {
     const dir = path.join(this.layout.stateDir, 'slots', safeFileName(model));
-    await mkdir(dir, { recursive: true });
-    return dir;
+    try {
+      await mkdir(dir, { recursive: true });
+      return dir;
+    } catch (err) {
+      this.log.warn(
+        { model, dir, err: (err as Error).message },
+        'cannot create the runner state directory: sequence state is not saved for this runner',
+      );
+      return undefined;
+    }
   }
 
   /** Trims one ready runner's prompt caches under memory pressure (the scheduler's trim effect). */
@@ -709,7 +1009,19 @@ function planCommand(entry: ModelEntry, base: RunnerConfig, room: number): PlanO
 
 const mib = (b: number): string => (b / 1048576).toFixed(0);
 
-/** The embeddable core: `const hr = await createHeadroom(); const lease = await hr.manager.acquire('name')`. */
+/**
+ * The embeddable core: `const hr = await createHeadroom(); const lease = await hr.manager.acquire('name')`.
+ * Without `log` it logs warnings and errors to stderr (`HEADROOM_LOG_LEVEL` sets another level),
+ * leaving the application's stdout to it.
+ */
 export function createHeadroom(opts: HeadroomOptions = {}): Promise<Headroom> {
-  return Headroom.create(opts);
+  return Headroom.create({
+    ...opts,
+    log:
+      opts.log ??
+      createLogger({
+        level: process.env.HEADROOM_LOG_LEVEL ?? 'warn',
+        destination: process.stderr,
+      }),
+  });
 }

@@ -1,5 +1,6 @@
-import { mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { readFile, readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
+import { writeFileAtomic } from '../lib/atomic-write.js';
 import { describeError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 
@@ -25,8 +26,7 @@ export class RunnerPids {
   async record(pid: number, command: string): Promise<void> {
     const startTime = await processStartTime(pid);
     try {
-      await mkdir(this.#dir, { recursive: true });
-      await writeFile(this.#file(pid), JSON.stringify({ pid, startTime, command }) + '\n');
+      await writeFileAtomic(this.#file(pid), JSON.stringify({ pid, startTime, command }) + '\n');
     } catch (err) {
       this.#log.warn({ pid, err: describeError(err) }, 'recording a runner pid failed');
     }

@@ -1,6 +1,7 @@
 /** The gguf folder's public API: header reader, ModelSpec derivation, forge, format constants. */
 export {
   readGguf,
+  readGgufBytes,
   GgufError,
   GGUF_LIMITS,
   GGUF_MAX_METADATA_BYTES,

@@ -177,9 +177,14 @@ function minValueBytes(type: number): number {
   }
 }
 
+/** Where header bytes come from: an open file, or bytes in memory (`readGgufBytes`). */
+interface ByteSource {
+  read(into: Buffer, at: number, length: number, position: number): Promise<{ bytesRead: number }>;
+}
+
 /** A forward-only buffered reader over the start of a file. */
 class HeaderReader {
-  readonly #fh: FileHandle;
+  readonly #fh: ByteSource;
   readonly #file: string;
   readonly #signal: AbortSignal | undefined;
   /** Bytes the reader may consume: min(file size, header cap). */
@@ -194,7 +199,7 @@ class HeaderReader {
   #pos = 0;
 
   constructor(
-    fh: FileHandle,
+    fh: ByteSource,
     file: string,
     fileSize: number,
     limit: number,
@@ -582,6 +587,33 @@ export async function readGguf(file: string, opts: ReadGgufOptions = {}): Promis
   } finally {
     await fh.close().catch(() => undefined);
   }
+}
+
+/**
+ * Reads a GGUF header from bytes in memory, the whole file or its start (`fileSize`, when
+ * larger, is the size of the file they begin: tensor data is checked against it). `name` names
+ * it in errors. The same parser and contracts as `readGguf`; used where the bytes are already
+ * at hand (the fuzzer runs millions of mutations through it without touching the disk).
+ */
+export async function readGgufBytes(
+  bytes: Uint8Array,
+  name: string,
+  opts: ReadGgufOptions & { fileSize?: number } = {},
+): Promise<GgufFile> {
+  const maxHeader = opts.maxMetadataBytes ?? GGUF_MAX_METADATA_BYTES;
+  if (!Number.isSafeInteger(maxHeader) || maxHeader <= 0) {
+    throw new RangeError(`maxMetadataBytes must be a positive integer, got ${maxHeader}`);
+  }
+  if (opts.signal?.aborted) throw abortReason(opts.signal);
+  const fileSize = Math.max(bytes.length, opts.fileSize ?? 0);
+  const source: ByteSource = {
+    read: async (into, at, length, position) => {
+      const n = Math.max(0, Math.min(length, bytes.length - position));
+      into.set(bytes.subarray(position, position + n), at);
+      return { bytesRead: n };
+    },
+  };
+  return parse(new HeaderReader(source, name, fileSize, maxHeader, opts.signal), name, fileSize);
 }
 
 async function parse(r: HeaderReader, file: string, fileSize: number): Promise<GgufFile> {

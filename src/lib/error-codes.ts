@@ -74,6 +74,17 @@ export const ERROR_CODES = {
   invalid_json: pub(400, 'failure', 'The request body is not JSON, or is empty.'),
   body_too_large: pub(413, 'failure', 'The request body is larger than the limit.'),
   unknown_route: pub(404, 'notFound', 'No such route.'),
+  invalid_api_key: pub(401, 'refused', 'The API key is missing or wrong.'),
+  forbidden_host: pub(
+    403,
+    'refused',
+    'The Host header names no address of this daemon (DNS rebinding guard).',
+  ),
+  forbidden_origin: pub(
+    403,
+    'refused',
+    'A cross-origin browser request from an origin not allowed.',
+  ),
   model_not_found: pub(
     404,
     'notFound',
@@ -116,6 +127,16 @@ export const ERROR_CODES = {
   internal_error: pub(500, 'failure', 'A bug: an error headroom did not expect.'),
 
   CONFIG_INVALID: internal(400, 'usage', 'The config file is not valid (each problem on a line).'),
+  CONFIG_HOME_UNWRITABLE: internal(
+    500,
+    'failure',
+    "headroom's home ($HEADROOM_HOME) cannot hold its folders (read-only, full, not a directory).",
+  ),
+  CONFIG_UNSAFE_BIND: internal(
+    400,
+    'usage',
+    'A non-loopback address to bind without an API key: refused.',
+  ),
   FORGE_INVALID_OPTIONS: internal(400, 'failure', 'Options of the model forge are invalid.'),
   PLAN_INVALID_INPUT: internal(
     400,

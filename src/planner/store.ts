@@ -10,17 +10,17 @@
  * - `record` merges with what is stored: `peak` and `rssAnon` keep the maximum seen (a watermark:
  *   a runner measured right after loading must not lower the peak measured when it was full),
  *   `rss`, `loadMs` and `contextFill` take the latest report.
- * - Writes are atomic (write a temporary file beside it, then rename) and serialised: readers see
+ * - Writes are atomic (lib/atomic-write: a temporary file beside it, fsync, rename) and serialised: readers see
  *   the old or the new file, never a partial one. A missing or unreadable file starts an empty store
  *   (it is a cache: losing it costs accuracy, not correctness); the problem is kept in `warnings`.
  * - At most `maxEntries` keys (default 512): the least recently recorded are dropped first.
  * - No global state: each instance owns its file. Two instances on one file do not merge their
  *   writes (the last rename wins); the daemon holds one.
  */
-import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { throwIfAborted } from '../lib/abort.js';
+import { writeFileAtomic } from '../lib/atomic-write.js';
 import { HeadroomError } from '../lib/errors.js';
 import type { KvCacheType } from './footprint.js';
 
@@ -296,13 +296,9 @@ export class MeasuredStore {
     // Each write serialises the state at its turn, so the last write holds every record.
     const run = async (): Promise<void> => {
       const body: FileBody = { version: VERSION, entries: Object.fromEntries(this.#entries) };
-      const tmp = `${this.file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
       try {
-        await mkdir(path.dirname(this.file), { recursive: true });
-        await writeFile(tmp, JSON.stringify(body) + '\n', { mode: 0o644 });
-        await rename(tmp, this.file);
+        await writeFileAtomic(this.file, JSON.stringify(body) + '\n');
       } catch (err) {
-        await unlink(tmp).catch(() => undefined);
         throw new StoreError(
           `cannot write the measurement store ${this.file}: ${(err as Error).message}`,
           err,

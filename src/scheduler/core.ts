@@ -125,7 +125,7 @@ export function compatible(config: RunnerConfig, plannedContext: number, needs: 
 }
 
 export class SchedulerCore {
-  readonly #s: CoreSettings;
+  #s: CoreSettings;
   /** Budget per GPU, by device index; a GPU past the end has none (does not limit). */
   #gpuBudgets: number[];
   readonly #fx: CoreEffects;
@@ -419,6 +419,21 @@ export class SchedulerCore {
       this.#gpuBudgets = cleanGpuBytes(bytes);
       this.#s.gpuBudgetBytes = this.#gpuBudgets;
       this.#relieveOverBudget();
+    });
+  }
+
+  /**
+   * Replaces the limits (a config reload): queues, waits, drain, back-off, models loaded, recycling.
+   * Requests queued and models loaded stay; a lower maxLoadedModels is met by the next loads'
+   * evictions. The budgets have their own setters.
+   */
+  updateSettings(s: Omit<CoreSettings, 'budgetBytes' | 'gpuBudgetBytes'>): void {
+    this.#run(() => {
+      this.#s = {
+        ...s,
+        budgetBytes: this.#s.budgetBytes,
+        gpuBudgetBytes: this.#gpuBudgets,
+      };
     });
   }
 

@@ -2,7 +2,8 @@ import type { KvCacheType, RunnerConfig } from '../engines/types.js';
 import type { PressureLevel } from '../monitor/pressure.js';
 import type { GpuLedgerView, LedgerView } from './core.js';
 import type { LoadPolicy } from './pressure.js';
-import type { ModelEntry, ModelState, RunnerExit, RunnerHandle } from './types.js';
+import type { StopReason } from './core-types.js';
+import type { ModelEntry, ModelSource, ModelState, RunnerExit, RunnerHandle } from './types.js';
 
 /** What the model manager takes and gives: requests, leases, status views and events. */
 /** What a request asks of the model it names. */
@@ -57,6 +58,8 @@ export interface ModelMemory {
 export interface ModelStatus {
   name: string;
   path: string;
+  /** Where it was found (another tool's store); absent: headroom's own directories or config. */
+  source?: ModelSource;
   state: ModelState;
   inFlight: number;
   /** Requests waiting in this model's queue. */
@@ -120,6 +123,8 @@ export type ManagerEvent =
       type: 'unload';
       model: string;
       reason: string;
+      /** The reason as a stable code (`ttl`, `evicted`, `pressure`, …). */
+      cause: StopReason;
       /** Why this model, why now (for evictions: what needed the room). */
       detail?: string;
       /** Requests still in flight when it was stopped (forced and drain-deadline stops). */

@@ -175,6 +175,8 @@ export class ModelManager extends EventEmitter<{ event: [ManagerEvent] }> {
   readonly #goneWaiters = new Map<number, Array<() => void>>();
   /** Why a caller unloaded an instance (e.g. a pressure reaction), for the unload event. */
   readonly #unloadReasons = new Map<number, string>();
+  /** Pins set at run time (`pin()`), over the configured policy's. */
+  readonly #pins = new Map<string, boolean>();
   #nextRequest = 1;
   #timer: NodeJS.Timeout | undefined;
   #timerAt: number | undefined;
@@ -187,7 +189,7 @@ export class ModelManager extends EventEmitter<{ event: [ManagerEvent] }> {
     this.#core = new SchedulerCore({
       settings: { ...DEFAULT_SETTINGS, ...opts.settings },
       now: this.#now,
-      policy: (name) => opts.policy?.(name) ?? { pinned: false, ttlMs: Number.POSITIVE_INFINITY },
+      policy: (name) => this.#policyOf(name),
       plan: (name, needs, room, gpuRoom) => this.#plan(name, needs, room, gpuRoom),
       effects: {
         startLoad: (o) => this.#startLoad(o.instance, o.model, o.config, o.bytes, o.degraded),
@@ -213,6 +215,16 @@ export class ModelManager extends EventEmitter<{ event: [ManagerEvent] }> {
         },
       },
     });
+  }
+
+  /**
+   * The catalog's name for `name`: itself, or `name:latest` when only that is known (Ollama's
+   * convention: `llama3.2` is `llama3.2:latest`), so both reach one model and one runner.
+   */
+  resolve(name: string): string {
+    const catalog = this.#opts.catalog();
+    if (catalog.has(name) || name.includes(':')) return name;
+    return catalog.has(`${name}:latest`) ? `${name}:latest` : name;
   }
 
   /** Names of the models in the catalog, sorted. */
@@ -243,6 +255,21 @@ export class ModelManager extends EventEmitter<{ event: [ManagerEvent] }> {
     return this.#core.loadPolicy();
   }
 
+  /**
+   * Applies a reloaded config: the scheduler's limits (queues, waits, drain, back-off, models
+   * loaded, recycling), the runner defaults new loads start from, and the stop grace. Runners
+   * loaded keep the config they were loaded with.
+   */
+  reconfigure(change: {
+    settings: Omit<CoreSettings, 'budgetBytes' | 'gpuBudgetBytes'>;
+    defaults: Omit<RunnerConfig, 'modelPath'>;
+    stopGraceMs: number;
+  }): void {
+    this.#opts.defaults = change.defaults;
+    this.#opts.stopGraceMs = change.stopGraceMs;
+    this.#call(() => this.#core.updateSettings(change.settings));
+  }
+
   /** Sets the memory budget (bytes); idle models are evicted if the ledger is now over it. */
   setBudget(bytes: number): void {
     this.#call(() => this.#core.setBudget(bytes));
@@ -268,7 +295,7 @@ export class ModelManager extends EventEmitter<{ event: [ManagerEvent] }> {
    * InsufficientMemoryError, ModelBackoffError, ModelUnavailableError (503) or the signal's reason.
    */
   async acquire(name: string, opts: AcquireOptions = {}): Promise<Lease> {
-    return this.#submit(name, opts, true);
+    return this.#submit(this.resolve(name), opts, true);
   }
 
   /**
@@ -277,6 +304,7 @@ export class ModelManager extends EventEmitter<{ event: [ManagerEvent] }> {
    */
   async load(name: string, opts?: AbortSignal | AcquireOptions): Promise<ModelStatus> {
     const o: AcquireOptions = opts instanceof AbortSignal ? { signal: opts } : (opts ?? {});
+    name = this.resolve(name);
     await this.#submit(name, o, false);
     return this.status(name);
   }
@@ -290,6 +318,7 @@ export class ModelManager extends EventEmitter<{ event: [ManagerEvent] }> {
     name: string,
     opts: { force?: boolean; reason?: string } = {},
   ): Promise<ModelStatus> {
+    name = this.resolve(name);
     this.#entry(name);
     const id = this.#core.view(name)?.instance?.id;
     if (id !== undefined) {
@@ -329,13 +358,32 @@ export class ModelManager extends EventEmitter<{ event: [ManagerEvent] }> {
     this.#emitLater({ type: 'note', model: h.model, message: `request cancelled: ${reason}` });
   }
 
+  /**
+   * Pins or unpins a model until the daemon stops (the config's pins are the default): a pinned
+   * model is never unloaded by its TTL and is evicted last. Throws for an unknown model.
+   */
+  pin(name: string, pinned: boolean): ModelStatus {
+    this.#entry(name);
+    this.#pins.set(name, pinned);
+    // Re-arms the timer: an unpinned idle model may be past its TTL already.
+    this.#call(() => this.#core.tick());
+    return this.status(name);
+  }
+
+  #policyOf(name: string): ModelPolicy {
+    const base = this.#opts.policy?.(name) ?? { pinned: false, ttlMs: Number.POSITIVE_INFINITY };
+    const pinned = this.#pins.get(name);
+    return pinned === undefined ? base : { ...base, pinned };
+  }
+
   status(name: string): ModelStatus {
+    name = this.resolve(name);
     const entry = this.#entry(name);
     const v = this.#core.view(name);
     const extra = this.#extra.get(name);
     const inst = v?.instance;
     const running = inst ? this.#running.get(inst.id) : undefined;
-    const pinned = this.#opts.policy?.(name).pinned ?? false;
+    const pinned = this.#policyOf(name).pinned;
     let state: ModelState;
     if (inst) state = inst.state;
     else state = v?.lastError !== undefined && (v.failures ?? 0) > 0 ? 'failed' : 'unloaded';
@@ -346,6 +394,7 @@ export class ModelManager extends EventEmitter<{ event: [ManagerEvent] }> {
       inFlight: inst?.inFlight ?? 0,
       queued: v?.queued ?? 0,
       pinned,
+      ...(entry.source ? { source: entry.source } : {}),
     };
     if (inst) {
       s.config = inst.config;
@@ -664,6 +713,7 @@ export class ModelManager extends EventEmitter<{ event: [ManagerEvent] }> {
       type: 'unload',
       model: r.entry.name,
       reason: reasonText(o.reason),
+      cause: o.reason,
       detail: o.detail,
       ...(o.inFlight > 0 ? { inFlight: o.inFlight } : {}),
       bytes: o.bytes,

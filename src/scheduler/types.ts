@@ -6,6 +6,17 @@ export interface ModelEntry {
   path: string;
   /** Settings for this model from the config (`models.<name>`), over the runner defaults. */
   overrides: Partial<Omit<RunnerConfig, 'modelPath'>>;
+  /** Where the daemon found it. Absent: a models directory or the config. */
+  source?: ModelSource;
+}
+
+/** Where a model was found: headroom's own (directories, config) or another tool's store. */
+export type ModelSourceKind = 'headroom' | 'ollama' | 'lmstudio' | 'huggingface';
+
+export interface ModelSource {
+  kind: ModelSourceKind;
+  /** The store's root directory (other tools' stores). */
+  store?: string;
 }
 
 /** Where a loaded model stands. */

@@ -53,7 +53,9 @@ describe('HTTP app', () => {
     expect(res.statusCode).toBe(200);
     expect(res.json()).toMatchObject({
       object: 'list',
-      data: [{ id: 'm1', object: 'model', owned_by: 'headroom', state: 'unloaded' }],
+      data: [
+        { id: 'm1', object: 'model', owned_by: 'headroom', source: 'headroom', state: 'unloaded' },
+      ],
     });
   });
 

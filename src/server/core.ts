@@ -36,7 +36,7 @@ export interface ServerCore {
   readonly startedAt: number;
   readonly manager: Pick<
     ModelManager,
-    'acquire' | 'list' | 'status' | 'load' | 'unload' | 'names' | 'resources'
+    'acquire' | 'list' | 'status' | 'load' | 'unload' | 'names' | 'resources' | 'pin'
   >;
   /** Measured memory of a runner process, or undefined when it cannot be read. */
   processMemory(pid: number): Promise<ProcessMemory | undefined>;
@@ -44,6 +44,8 @@ export interface ServerCore {
   modelFile(path: string): Promise<ModelFile>;
   /** The last `bytes` of a model's runner log ('' when there is none). */
   logTail(model: string, bytes: number): Promise<string>;
+  /** The path of a model's runner log, for following it; absent: logs cannot be followed. */
+  logFile?(model: string): string;
   /**
    * The engine running `config`: what its runner can do, and its error answers in headroom's
    * codes. Absent: runners speak headroom's protocol (errors pass through, connections reused).
@@ -57,4 +59,27 @@ export interface ServerCore {
   restoreState?(lease: Lease, path: string, body: unknown, signal: AbortSignal): Promise<unknown>;
   /** Live memory samples, pressure, alerts and the event stream; absent when the monitor is off. */
   readonly monitor?: MonitorFeed;
+  /** Config reloads (PUT /admin/config); absent: the config cannot change while running. */
+  readonly reload?: ConfigReload;
+}
+
+/** What a config reload did. */
+export interface ConfigReloadResult {
+  applied: boolean;
+  changed: string[];
+  restartNeeded: string[];
+  removedModels: string[];
+  models: string[];
+}
+
+/** The config in force and its replacement, as the admin routes use them. */
+export interface ConfigReload {
+  /** The config file reloads read and replacements write; undefined when there is none. */
+  readonly file: string | undefined;
+  /** The config in force (normalised). */
+  current(): unknown;
+  /** Validates, writes and applies a whole new config; rejects (400) with the old one kept. */
+  replace(raw: unknown): Promise<ConfigReloadResult>;
+  /** Reads the config file again and applies it. */
+  fromFile(): Promise<ConfigReloadResult>;
 }

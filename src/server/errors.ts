@@ -1,7 +1,10 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import { STATUS_CODES } from 'node:http';
+import type { Duplex } from 'node:stream';
 import { envelopeOf, type ErrorEnvelope } from '../lib/envelope.js';
 import type { ErrorCode } from '../lib/error-codes.js';
 import { HeadroomError, isHeadroomError } from '../lib/errors.js';
+import { isAbortError } from '../lib/abort.js';
 import type { Logger } from '../lib/logger.js';
 
 export class BadRequestError extends HeadroomError {
@@ -70,10 +73,45 @@ export function toEnvelope(err: unknown): {
 
 export function makeErrorHandler(log: Logger) {
   return function errorHandler(err: unknown, req: FastifyRequest, reply: FastifyReply): void {
+    // The client left while its request waited or loaded: nobody reads the answer, and it is
+    // not the daemon's failure (no 500 in the log for every impatient client).
+    if (isAbortError(err) && (req.raw.destroyed || reply.raw.destroyed)) {
+      log.debug({ url: req.url }, 'the client went away');
+      void reply.code(499).send();
+      return;
+    }
     const { status, body, retryAfter } = toEnvelope(err);
     if (status >= 500) log.error({ err, url: req.url }, 'request failed');
     else log.debug({ url: req.url, code: body.error.code }, body.error.message);
     if (retryAfter !== undefined) void reply.header('retry-after', String(retryAfter));
     void reply.code(status).send(body);
   };
+}
+
+/**
+ * A request node's HTTP parser rejects before any route sees it (a malformed request line or
+ * header, headers too large, a body sent too slowly): answered with the envelope, then the
+ * connection is closed, as node does.
+ */
+export function handleClientError(err: Error & { code?: string }, socket: Duplex): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return;
+  let status = 400;
+  let message = `The HTTP request is malformed (${err.code ?? err.message}); check the request line, headers and body framing.`;
+  if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
+    status = 408;
+    message = 'The request took too long to arrive (over 60 s for its headers and body).';
+  } else if (err.code === 'HPE_HEADER_OVERFLOW') {
+    status = 431;
+    message = 'The request headers are too large (over 16 KiB); send fewer or shorter headers.';
+  }
+  const body = JSON.stringify(
+    envelopeOf(new HeadroomError('invalid_request', message, { status, details: { param: null } }))
+      .body,
+  );
+  if (socket.writable) {
+    socket.write(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n${body}`,
+    );
+  }
+  socket.destroy();
 }

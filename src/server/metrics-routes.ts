@@ -3,6 +3,11 @@ import { z } from 'zod';
 import { ServingMetrics, type ManagerEventLike } from '../metrics/serving.js';
 import type { ServerCore } from './core.js';
 
+/** GET /admin/requests?limit=N */
+export const requestsQuery = z.object({
+  limit: z.coerce.number().int().min(1).max(100_000).optional(),
+});
+
 /**
  * GET /metrics (Prometheus text exposition) and GET /admin/requests (the last N requests as JSON,
  * newest first; `?limit=` for fewer).
@@ -14,7 +19,7 @@ export function metricsRoutes(app: FastifyInstance, core: ServerCore): void {
     void reply.header('content-type', metrics.contentType);
     return text;
   });
-  const query = z.object({ limit: z.coerce.number().int().min(1).max(100_000).optional() });
+  const query = requestsQuery;
   app.get('/admin/requests', async (req) => {
     const { limit } = query.parse(req.query);
     return { capacity: metrics.recentCapacity, requests: metrics.recent(limit) };

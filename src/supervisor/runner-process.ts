@@ -59,6 +59,13 @@ export interface RunnerStartOptions {
    * group's id: lets the daemon record it, so that a runner outliving a killed daemon is found.
    */
   onSpawn?: (pid: number) => void;
+  /**
+   * Liveness once ready: GET /health every `intervalMs`, each given `timeoutMs`; after `failures`
+   * checks in a row without a 200 (no answer, an error, another status) the runner is taken for
+   * hung and its process group SIGKILLed, so it ends `failed` like a crash and the next request
+   * loads it again. Undefined: no checks after ready.
+   */
+  liveness?: { intervalMs: number; timeoutMs: number; failures: number };
 }
 
 export interface RunnerExitInfo {
@@ -70,6 +77,11 @@ export interface RunnerExitInfo {
 
 export interface RunnerEvents {
   state: [from: RunnerState, to: RunnerState];
+  /**
+   * The process is gone (its exit status, in the turn the child's exit is seen): nothing can be
+   * sent to it any more. `exit` follows once every handle is closed and the log tail is read.
+   */
+  exited: [status: { code: number | null; signal: NodeJS.Signals | null }];
   exit: [exit: RunnerExitInfo];
 }
 
@@ -138,6 +150,8 @@ export class RunnerProcess extends EventEmitter<RunnerEvents> {
   #killTimer: NodeJS.Timeout | undefined;
   #pipeCapTimer: NodeJS.Timeout | undefined;
   #stopping: Promise<void> | undefined;
+  /** Aborted when the process exits or is asked to stop: ends the liveness checks. */
+  readonly #alive = new AbortController();
   readonly #closed: Promise<void>;
   #markClosed!: () => void;
 
@@ -193,6 +207,7 @@ export class RunnerProcess extends EventEmitter<RunnerEvents> {
     if (outcome.kind === 'ready') {
       runner.#transition('ready');
       runner.#note(`ready in ${Math.round(runner.#loadMs ?? 0)} ms (url ${runner.url})`);
+      if (opts.liveness) void runner.#watchLiveness(opts.liveness);
       return runner;
     }
     await runner.#closed;
@@ -446,6 +461,8 @@ export class RunnerProcess extends EventEmitter<RunnerEvents> {
 
   #onExit(code: number | null, signal: NodeJS.Signals | null): void {
     this.#exitStatus = { code, signal };
+    this.emit('exited', { code, signal });
+    this.#alive.abort();
     clearTimeout(this.#killTimer);
     this.#killTimer = undefined;
     // Whatever the leader left behind in its group goes with it. The group id cannot be reused
@@ -500,6 +517,7 @@ export class RunnerProcess extends EventEmitter<RunnerEvents> {
    * A later call can only make it harsher (graceMs 0).
    */
   #terminate(graceMs: number, how: 'signal' | 'wait' = 'signal'): void {
+    this.#alive.abort();
     if (this.#exitStatus || isTerminal(this.#state)) return;
     if (!this.#stopRequested) {
       this.#stopRequested = true;
@@ -519,6 +537,37 @@ export class RunnerProcess extends EventEmitter<RunnerEvents> {
     this.#note('stopping: SIGKILL');
     clearTimeout(this.#killTimer);
     this.#signalGroup('SIGKILL');
+  }
+
+  /**
+   * The liveness loop (see RunnerStartOptions.liveness). Never rejects; ends when the process
+   * exits or is stopped. A hung runner is killed, not stopped: a process that answers nothing
+   * would only sit out the SIGTERM grace while requests wait on it.
+   */
+  async #watchLiveness(l: {
+    intervalMs: number;
+    timeoutMs: number;
+    failures: number;
+  }): Promise<void> {
+    const signal = this.#alive.signal;
+    const path =
+      this.#spec.readiness?.kind === 'http' ? (this.#spec.readiness.path ?? '/health') : '/health';
+    let missed = 0;
+    while (!signal.aborted) {
+      await sleep(l.intervalMs, signal).catch(() => undefined);
+      if (signal.aborted) return;
+      const status = await healthStatus(this.#port ?? 0, signal, path, l.timeoutMs).catch(() => 0);
+      if (signal.aborted) return;
+      missed = status === 200 ? 0 : missed + 1;
+      if (missed >= l.failures) {
+        this.#note(
+          `no healthy answer to ${l.failures} checks in a row (${status === 0 ? `none within ${l.timeoutMs} ms` : `last status ${status}`}): taken for hung, SIGKILL`,
+        );
+        this.#alive.abort();
+        this.#signalGroup('SIGKILL');
+        return;
+      }
+    }
   }
 
   #signalGroup(signal: NodeJS.Signals): void {
@@ -584,7 +633,12 @@ function isPort(v: unknown): v is number {
 }
 
 /** GET /health on loopback with no keep-alive (no socket outlives the call). */
-function healthStatus(port: number, signal: AbortSignal, path = '/health'): Promise<number> {
+function healthStatus(
+  port: number,
+  signal: AbortSignal,
+  path = '/health',
+  timeoutMs = HEALTH_REQUEST_TIMEOUT_MS,
+): Promise<number> {
   return new Promise((resolve, reject) => {
     const req = http.get(
       {
@@ -593,7 +647,7 @@ function healthStatus(port: number, signal: AbortSignal, path = '/health'): Prom
         path,
         agent: false,
         signal,
-        timeout: HEALTH_REQUEST_TIMEOUT_MS,
+        timeout: timeoutMs,
         headers: { connection: 'close' },
       },
       (res) => {

@@ -14,10 +14,12 @@ import { HeadroomError } from '../../lib/errors.js';
 import type { FeedEvent, MonitorFeed } from '../../monitor/feed.js';
 import type { ServerCore } from '../core.js';
 
-const EVENT_TYPES = ['sample', 'level-change', 'alert', 'model', 'reaction'] as const;
+export const EVENT_TYPES = ['sample', 'level-change', 'alert', 'model', 'reaction'] as const;
 
-const historyQuery = z.object({ limit: z.coerce.number().int().min(1).max(86_400).optional() });
-const eventsQuery = z.object({
+export const historyQuery = z.object({
+  limit: z.coerce.number().int().min(1).max(86_400).optional(),
+});
+export const eventsQuery = z.object({
   /** Comma-separated event types to receive; defaults to all. */
   types: z
     .string()
@@ -58,6 +60,12 @@ function feedOf(core: ServerCore): MonitorFeed {
 }
 
 export function monitorRoutes(app: FastifyInstance, core: ServerCore): void {
+  // Open streams end when the server closes (clients reconnect), so they never hold up shutdown.
+  const open = new Set<() => void>();
+  app.addHook('preClose', async () => {
+    for (const end of [...open]) end();
+  });
+
   app.get('/admin/resources/history', async (req) => {
     const { limit } = historyQuery.parse(req.query);
     const feed = feedOf(core);
@@ -94,9 +102,14 @@ export function monitorRoutes(app: FastifyInstance, core: ServerCore): void {
       if (!res.writableEnded) res.write(': keep-alive\n\n');
     }, HEARTBEAT_MS);
     heartbeat.unref();
+    const end = (): void => {
+      if (!res.writableEnded) res.end();
+    };
+    open.add(end);
     const cleanup = (): void => {
       unsubscribe();
       clearInterval(heartbeat);
+      open.delete(end);
     };
     // 'close' fires once the client leaves or the server closes the socket.
     res.once('close', cleanup);

@@ -39,7 +39,10 @@ function handle(port: number): RunnerHandle {
 }
 
 /** Model "gpu" plans 300 MiB of RAM and 200 MiB on GPU 0; model "cpu" 100 MiB of RAM only. */
-function core(gpuBudgets: number[]): { core: ServerCore; manager: ModelManager } {
+function core(
+  gpuBudgets: number[],
+  ttlMs = Number.POSITIVE_INFINITY,
+): { core: ServerCore; manager: ModelManager } {
   const catalog = new Map<string, ModelEntry>([
     ['gpu', { name: 'gpu', path: '/m/gpu.gguf', overrides: {} }],
     ['cpu', { name: 'cpu', path: '/m/cpu.gguf', overrides: {} }],
@@ -60,6 +63,7 @@ function core(gpuBudgets: number[]): { core: ServerCore; manager: ModelManager }
           }
         : { fits: true, config: base, bytes: 100 * MiB },
     startRunner: () => Promise.resolve(handle(++port)),
+    policy: () => ({ pinned: false, ttlMs }),
   });
   return {
     manager,
@@ -130,6 +134,80 @@ describe('GET /admin/resources', () => {
       expect((await app.inject({ url: '/admin/resources' })).json()).toMatchObject({
         gpus: [{ index: 0, budget: null, reserved: 0, measured: 200 * MiB, free: null }],
       });
+    } finally {
+      await app.close();
+      await manager.dispose();
+    }
+  });
+});
+
+describe('POST /admin/models/:name/pin', () => {
+  it('pins a loaded model (no TTL expiry while pinned) and unpins it (the TTL is back)', async () => {
+    const { core: c, manager } = core([], 60_000);
+    const app = createApp(c, { log: silentLogger(), bodyLimit: 1024 });
+    try {
+      await manager.load('cpu');
+      expect(manager.status('cpu').expiresAt).toEqual(expect.any(Number));
+      const pinned = await app.inject({
+        method: 'POST',
+        url: '/admin/models/cpu/pin',
+        payload: { pinned: true },
+      });
+      expect(pinned.statusCode).toBe(200);
+      expect(pinned.json()).toMatchObject({ name: 'cpu', pinned: true, expiresAt: null });
+      expect((await app.inject({ url: '/admin/models/cpu' })).json()).toMatchObject({
+        pinned: true,
+      });
+      const unpinned = await app.inject({
+        method: 'POST',
+        url: '/admin/models/cpu/pin',
+        payload: { pinned: false },
+      });
+      expect(unpinned.json()).toMatchObject({ pinned: false, expiresAt: expect.any(Number) });
+    } finally {
+      await app.close();
+      await manager.dispose();
+    }
+  });
+
+  it('answers 404 for an unknown model and 400 for a body without a boolean `pinned`', async () => {
+    const { core: c, manager } = core([]);
+    const app = createApp(c, { log: silentLogger(), bodyLimit: 1024 });
+    try {
+      const unknown = await app.inject({
+        method: 'POST',
+        url: '/admin/models/nope/pin',
+        payload: { pinned: true },
+      });
+      expect(unknown.statusCode).toBe(404);
+      const bad = await app.inject({
+        method: 'POST',
+        url: '/admin/models/cpu/pin',
+        payload: { pinned: 'yes' },
+      });
+      expect(bad.statusCode).toBe(400);
+      expect(bad.body).toContain('pinned');
+      const empty = await app.inject({ method: 'POST', url: '/admin/models/cpu/pin' });
+      expect(empty.statusCode).toBe(400);
+    } finally {
+      await app.close();
+      await manager.dispose();
+    }
+  });
+});
+
+describe('GET /admin/logs/:name', () => {
+  it('answers 400 naming `follow` for a value other than true/false/1/0', async () => {
+    const { core: c, manager } = core([]);
+    const app = createApp(c, { log: silentLogger(), bodyLimit: 1024 });
+    try {
+      const res = await app.inject({ url: '/admin/logs/cpu?follow=maybe' });
+      expect(res.statusCode).toBe(400);
+      expect(res.body).toContain('follow');
+      // A core that cannot follow (no log file path) answers with the tail.
+      const tail = await app.inject({ url: '/admin/logs/cpu?follow=true' });
+      expect(tail.statusCode).toBe(200);
+      expect(tail.body).toBe('');
     } finally {
       await app.close();
       await manager.dispose();

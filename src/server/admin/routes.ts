@@ -2,12 +2,14 @@ import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import type { ModelStatus } from '../../scheduler/model-manager.js';
 import type { ServerCore } from '../core.js';
+import { once } from 'node:events';
 import { requestSignal } from '../../lib/request-signal.js';
+import { followLog } from './log-follow.js';
 
-const nameParams = z.object({ name: z.string().min(1).max(256) });
-const unloadBody = z.object({ force: z.boolean().optional() }).strict().nullish();
+export const nameParams = z.object({ name: z.string().min(1).max(256) });
+export const unloadBody = z.object({ force: z.boolean().optional() }).strict().nullish();
 /** Optional config for a management load: what the loaded config must serve. */
-const loadBody = z
+export const loadBody = z
   .object({
     contextSize: z.number().int().min(16).max(4_194_304).optional(),
     kv: z.enum(['f16', 'q8_0', 'q4_0']).optional(),
@@ -17,17 +19,24 @@ const loadBody = z
   })
   .strict()
   .nullish();
-const logsQuery = z.object({
+export const pinBody = z.object({ pinned: z.boolean() }).strict();
+export const logsQuery = z.object({
   bytes: z.coerce
     .number()
     .int()
     .min(1)
     .max(16 * 1024 * 1024)
     .default(16384),
+  /** Keep the response open and send what the runner appends (`tail -F`). */
+  follow: z.enum(['true', 'false', '1', '0']).optional(),
 });
 
 /** Management API: /admin/models, load/unload, /admin/resources, logs. */
 export function adminRoutes(app: FastifyInstance, core: ServerCore): void {
+  // Followed logs end when the server closes, so they never hold up the daemon's shutdown.
+  const closing = new AbortController();
+  app.addHook('preClose', async () => closing.abort());
+
   /**
    * A model's status plus its memory: `memory.predicted.total` (the plan), `memory.measured`
    * (rss, rssAnon and peak read from /proc now, when it runs) and `memory.allocated` (the ledger).
@@ -92,6 +101,13 @@ export function adminRoutes(app: FastifyInstance, core: ServerCore): void {
     return describe(await core.manager.unload(name, { force: body?.force ?? false }));
   });
 
+  /** Pins (`{"pinned": true}`) or unpins a model until the daemon stops. */
+  app.post('/admin/models/:name/pin', async (req) => {
+    const { name } = nameParams.parse(req.params);
+    const { pinned } = pinBody.parse(req.body ?? {});
+    return describe(core.manager.pin(name, pinned));
+  });
+
   /**
    * The ledger (budget, reserved by loads in progress, measured of running runners, free) and per
    * model: allocated (ledger), used (RSS now), peak, and the plan's buffers (model weights,
@@ -138,8 +154,32 @@ export function adminRoutes(app: FastifyInstance, core: ServerCore): void {
 
   app.get('/admin/logs/:name', async (req, reply) => {
     const { name } = nameParams.parse(req.params);
-    const { bytes } = logsQuery.parse(req.query);
+    const { bytes, follow } = logsQuery.parse(req.query);
     core.manager.status(name); // 404 for unknown models
+    if ((follow === 'true' || follow === '1') && core.logFile) {
+      const file = core.logFile(name);
+      const { signal, dispose } = requestSignal(reply.raw);
+      reply.hijack();
+      const res = reply.raw;
+      res.writeHead(200, {
+        'content-type': 'text/plain; charset=utf-8',
+        'cache-control': 'no-cache, no-transform',
+        'x-accel-buffering': 'no',
+      });
+      try {
+        const until = AbortSignal.any([signal, closing.signal]);
+        for await (const chunk of followLog(file, { fromBytes: bytes, signal: until })) {
+          // Backpressure: the next chunk is read only once this one is taken.
+          if (!res.write(chunk)) await once(res, 'drain', { signal: until }).catch(() => undefined);
+        }
+      } catch (err) {
+        req.log.warn({ err, model: name }, 'following a runner log failed');
+      } finally {
+        dispose();
+        if (!res.writableEnded) res.end();
+      }
+      return;
+    }
     void reply.type('text/plain; charset=utf-8');
     return core.logTail(name, bytes);
   });

@@ -76,6 +76,9 @@ function appFor(url: string, engine?: Parameters<NonNullable<ServerCore['engineO
       load: async () => {
         throw new Error('not used');
       },
+      pin: () => {
+        throw new Error('not used');
+      },
       unload: async () => {
         throw new Error('not used');
       },

@@ -1,8 +1,8 @@
 import type { FastifyInstance, FastifyReply } from 'fastify';
-import { envelopeOf } from '../../lib/envelope.js';
 import { HeadroomError } from '../../lib/errors.js';
 import type { Lease } from '../../scheduler/model-manager.js';
 import type { ModelFile, ServerCore } from '../core.js';
+import { toEnvelope } from '../errors.js';
 import { relay } from '../relay.js';
 import { ollamaAnswer, ollamaEmbedAnswer, ollamaError } from './answer.js';
 import {
@@ -27,10 +27,18 @@ import {
 export function ollamaRoutes(app: FastifyInstance, core: ServerCore): void {
   void app.register(async (api) => {
     api.setErrorHandler((err, _req, reply) => {
-      const { status, body, retryAfter } = envelopeOf(err);
+      const { status, body, retryAfter } = toEnvelope(err);
       if (retryAfter !== undefined) void reply.header('retry-after', String(retryAfter));
       void reply.status(status).type('application/json').send(ollamaError(body));
     });
+    // Ollama reads every body as JSON whatever its Content-Type (its curl examples send none,
+    // so curl labels them form data); the same parser, with its prototype-poisoning guard.
+    api.removeAllContentTypeParsers();
+    api.addContentTypeParser(
+      '*',
+      { parseAs: 'string' },
+      api.getDefaultJsonParser('error', 'error'),
+    );
     const details = async (path: string) => {
       const f = await core.modelFile(path);
       return { ...f, details: detailsOf(f.spec) };
@@ -38,42 +46,38 @@ export function ollamaRoutes(app: FastifyInstance, core: ServerCore): void {
 
     api.get('/api/version', async () => ({ version: core.version }));
 
+    // A model whose file cannot be read (corrupt, removed) is left out of the list rather than
+    // failing it: one broken file never hides the good ones.
     api.get('/api/tags', async () => ({
-      models: await Promise.all(
-        core.manager.list().map(async (m) => {
+      models: await readable(core.manager.list(), async (m) => {
+        const d = await details(m.path);
+        return {
+          name: m.name,
+          model: m.name,
+          modified_at: new Date(d.mtimeMs).toISOString(),
+          size: d.size,
+          digest: '',
+          details: d.details,
+        };
+      }),
+    }));
+
+    api.get('/api/ps', async () => ({
+      models: await readable(
+        core.manager.list().filter((m) => m.state === 'ready' || m.state === 'draining'),
+        async (m) => {
           const d = await details(m.path);
           return {
             name: m.name,
             model: m.name,
-            modified_at: new Date(d.mtimeMs).toISOString(),
-            size: d.size,
+            size: m.measured ?? m.predicted ?? d.size,
             digest: '',
             details: d.details,
+            expires_at: new Date(m.expiresAt ?? Date.now() + 100 * 365 * 86_400_000).toISOString(),
+            size_vram: 0,
+            context_length: m.config?.contextSize ?? 0,
           };
-        }),
-      ),
-    }));
-
-    api.get('/api/ps', async () => ({
-      models: await Promise.all(
-        core.manager
-          .list()
-          .filter((m) => m.state === 'ready' || m.state === 'draining')
-          .map(async (m) => {
-            const d = await details(m.path);
-            return {
-              name: m.name,
-              model: m.name,
-              size: m.measured ?? m.predicted ?? d.size,
-              digest: '',
-              details: d.details,
-              expires_at: new Date(
-                m.expiresAt ?? Date.now() + 100 * 365 * 86_400_000,
-              ).toISOString(),
-              size_vram: 0,
-              context_length: m.config?.contextSize ?? 0,
-            };
-          }),
+        },
       ),
     }));
 
@@ -152,6 +156,12 @@ export function ollamaRoutes(app: FastifyInstance, core: ServerCore): void {
       });
     });
   });
+}
+
+/** `fn` over every item, keeping the results of those that did not throw, in order. */
+async function readable<T, R>(items: readonly T[], fn: (item: T) => Promise<R>): Promise<R[]> {
+  const settled = await Promise.allSettled(items.map(fn));
+  return settled.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
 }
 
 function badRequest(param: string, message: string): HeadroomError {

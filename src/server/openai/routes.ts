@@ -23,7 +23,9 @@ export function openaiRoutes(app: FastifyInstance, core: ServerCore): void {
       id: m.name,
       object: 'model',
       created: Math.floor((m.loadedAt ?? core.startedAt) / 1000),
-      owned_by: 'headroom',
+      // Models found in another tool's store are that tool's; `source` says which.
+      owned_by: m.source?.kind ?? 'headroom',
+      source: m.source?.kind ?? 'headroom',
       state: m.state,
       ...(m.config ? { context_size: m.config.contextSize } : {}),
     })),
