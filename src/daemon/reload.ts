@@ -24,6 +24,8 @@ export const RESTART_KEYS = [
   'security',
   // The logger is made once, when the daemon starts.
   'logFormat',
+  // The saved-state cache (its directory, byte cap, thresholds) is opened once, at start.
+  'state',
 ] as const;
 
 export interface ConfigChanges {
