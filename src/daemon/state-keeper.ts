@@ -165,6 +165,9 @@ export class StateKeeper {
   ): Promise<unknown> {
     const engine = this.#o.engineOf(lease.config);
     if (!engine?.state || typeof body !== 'object' || body === null) return body;
+    // A token is at least one character: a shorter prompt cannot start with a saved state, and
+    // is spared the lookup's round trips to the runner.
+    if (promptChars(body) < this.#o.settings.minTokens) return body;
     let memo = this.#runners.get(lease.model);
     if (memo?.url !== lease.url) {
       const key = await this.#o
@@ -336,4 +339,24 @@ export class StateKeeper {
     gauge('headroom_state_entries', 'Saved states on disk.', (s) => s.entries);
     gauge('headroom_state_bytes', 'Bytes of saved state on disk.', (s) => s.bytes);
   }
+}
+
+/**
+ * A lower bound of a request's prompt tokens: the characters of its chat messages' text parts or
+ * of a completion's prompt (a token id counts one).
+ */
+export function promptChars(body: object): number {
+  const b = body as { messages?: unknown; prompt?: unknown; input?: unknown };
+  const text = (v: unknown): number => {
+    if (typeof v === 'string') return v.length;
+    // A prompt given as token ids: one each.
+    if (typeof v === 'number') return 1;
+    if (Array.isArray(v)) return v.reduce((n: number, x: unknown) => n + text(x), 0);
+    if (typeof v === 'object' && v !== null) {
+      const o = v as { content?: unknown; text?: unknown };
+      return text(o.content) + text(o.text);
+    }
+    return 0;
+  };
+  return text(b.messages) + text(b.prompt) + text(b.input);
 }
