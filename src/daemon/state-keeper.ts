@@ -66,6 +66,9 @@ export function savesOnStop(reason: StopReason, level?: PressureLevel): boolean 
   }
 }
 
+/** Longest a stopping runner may take to list its slots before its save is given up. */
+const SLOTS_ANSWER_MS = 2000;
+
 interface RunnerMemo {
   url: string;
   key: string | undefined;
@@ -100,7 +103,10 @@ export class StateKeeper {
     let saved = 0;
     let bytes = 0;
     try {
-      const slots = (await engine.state.slots(o.url, signal))
+      // An idle runner answers at once; one that does not (hung, frozen) is not waited for the
+      // whole budget: its unload would be held up for nothing.
+      const listed = AbortSignal.any([signal, AbortSignal.timeout(SLOTS_ANSWER_MS)]);
+      const slots = (await engine.state.slots(o.url, listed))
         .filter((s) => !s.busy && s.tokens >= settings.minTokens)
         .sort((a, b) => b.tokens - a.tokens);
       for (const slot of slots) {

@@ -96,6 +96,8 @@ describe.skipIf('missing' in binary)('runner faults (llama-server)', () => {
       runner: { contextSize: 2048, threads: 1 },
       limits: { healthInterval: '300ms', healthTimeout: '1s', stopGrace: '500ms' },
       monitor: { enabled: false },
+      // The stop path itself is under test, not the state save that precedes an unload.
+      state: { enabled: false },
     });
   });
 
