@@ -18,10 +18,9 @@ export async function streamDaemon(
 ): Promise<Response> {
   let res: Response;
   try {
-    const key = process.env.HEADROOM_API_KEY;
     res = await fetch(new URL(path, base), {
       signal,
-      headers: key ? { authorization: `Bearer ${key}` } : {},
+      headers: authorization(),
     });
   } catch (err) {
     if (signal.aborted) throw err;
@@ -62,36 +61,25 @@ export async function callDaemon<T>(
 ): Promise<T> {
   let res: Response;
   try {
-    const key = process.env.HEADROOM_API_KEY;
     res = await fetch(new URL(path, base), {
       method,
       headers: {
         ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-        ...(key ? { authorization: `Bearer ${key}` } : {}),
+        ...authorization(),
       },
       body: body === undefined ? undefined : JSON.stringify(body),
     });
   } catch (err) {
-    throw new DaemonUnreachableError(
-      `cannot reach the daemon at ${base} (${(err as Error).cause instanceof Error ? ((err as Error).cause as Error).message : String(err)}); start it with "headroom serve" or pass --url.`,
-    );
+    throw unreachable(base, err);
   }
   const text = await res.text();
-  if (!res.ok) {
-    let message = text;
-    let code: unknown;
-    try {
-      const parsed = JSON.parse(text) as { error?: { message?: string; code?: string } };
-      message = parsed.error?.message ?? text;
-      code = parsed.error?.code;
-    } catch {
-      // not JSON: keep the text
-    }
-    throw new HeadroomError(isErrorCode(code) ? code : 'CLI_DAEMON_ERROR', message, {
-      status: res.status,
-      ...(code !== undefined ? { details: { daemonCode: code } } : {}),
-    });
-  }
+  if (!res.ok) throw errorOf(res, text);
   const ct = res.headers.get('content-type') ?? '';
   return (ct.includes('json') ? JSON.parse(text) : text) as T;
+}
+
+/** The key the daemon asks for, from $HEADROOM_API_KEY. */
+function authorization(): Record<string, string> {
+  const key = process.env.HEADROOM_API_KEY;
+  return key ? { authorization: `Bearer ${key}` } : {};
 }
