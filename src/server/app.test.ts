@@ -1,41 +1,16 @@
 import { describe, expect, it } from 'vitest';
 import { silentLogger } from '../lib/logger.js';
 import { ModelManager } from '../scheduler/model-manager.js';
-import type { ModelEntry } from '../scheduler/types.js';
 import { createApp } from './app.js';
-import type { ServerCore } from './core.js';
+import { testServerCore } from '../../test/helpers/server-core.js';
 
 /** The app in-process (no port): routes, validation and error rendering over a real manager. */
 function makeApp(startRunner: ConstructorParameters<typeof ModelManager>[0]['startRunner']) {
-  const catalog = new Map<string, ModelEntry>([
-    ['m1', { name: 'm1', path: '/models/m1.gguf', overrides: {} }],
-  ]);
-  const manager = new ModelManager({
-    catalog: () => catalog,
+  const core = testServerCore({
+    models: ['m1'],
     startRunner,
-    stopGraceMs: 10,
-    defaults: {
-      contextSize: 512,
-      parallel: 1,
-      threads: 1,
-      batchSize: 64,
-      flashAttention: true,
-      kvCacheKeyType: 'f16',
-      kvCacheValueType: 'f16',
-      mmap: true,
-      gpuLayers: 0,
-    },
+    core: { logTail: async () => 'last lines\n' },
   });
-  const core: ServerCore = {
-    version: 'test',
-    startedAt: Date.now(),
-    manager,
-    processMemory: async () => undefined,
-    logTail: async () => 'last lines\n',
-    modelFile: async () => {
-      throw new Error('this test reads no model files');
-    },
-  };
   return createApp(core, { log: silentLogger(), bodyLimit: 1024 });
 }
 

@@ -1,9 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { silentLogger } from '../lib/logger.js';
-import { ModelManager } from '../scheduler/model-manager.js';
-import type { ModelEntry } from '../scheduler/types.js';
+import { testServerCore } from '../../test/helpers/server-core.js';
 import { createApp } from './app.js';
-import type { ServerCore } from './core.js';
 import {
   allowedHostNames,
   assertSafeBind,
@@ -17,35 +15,7 @@ const KEY = 'k3y-0123456789abcdef';
 
 /** The app in-process over a real manager whose loads fail (no runner is needed here). */
 function makeApp(security: SecurityOptions) {
-  const catalog = new Map<string, ModelEntry>([
-    ['m1', { name: 'm1', path: '/models/m1.gguf', overrides: {} }],
-  ]);
-  const manager = new ModelManager({
-    catalog: () => catalog,
-    startRunner: () => Promise.reject(new Error('no runner in this test')),
-    stopGraceMs: 10,
-    defaults: {
-      contextSize: 512,
-      parallel: 1,
-      threads: 1,
-      batchSize: 64,
-      flashAttention: true,
-      kvCacheKeyType: 'f16',
-      kvCacheValueType: 'f16',
-      mmap: true,
-      gpuLayers: 0,
-    },
-  });
-  const core: ServerCore = {
-    version: 'test',
-    startedAt: Date.now(),
-    manager,
-    processMemory: async () => undefined,
-    logTail: async () => '',
-    modelFile: async () => {
-      throw new Error('no model files here');
-    },
-  };
+  const core = testServerCore({ models: ['m1'] });
   return createApp(core, { log: silentLogger(), bodyLimit: 1024, security });
 }
 

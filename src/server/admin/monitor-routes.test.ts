@@ -4,38 +4,12 @@ import { afterAll, describe, expect, it, vi } from 'vitest';
 import { silentLogger } from '../../lib/logger.js';
 import { MonitorHub } from '../../daemon/monitor-feed.js';
 import { Sampler } from '../../monitor/sampler.js';
-import { ModelManager } from '../../scheduler/model-manager.js';
+import { testServerCore } from '../../../test/helpers/server-core.js';
 import { createApp } from '../app.js';
 import type { ServerCore } from '../core.js';
 
 function core(monitor: MonitorHub | undefined): ServerCore {
-  const manager = new ModelManager({
-    catalog: () => new Map(),
-    startRunner: () => Promise.reject(new Error('unused')),
-    stopGraceMs: 10,
-    defaults: {
-      contextSize: 512,
-      parallel: 1,
-      threads: 1,
-      batchSize: 64,
-      flashAttention: true,
-      kvCacheKeyType: 'f16',
-      kvCacheValueType: 'f16',
-      mmap: true,
-      gpuLayers: 0,
-    },
-  });
-  return {
-    version: 'test',
-    startedAt: Date.now(),
-    manager,
-    processMemory: async () => undefined,
-    logTail: async () => '',
-    modelFile: async () => {
-      throw new Error('this test reads no model files');
-    },
-    ...(monitor ? { monitor } : {}),
-  };
+  return testServerCore(monitor ? { core: { monitor } } : {});
 }
 
 const sampler = await Sampler.create({ start: false, historySize: 5 });

@@ -1,24 +1,14 @@
 import { describe, expect, it } from 'vitest';
-import type { RunnerConfig } from '../../engines/types.js';
 import { silentLogger } from '../../lib/logger.js';
 import { ModelManager } from '../../scheduler/model-manager.js';
 import type { ModelEntry, RunnerExit, RunnerHandle } from '../../scheduler/types.js';
 import { createApp } from '../app.js';
 import type { ServerCore } from '../core.js';
+import { TEST_RUNNER_DEFAULTS } from '../../../test/helpers/server-core.js';
 
 const MiB = 1024 * 1024;
 
-const defaults: Omit<RunnerConfig, 'modelPath'> = {
-  contextSize: 512,
-  parallel: 1,
-  threads: 1,
-  batchSize: 64,
-  flashAttention: true,
-  kvCacheKeyType: 'f16',
-  kvCacheValueType: 'f16',
-  mmap: true,
-  gpuLayers: 0,
-};
+const defaults = TEST_RUNNER_DEFAULTS;
 
 /** A runner handle with the production interface: ready at once, exits when stopped. */
 function handle(port: number): RunnerHandle {
