@@ -36,7 +36,7 @@ export async function writeFileAtomic(
 }
 
 /** Flushes a directory's entries (the rename) to disk; a no-op where directories cannot be opened. */
-async function syncDirectory(dir: string): Promise<void> {
+export async function syncDirectory(dir: string): Promise<void> {
   let handle;
   try {
     handle = await open(dir, 'r');

@@ -1,9 +1,10 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, open, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, open, readFile, readdir, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { z } from 'zod';
+import { syncDirectory, writeFileAtomic } from '../lib/atomic-write.js';
 import { describeError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import { StateFormatError, commonPrefix, readStateHeader } from './format.js';
@@ -257,7 +258,7 @@ export class StateCache {
         usedAt: this.#now(),
       };
       await rename(tmp, this.#fileOf(entry));
-      await syncDir(p.dir);
+      await syncDirectory(p.dir);
       this.#entries.set(id, entry);
       this.#tokens.set(id, header.tokens);
       this.#stats.saves++;
@@ -453,19 +454,12 @@ export class StateCache {
 
   /** Writes the index atomically (temp file, fsync, rename, fsync the directory), in order. */
   #writeIndex(): Promise<void> {
-    const next = this.#writing.then(async () => {
-      const body = JSON.stringify({ version: 1, entries: [...this.#entries.values()] });
-      const tmp = `${this.#indexPath}.${process.pid}.tmp`;
-      await writeFile(tmp, body);
-      const fh = await open(tmp, 'r+');
-      try {
-        await fh.sync();
-      } finally {
-        await fh.close();
-      }
-      await rename(tmp, this.#indexPath);
-      await syncDir(this.#root);
-    });
+    const next = this.#writing.then(() =>
+      writeFileAtomic(
+        this.#indexPath,
+        JSON.stringify({ version: 1, entries: [...this.#entries.values()] }),
+      ),
+    );
     this.#writing = next.catch((err: unknown) =>
       this.#log.warn({ err: describeError(err) }, 'writing the saved-state index failed'),
     );
@@ -477,13 +471,4 @@ async function hashFile(file: string): Promise<string> {
   const hash = createHash('sha256');
   await pipeline(createReadStream(file), hash);
   return hash.digest('hex');
-}
-
-async function syncDir(dir: string): Promise<void> {
-  const fh = await open(dir, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
 }
