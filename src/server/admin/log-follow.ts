@@ -11,6 +11,7 @@
  * missing file.
  */
 import { open, stat, type FileHandle } from 'node:fs/promises';
+import { sleep } from '../../lib/abort.js';
 
 export interface FollowOptions {
   fromBytes: number;
@@ -18,18 +19,6 @@ export interface FollowOptions {
   intervalMs?: number;
   chunkBytes?: number;
 }
-
-const sleep = (ms: number, signal: AbortSignal): Promise<void> =>
-  new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const timer = setTimeout(done, ms);
-    function done(): void {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    }
-    signal.addEventListener('abort', done, { once: true });
-  });
 
 async function fileId(file: string): Promise<number | undefined> {
   try {
@@ -81,7 +70,8 @@ export async function* followLog(file: string, opts: FollowOptions): AsyncGenera
         }
       }
       first = false;
-      await sleep(interval, opts.signal);
+      // An abort ends the wait; the loop's condition ends the follow.
+      await sleep(interval, opts.signal).catch(() => undefined);
     }
   } finally {
     await fh?.close();
