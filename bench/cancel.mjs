@@ -11,7 +11,7 @@ import http from 'node:http';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { forgeModel, parseParamCount } from '../dist/gguf/forge.js';
-import { startBenchDaemon } from './lib/daemon.mjs';
+import { loadModel, startBenchDaemon } from './lib/daemon.mjs';
 import { machineInfo } from './lib/stats.mjs';
 
 const root = path.resolve(import.meta.dirname, '..');
@@ -121,14 +121,7 @@ async function disconnectToIdle(runnerUrl, req) {
 }
 
 try {
-  const r = await fetch(`${daemonUrl}/admin/models/${MODEL}/load`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: '{}',
-  });
-  const loaded = await r.json();
-  if (!r.ok) throw new Error(JSON.stringify(loaded));
-  const runnerUrl = loaded.url;
+  const runnerUrl = (await loadModel(daemonUrl, MODEL)).url;
   // A prompt of about --prompt-tokens tokens: the runner's tokenizer counts.
   let content = '';
   for (let n = 200; ; n = Math.ceil(n * 1.3)) {

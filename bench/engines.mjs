@@ -26,7 +26,7 @@ import { llamaServerArgs } from '../dist/engines/llama-server/argv.js';
 import { resolveLlamaServerBinary } from '../dist/daemon/engines.js';
 import { forgeModel, parseParamCount } from '../dist/gguf/forge.js';
 import { freePort } from '../dist/lib/net.js';
-import { startBenchDaemon } from './lib/daemon.mjs';
+import { loadModel, startBenchDaemon } from './lib/daemon.mjs';
 import { machineInfo, median } from './lib/stats.mjs';
 
 const root = path.resolve(import.meta.dirname, '..');
@@ -203,14 +203,9 @@ async function stopDirect(d) {
   if (d.child.exitCode === null) await new Promise((r) => d.child.once('exit', r));
 }
 
-async function loadModel(url) {
-  const res = await fetch(`${url}/admin/models/${MODEL}/load`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: '{}',
-  });
-  const body = await res.json();
-  if (!res.ok) throw new Error(JSON.stringify(body));
+/** Loads the bench's model through the daemon; resolves with the config it was loaded with. */
+async function loadedConfig(url) {
+  await loadModel(url, MODEL);
   const models = await (await fetch(`${url}/admin/models`)).json();
   return models.models.find((m) => m.name === MODEL).config;
 }
@@ -219,7 +214,7 @@ const started = [];
 try {
   const ls = await startBenchDaemon('headroom-bench-engines-', config('llama-server'));
   started.push(ls.daemon);
-  const cfg = await loadModel(ls.url);
+  const cfg = await loadedConfig(ls.url);
   if (cfg.engine !== 'llama-server') throw new Error(`the daemon runs ${cfg.engine}`);
   let direct = await startDirect(cfg);
   const arms = { daemon: ls.url, direct: direct.url };
@@ -227,7 +222,7 @@ try {
   if (values.embedded) {
     emb = await startBenchDaemon('headroom-bench-engines-emb-', config('embedded'));
     started.push(emb.daemon);
-    const ecfg = await loadModel(emb.url);
+    const ecfg = await loadedConfig(emb.url);
     if (ecfg.engine !== 'embedded') throw new Error(`the daemon runs ${ecfg.engine}`);
     arms.embedded = emb.url;
   }

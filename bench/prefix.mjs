@@ -8,7 +8,7 @@ import { mkdir, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { forgeModel, parseParamCount } from '../dist/gguf/forge.js';
-import { startBenchDaemon } from './lib/daemon.mjs';
+import { loadModel, startBenchDaemon } from './lib/daemon.mjs';
 import { machineInfo } from './lib/stats.mjs';
 
 const root = path.resolve(import.meta.dirname, '..');
@@ -76,13 +76,7 @@ async function ttft(messages) {
 }
 
 try {
-  const r = await fetch(`${daemonUrl}/admin/models/${MODEL}/load`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: '{}',
-  });
-  const loaded = await r.json();
-  if (!r.ok) throw new Error(JSON.stringify(loaded));
+  const loaded = await loadModel(daemonUrl, MODEL);
   const words = (n, tag) => Array.from({ length: n }, (_, i) => `${tag}${i} tide`).join(' ');
   // Calibrate: turns of ~1/6 of the target each.
   const tok = async (content) =>

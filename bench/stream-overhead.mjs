@@ -12,7 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { forgeModel, parseParamCount, shapeForParams } from '../dist/gguf/forge.js';
-import { listeningUrl, startBenchDaemon } from './lib/daemon.mjs';
+import { listeningUrl, loadModel, startBenchDaemon } from './lib/daemon.mjs';
 import { machineInfo, median } from './lib/stats.mjs';
 
 const root = path.resolve(import.meta.dirname, '..');
@@ -56,14 +56,7 @@ const { daemon, url: daemonUrl } = await startBenchDaemon(
 /** @type {import('node:child_process').ChildProcess | undefined} */
 let bareProxy;
 try {
-  const load = await fetch(`${daemonUrl}/admin/models/${MODEL}/load`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: '{}',
-  });
-  const loaded = await load.json();
-  if (!load.ok) throw new Error(JSON.stringify(loaded));
-  const runnerUrl = loaded.url;
+  const runnerUrl = (await loadModel(daemonUrl, MODEL)).url;
   const bare = spawn(process.execPath, [path.join(root, 'bench/lib/bare-proxy.mjs'), runnerUrl], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });

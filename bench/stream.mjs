@@ -12,7 +12,7 @@ import http from 'node:http';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { forgeModel, parseParamCount } from '../dist/gguf/forge.js';
-import { startBenchDaemon } from './lib/daemon.mjs';
+import { loadModel, startBenchDaemon } from './lib/daemon.mjs';
 import { machineInfo } from './lib/stats.mjs';
 
 const root = path.resolve(import.meta.dirname, '..');
@@ -107,14 +107,7 @@ const pct = (xs, p) => {
 try {
   const runnerUrls = {};
   for (const name of names) {
-    const r = await fetch(`${daemonUrl}/admin/models/${name}/load`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: '{}',
-    });
-    const body = await r.json();
-    if (!r.ok) throw new Error(JSON.stringify(body));
-    runnerUrls[name] = body.url;
+    runnerUrls[name] = (await loadModel(daemonUrl, name)).url;
   }
   for (const name of names) {
     await stream(runnerUrls[name], name);

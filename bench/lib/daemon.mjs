@@ -51,3 +51,21 @@ export function listeningUrl(child, name) {
     child.once('exit', (c) => reject(new Error(`${name} exited ${c}`)));
   });
 }
+
+/**
+ * Loads a model through the management API and resolves with its answer (`url`: the runner's);
+ * rejects with the daemon's error answer.
+ * @param {string} daemonUrl
+ * @param {string} name
+ * @returns {Promise<{ url: string } & Record<string, unknown>>}
+ */
+export async function loadModel(daemonUrl, name) {
+  const r = await fetch(`${daemonUrl}/admin/models/${name}/load`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: '{}',
+  });
+  const body = await r.json();
+  if (!r.ok) throw new Error(JSON.stringify(body));
+  return body;
+}
