@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { Gauge, type Registry } from 'prom-client';
+import { Counter, Gauge, type Registry } from 'prom-client';
 import type { Engine } from '../engines/engine.js';
 import type { RunnerConfig } from '../engines/types.js';
 import { isAbortError } from '../lib/abort.js';
@@ -9,7 +9,7 @@ import type { PressureLevel } from '../monitor/pressure.js';
 import type { StopReason } from '../scheduler/core-types.js';
 import type { BeforeStop, Lease } from '../scheduler/model-manager.js';
 import type { ModelEntry } from '../scheduler/types.js';
-import type { StateCache } from '../state/cache.js';
+import type { StateCache, StateEntry } from '../state/cache.js';
 
 /**
  * State across unloads: before a runner is stopped for a reason that is not forced, its idle
@@ -97,7 +97,7 @@ export class StateKeeper {
     if (!engine?.state) return;
     const key = await this.#o.keyOf(o.entry, o.config).catch(() => undefined);
     if (key === undefined) return;
-    const { cache, settings, log } = this.#o;
+    const { settings, log } = this.#o;
     const signal = AbortSignal.timeout(settings.saveBudgetMs);
     const started = performance.now();
     let saved = 0;
@@ -110,17 +110,7 @@ export class StateKeeper {
         .filter((s) => !s.busy && s.tokens >= settings.minTokens)
         .sort((a, b) => b.tokens - a.tokens);
       for (const slot of slots) {
-        const pending = await cache.pending(o.entry.name);
-        const t0 = performance.now();
-        try {
-          await engine.state.save(o.url, slot.id, pending.name, signal);
-        } catch (err) {
-          cache.saveFailed();
-          // The runner may still be writing it: the partial file is swept once it has exited.
-          await cache.abandon(pending);
-          throw err;
-        }
-        const entry = await cache.commit(pending, key, performance.now() - t0);
+        const entry = await this.#saveSlot(engine, o.url, o.entry.name, key, slot.id, signal);
         if (entry) {
           saved++;
           bytes += entry.bytes;
@@ -150,6 +140,32 @@ export class StateKeeper {
         'state saved before unload',
       );
   };
+
+  /**
+   * Saves one slot of a runner as an entry: the runner streams it to a partial file, which the
+   * cache commits (or deletes when the save fails; a file the runner may still be writing is
+   * swept once it exited). Undefined: the file was discarded at commit.
+   */
+  async #saveSlot(
+    engine: Engine,
+    url: string,
+    model: string,
+    key: string,
+    slot: number,
+    signal: AbortSignal,
+  ): Promise<StateEntry | undefined> {
+    const { cache } = this.#o;
+    const pending = await cache.pending(model);
+    const t0 = performance.now();
+    try {
+      await engine.state!.save(url, slot, pending.name, signal);
+    } catch (err) {
+      cache.saveFailed();
+      await cache.abandon(pending);
+      throw err;
+    }
+    return cache.commit(pending, key, performance.now() - t0);
+  }
 
   /** A model's runner is gone: forget what was restored into it, delete partial saves. */
   async runnerGone(model: string): Promise<void> {
@@ -193,6 +209,51 @@ export class StateKeeper {
     return run;
   }
 
+  /**
+   * Saves the conversation an idle slot holds before a restore replaces it, within the save
+   * budget. Undefined when it was not saved (logged; the restore goes on, as the runner would
+   * have replaced the cells anyway). Rejects only when the client left.
+   */
+  async #swapOut(
+    engine: Engine,
+    lease: Lease,
+    m: RunnerMemo,
+    slot: number,
+    clientSignal: AbortSignal,
+  ): Promise<StateEntry | undefined> {
+    const { settings, log } = this.#o;
+    const signal = AbortSignal.any([clientSignal, AbortSignal.timeout(settings.saveBudgetMs)]);
+    const t0 = performance.now();
+    try {
+      const entry = await this.#saveSlot(engine, lease.url, lease.model, m.key!, slot, signal);
+      if (entry)
+        log.info(
+          {
+            model: lease.model,
+            slot,
+            tokens: entry.tokens,
+            bytes: entry.bytes,
+            ms: Math.round(performance.now() - t0),
+          },
+          'state saved before its slot is reused',
+        );
+      return entry;
+    } catch (err) {
+      if (clientSignal.aborted) throw clientSignal.reason;
+      log.warn(
+        {
+          model: lease.model,
+          slot,
+          err: signal.aborted
+            ? `time budget of ${settings.saveBudgetMs} ms spent`
+            : describeError(err),
+        },
+        'saving a slot before its reuse failed',
+      );
+      return undefined;
+    }
+  }
+
   async #restore(
     engine: Engine,
     lease: Lease,
@@ -227,6 +288,22 @@ export class StateKeeper {
         return body;
       }
       m.tried.add(best.entry.id);
+      // The slot holds a conversation worth keeping: it is saved before anything replaces it, so
+      // restoring one conversation never loses another (each switch on a one-slot runner is a
+      // save and a restore). When it starts this prompt at least as far, it is used as it is.
+      if (free.tokens >= settings.minTokens) {
+        const held = await this.#swapOut(engine, lease, m, free.id, clientSignal);
+        const own = held && (await cache.best([held], prompt, best.prefix, Infinity));
+        if (own) {
+          m.tried.add(own.entry.id);
+          cache.hit();
+          log.info(
+            { model: lease.model, slot: free.id, prefix: own.prefix, prompt: prompt.length },
+            'state kept in its slot',
+          );
+          return state.pinToSlot(body, free.id);
+        }
+      }
       if (!(await cache.verify(best.entry))) {
         cache.miss();
         return body;
@@ -272,14 +349,11 @@ export class StateKeeper {
     }
   }
 
-  /** The cache's counters as Prometheus gauges (read at scrape time). */
+  /** The cache's counters and sizes for Prometheus (read at scrape time). */
   register(registry: Registry): void {
     const cache = this.#o.cache;
-    const gauge = (
-      name: string,
-      help: string,
-      read: (s: ReturnType<StateCache['stats']>) => number,
-    ): void => {
+    type Stats = ReturnType<StateCache['stats']>;
+    const gauge = (name: string, help: string, read: (s: Stats) => number): void => {
       new Gauge({
         name,
         help,
@@ -289,55 +363,75 @@ export class StateKeeper {
         },
       });
     };
-    gauge('headroom_state_saves_total', 'Slot states saved before an unload.', (s) => s.saves);
-    gauge(
+    // The cache's totals only grow: exposed as counters, so rate() and increase() apply.
+    const counter = (name: string, help: string, read: (s: Stats) => number): void => {
+      new Counter({
+        name,
+        help,
+        registers: [registry],
+        collect() {
+          this.reset();
+          this.inc(read(cache.stats()));
+        },
+      });
+    };
+    counter(
+      'headroom_state_saves_total',
+      'Slot states saved (before an unload, or before a restore reuses their slot).',
+      (s) => s.saves,
+    );
+    counter(
       'headroom_state_save_failures_total',
       'Saves that failed or ran out of time.',
       (s) => s.saveFailures,
     );
-    gauge('headroom_state_saved_bytes_total', 'Bytes of state saved.', (s) => s.savedBytes);
-    gauge('headroom_state_save_seconds_total', 'Time spent saving state.', (s) => s.saveMs / 1000);
-    gauge(
+    counter('headroom_state_saved_bytes_total', 'Bytes of state saved.', (s) => s.savedBytes);
+    counter(
+      'headroom_state_save_seconds_total',
+      'Time spent saving state.',
+      (s) => s.saveMs / 1000,
+    );
+    counter(
       'headroom_state_restores_total',
       'Saved states restored into a runner.',
       (s) => s.restores,
     );
-    gauge(
+    counter(
       'headroom_state_restored_bytes_total',
       'Bytes of state restored.',
       (s) => s.restoredBytes,
     );
-    gauge(
+    counter(
       'headroom_state_restore_seconds_total',
       'Time spent restoring state.',
       (s) => s.restoreMs / 1000,
     );
-    gauge(
+    counter(
       'headroom_state_verify_seconds_total',
       'Time spent hashing saved states before restoring them.',
       (s) => s.verifyMs / 1000,
     );
-    gauge(
+    counter(
       'headroom_state_lookup_seconds_total',
       "Time spent finding a request's saved state (its prompt's tokens, prefix compare).",
       (s) => s.lookupMs / 1000,
     );
-    gauge(
+    counter(
       'headroom_state_hits_total',
       'Requests that found a saved state starting their prompt.',
       (s) => s.hits,
     );
-    gauge(
+    counter(
       'headroom_state_misses_total',
       'Requests that looked for a saved state and found none usable.',
       (s) => s.misses,
     );
-    gauge(
+    counter(
       'headroom_state_discarded_total',
       'Saved states discarded (corrupt, truncated, foreign, too large).',
       (s) => s.discarded,
     );
-    gauge(
+    counter(
       'headroom_state_evicted_total',
       'Saved states removed by the byte cap (least recently used).',
       (s) => s.evicted,

@@ -79,6 +79,16 @@ const binFiles = async (home: string, model: string): Promise<string[]> =>
     (f) => f.endsWith('.bin') && !f.startsWith('partial-'),
   );
 
+async function unload(d: DaemonProcess, name: string): Promise<void> {
+  const res = await fetch(`${d.url}/admin/models/${name}/unload`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: '{}',
+  });
+  expect(res.status).toBe(200);
+  await until(`${name} unloaded`, async () => (await modelState(d, name)) === 'unloaded');
+}
+
 describeEachEngine('state across unloads', (engine) => {
   let daemons: DaemonProcess[] = [];
 
@@ -87,15 +97,19 @@ describeEachEngine('state across unloads', (engine) => {
     daemons = [];
   });
 
-  /** `conv` unloads after 1 s idle; `ref` is the same file, never unloaded. */
-  async function start(state: Record<string, unknown> = {}, home?: string): Promise<DaemonProcess> {
+  /** `conv` unloads after `ttl` idle; `ref` is the same file, never unloaded. */
+  async function start(
+    state: Record<string, unknown> = {},
+    home?: string,
+    ttl = '1s',
+  ): Promise<DaemonProcess> {
     const file = await tinyChatModel();
     const d = await startDaemon(
       {
         engines: engine.engines,
         demoModel: false,
         runner: { contextSize: 1024, threads: 2 },
-        models: { conv: { path: file, ttl: '1s' }, ref: { path: file } },
+        models: { conv: { path: file, ttl }, ref: { path: file } },
         state: { minTokens: 32, ...state },
       },
       home !== undefined ? { home } : {},
@@ -138,6 +152,9 @@ describeEachEngine('state across unloads', (engine) => {
       expect(await metric(d, 'headroom_state_hits_total')).toBe(1);
       // A TTL of 1 s may unload (and save) it again after the second turn.
       expect(await metric(d, 'headroom_state_saves_total')).toBeGreaterThanOrEqual(1);
+      const text = await (await fetch(`${d.url}/metrics`)).text();
+      expect(text).toMatch(/^# TYPE headroom_state_restores_total counter$/m);
+      expect(text).toMatch(/^# TYPE headroom_state_bytes gauge$/m);
     },
     TIMEOUT,
   );
@@ -196,13 +213,7 @@ describeEachEngine('state across unloads', (engine) => {
       const client = new OpenAI({ baseURL: `${d.url}/v1`, apiKey: 'unused', maxRetries: 0 });
       for (const topic of ['apples', 'boats', 'clouds']) {
         await chat(client, 'conv', [{ role: 'user', content: `${topic}: ${USER_1}` }]);
-        const res = await fetch(`${d.url}/admin/models/conv/unload`, {
-          method: 'POST',
-          headers: { 'content-type': 'application/json' },
-          body: '{}',
-        });
-        expect(res.status).toBe(200);
-        await until('conv unloaded', async () => (await modelState(d, 'conv')) === 'unloaded');
+        await unload(d, 'conv');
       }
       const entries = await index(d.home);
       expect(entries).toHaveLength(2);
@@ -252,6 +263,47 @@ describeEachEngine('state across unloads', (engine) => {
       ]);
       expect(b.cached).toBe(0);
       expect(await metric(d, 'headroom_state_restores_total')).toBe(0);
+    },
+    TIMEOUT,
+  );
+
+  it(
+    'saves the conversation a restore displaces, so two conversations take turns on one slot',
+    async () => {
+      const d = await start({}, undefined, '1h');
+      const client = new OpenAI({ baseURL: `${d.url}/v1`, apiKey: 'unused', maxRetries: 0 });
+      const a1: Msg[] = [{ role: 'user', content: `apples: ${USER_1}` }];
+      const b1: Msg[] = [{ role: 'user', content: `boats: ${USER_1}` }];
+      const a = await chat(client, 'conv', a1);
+      await unload(d, 'conv');
+      expect(await binFiles(d.home, 'conv')).toHaveLength(1);
+      // No saved state starts this prompt: the reloaded runner's only slot now holds it.
+      const b = await chat(client, 'conv', b1);
+      expect(b.cached).toBe(0);
+
+      const next = (turn1: Msg[], answer: string): Msg[] => [
+        ...turn1,
+        { role: 'assistant', content: answer },
+        { role: 'user', content: 'And the second half?' },
+      ];
+      // The first conversation's state replaces the second's, which is saved first ...
+      const a2 = await chat(client, 'conv', next(a1, a.content));
+      expect(a2.cached).toBeGreaterThan(32);
+      expect(d.output()).toMatch(/state saved before its slot is reused/);
+      // ... so the second comes back restored too, answering as a runner that only ever held it.
+      const b2 = await chat(client, 'conv', next(b1, b.content));
+      const rb = await chat(client, 'ref', b1);
+      expect(rb.content).toBe(b.content);
+      const rb2 = await chat(client, 'ref', next(b1, rb.content));
+      expect(b2.cached).toBeGreaterThan(32);
+      expect(b2.cached).toBe(rb2.cached);
+      expect(b2.content).toBe(rb2.content);
+      expect(await metric(d, 'headroom_state_restores_total')).toBe(2);
+      // The unload's save, then one at each switch (the later supersedes the earlier save of
+      // the same conversation).
+      expect(await metric(d, 'headroom_state_saves_total')).toBe(3);
+      expect(await binFiles(d.home, 'conv')).toHaveLength(2);
+      expect(await modelState(d, 'conv')).toBe('ready');
     },
     TIMEOUT,
   );
