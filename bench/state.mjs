@@ -2,9 +2,18 @@
 // bench/state (P4): time to first token of a conversation's follow-up after its model was
 // unloaded, with the saved state restored and without (the whole prompt evaluated again), at
 // several conversation lengths. The reload is excluded from both (the model is loaded through the
-// management API first) and shown on its own. Prints a table, writes bench/results/state.json.
+// management API first) and shown on its own. Also shown: the same follow-up on a runner never
+// unloaded (the floor: no restore can be faster than the cells never leaving memory).
 //
-//   npm run build && node bench/state.mjs [--params 25M] [--tokens 2000,8000,16000] [--threads 2]
+// The model: by default a slice of a 7B/8B-class transformer (Llama 3 8B / Mistral 7B widths:
+// 4096 wide, 32 heads of 128, 8 KV heads, feed-forward 14336; Q8_0) with 2 of its 32 layers.
+// Both what a follow-up costs and what the prompt costs grow in proportion to the layer count (each
+// layer does the same work per token), so their ratio is the full model's, at 1/16 of the time;
+// the state per token is 1/16 of the full model's (save and restore times scale with it: shown).
+// `--params N` uses the forge's own shape for N parameters instead (F16): the small ones are
+// 8 layers of 448 wide, heads of 32, where attention outweighs the weights at long contexts.
+//
+//   npm run build && node bench/state.mjs [--layers 2] [--params 25M] [--tokens 2000,8000,16000]
 import { mkdir, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -15,7 +24,8 @@ import { machineInfo } from './lib/stats.mjs';
 const root = path.resolve(import.meta.dirname, '..');
 const { values } = parseArgs({
   options: {
-    params: { type: 'string', default: '25M' },
+    params: { type: 'string' },
+    layers: { type: 'string', default: '2' },
     tokens: { type: 'string', default: '2000,8000,16000' },
     threads: { type: 'string', default: '2' },
     engine: { type: 'string', default: 'llama-server' },
@@ -25,17 +35,24 @@ const SIZES = values.tokens.split(',').map(Number);
 const CTX = Math.max(...SIZES) + 1024;
 const modelsDir = path.join(root, '.cache', 'bench-models', 'state');
 await mkdir(modelsDir, { recursive: true });
-const MODEL = `state-${values.params.toLowerCase()}`;
+const SLICE = {
+  layers: Number(values.layers),
+  embd: 4096,
+  heads: 32,
+  kvHeads: 8,
+  ff: 14336,
+  vocab: 8192,
+  type: 'q8_0',
+};
+const shape =
+  values.params !== undefined ? { params: parseParamCount(values.params), type: 'f16' } : SLICE;
+const MODEL =
+  values.params !== undefined
+    ? `state-${values.params.toLowerCase()}`
+    : `state-slice-8b-l${SLICE.layers}`;
 const file = path.join(modelsDir, `${MODEL}.gguf`);
 if (!(await stat(file).catch(() => null)))
-  await forgeModel({
-    out: file,
-    params: parseParamCount(values.params),
-    type: 'f16',
-    ctx: 32768,
-    chatTemplate: 'chatml',
-    seed: 11,
-  });
+  await forgeModel({ out: file, ...shape, ctx: 32768, chatTemplate: 'chatml', seed: 11 });
 const { daemon, url } = await startBenchDaemon(
   'headroom-bench-state-',
   [
@@ -190,6 +207,7 @@ try {
         restored.timings?.cache_n ?? restored.usage?.prompt_tokens_details?.cached_tokens,
       ratio: restored.ttftMs / prefill.ttftMs,
       warmTtftMs: warm.ttftMs,
+      floorRatio: warm.ttftMs / prefill.ttftMs,
       loadMsPrefill: loadPrefill,
       loadMsRestore: loadRestore,
       saveMs: (m1.saveS - m0.saveS) * 1000,
@@ -215,6 +233,7 @@ try {
       'restore TTFT ms',
       'ratio',
       'never-unloaded TTFT ms',
+      'floor ratio',
       'cached (restore)',
       'load ms',
       'save ms',
@@ -230,6 +249,7 @@ try {
       r.restoreTtftMs.toFixed(0),
       r.ratio.toFixed(3),
       r.warmTtftMs.toFixed(0),
+      r.floorRatio.toFixed(3),
       String(r.restoreCached),
       r.loadMsRestore.toFixed(0),
       r.saveMs.toFixed(0),
@@ -246,8 +266,8 @@ try {
     date: new Date().toISOString(),
     machine: machineInfo(),
     model: {
-      params: values.params,
-      type: 'f16',
+      name: MODEL,
+      shape,
       contextSize: CTX,
       threads: Number(values.threads),
     },

@@ -1,8 +1,6 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { mkdir, open, readFile, readdir, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { pipeline } from 'node:stream/promises';
 import { z } from 'zod';
 import { syncDirectory, writeFileAtomic } from '../lib/atomic-write.js';
 import { describeError } from '../lib/errors.js';
@@ -467,8 +465,22 @@ export class StateCache {
   }
 }
 
+/**
+ * SHA-256 of a file, read in 4 MiB pieces into one buffer: a stream's 64 KiB chunks took three
+ * times as long on states of tens of MiB (docs/STATE.md), and a restore waits for this.
+ */
 async function hashFile(file: string): Promise<string> {
   const hash = createHash('sha256');
-  await pipeline(createReadStream(file), hash);
+  const fh = await open(file, 'r');
+  try {
+    const buf = Buffer.allocUnsafe(4 << 20);
+    for (;;) {
+      const { bytesRead } = await fh.read(buf, 0, buf.length, null);
+      if (bytesRead === 0) break;
+      hash.update(buf.subarray(0, bytesRead));
+    }
+  } finally {
+    await fh.close();
+  }
   return hash.digest('hex');
 }
