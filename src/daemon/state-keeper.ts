@@ -1,4 +1,3 @@
-import path from 'node:path';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { Engine } from '../engines/engine.js';
 import type { RunnerConfig } from '../engines/types.js';
@@ -309,13 +308,21 @@ export class StateKeeper {
         return body;
       }
       const t1 = performance.now();
+      // Saved with another slot count: restored from a copy with this runner's stream count.
+      const file = await cache.forStreams(best.entry, state.streams(lease.config));
+      if (!file) {
+        cache.miss();
+        return body;
+      }
       try {
-        await state.restore(lease.url, free.id, path.basename(cache.fileOf(best.entry)), signal);
+        await state.restore(lease.url, free.id, file.name, signal);
       } catch (err) {
         if (signal.aborted) throw err;
         await cache.restoreFailed(best.entry, describeError(err));
         cache.miss();
         return body;
+      } finally {
+        await file.dispose();
       }
       const ms = performance.now() - t1;
       cache.hit();

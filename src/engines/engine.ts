@@ -113,6 +113,11 @@ export interface EngineState {
    * What to add to a request's body so that it runs in `slot` and reuses its cells.
    */
   pinToSlot(body: Record<string, unknown>, slot: number): Record<string, unknown>;
+  /**
+   * The KV cache streams of a runner with `config`: a state file loads only into a runner of
+   * its own stream count (the cache rewrites one for another count, src/state/format.ts).
+   */
+  streams(config: RunnerConfig): number;
 }
 
 /** An error answer of a runner, rewritten into headroom's envelope. */

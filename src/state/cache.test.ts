@@ -93,6 +93,21 @@ describe('StateCache', () => {
     expect(cache.entries('m', KEY).map((e) => e.id)).toEqual([longer!.id]);
   });
 
+  it('gives a runner of another slot count a rewritten copy, or leaves a state it cannot rewrite', async () => {
+    cache = await StateCache.create({ root, maxBytes: 1 << 20, log });
+    const e = (await cache.commit(await save('m', range(0, 100)), KEY, 1))!;
+    const file = cache.fileOf(e);
+    const saved = (await readFile(file)).readUInt32LE(
+      (await readStateHeader(file, 1000)).headerBytes,
+    );
+    const own = (await cache.forStreams(e, saved))!;
+    expect(own.name).toBe(path.basename(file));
+    // These cells are not a KV cache's layout: not rewritten, not discarded either.
+    expect(await cache.forStreams(e, saved + 1)).toBeUndefined();
+    expect(logs).toContain('info saved state left for a runner of its own slot count');
+    expect(cache.entries('m', KEY)).toHaveLength(1);
+  });
+
   it('keeps the files under the byte cap, least recently used first', async () => {
     const one = stateFile(range(0, 10), 1000).length;
     let t = 0;

@@ -5,7 +5,13 @@ import { z } from 'zod';
 import { syncDirectory, writeFileAtomic } from '../lib/atomic-write.js';
 import { describeError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
-import { StateFormatError, commonPrefix, readStateHeader } from './format.js';
+import {
+  StateFormatError,
+  commonPrefix,
+  readStateHeader,
+  readStateLayout,
+  writeWithStreams,
+} from './format.js';
 
 /**
  * Saved sequence state on disk: one directory per model under `root` (the runner writes its slot
@@ -358,6 +364,43 @@ export class StateCache {
   }
 
   /**
+   * A file name, in the entry's directory, holding the entry's state for a runner whose KV cache
+   * has `streams` streams (one per slot): the entry's own file when the counts match, else a
+   * rewritten copy under a partial name that `dispose` deletes (a crash leaves it to the sweeps).
+   * Undefined when the counts differ and the state cannot be rewritten (not one plain KV cache):
+   * the entry stays, for a runner of the slot count it was saved with.
+   */
+  async forStreams(
+    e: StateEntry,
+    streams: number,
+  ): Promise<{ name: string; dispose: () => Promise<void> } | undefined> {
+    const file = this.#fileOf(e);
+    const own = { name: path.basename(file), dispose: async () => {} };
+    const { headerBytes } = await readStateHeader(file, this.#maxTokens);
+    const saved = await readU32(file, headerBytes);
+    if (saved === streams) return own;
+    let layout;
+    try {
+      layout = await readStateLayout(file, headerBytes);
+    } catch (err) {
+      this.#log.info(
+        { model: e.model, file, saved, runner: streams, err: describeError(err) },
+        'saved state left for a runner of its own slot count',
+      );
+      return undefined;
+    }
+    const name = `partial-${randomUUID()}.bin`;
+    const copy = path.join(path.dirname(file), name);
+    try {
+      await writeWithStreams(file, layout, copy, streams);
+    } catch (err) {
+      await rm(copy, { force: true });
+      throw err;
+    }
+    return { name, dispose: () => rm(copy, { force: true }) };
+  }
+
+  /**
    * Records a restore of an entry (LRU order, counters). The index is written in the background:
    * a request waits for no fsync, and a use time lost to a crash only ages the entry.
    */
@@ -483,4 +526,17 @@ async function hashFile(file: string): Promise<string> {
     await fh.close();
   }
   return hash.digest('hex');
+}
+
+/** The little-endian u32 at `offset` of a file. */
+async function readU32(file: string, offset: number): Promise<number> {
+  const fh = await open(file, 'r');
+  try {
+    const b = Buffer.alloc(4);
+    if ((await fh.read(b, 0, 4, offset)).bytesRead < 4)
+      throw new StateFormatError('no cells after the token list');
+    return b.readUInt32LE(0);
+  } finally {
+    await fh.close();
+  }
 }

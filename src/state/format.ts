@@ -1,4 +1,6 @@
+import { createReadStream, createWriteStream } from 'node:fs';
 import { open } from 'node:fs/promises';
+import { pipeline } from 'node:stream/promises';
 
 /**
  * llama.cpp's sequence state file (llama_state_seq_save_file, which both llama-server's slot save
@@ -68,4 +70,129 @@ export function commonPrefix(a: ArrayLike<number>, b: ArrayLike<number>): number
   let i = 0;
   while (i < n && a[i] === b[i]) i++;
   return i;
+}
+
+/**
+ * Where a state's cells lie. After the token list, llama.cpp's KV cache writes its stream count
+ * (one stream per slot when slots do not share a cache, as headroom runs them) and, per stream,
+ * a cell count and that stream's cells; a sequence's cells are in one stream, the others count
+ * 0. On restore the cells go to the target slot's stream whatever their position, but the count
+ * of streams must equal the runner's: a state saved with one slot count loads into a runner with
+ * another only once rewritten (`writeWithStreams`).
+ */
+export interface StateLayout {
+  headerBytes: number;
+  streams: number;
+  /** The one stream holding cells: its record's offset and length (cell count, meta, data). */
+  cells?: { offset: number; bytes: number };
+}
+
+/** A cell's meta in a sequence state: position, seq-id count (1), the seq id. */
+const CELL_META_BYTES = 12;
+const MAX_STREAMS = 4096;
+const MAX_LAYERS = 65536;
+/** ggml's type ids are small; anything larger is not a type. */
+const MAX_GGML_TYPE = 1024;
+
+/**
+ * Parses the KV part of a state file whose header ends at `headerBytes` as one plain KV cache
+ * (not a sliding-window pair, recurrent state or cells with extended positions), checking that it
+ * ends exactly at the end of the file. Rejects with StateFormatError for anything else: such a
+ * file is restored only into a runner of the slot count it was saved with.
+ */
+export async function readStateLayout(file: string, headerBytes: number): Promise<StateLayout> {
+  const fh = await open(file, 'r');
+  try {
+    const { size } = await fh.stat();
+    let pos = headerBytes;
+    const word = Buffer.alloc(8);
+    const u32 = async (): Promise<number> => {
+      if (pos + 4 > size) throw new StateFormatError('cells end early');
+      await fh.read(word, 0, 4, pos);
+      pos += 4;
+      return word.readUInt32LE(0);
+    };
+    const u64 = async (): Promise<number> => {
+      if (pos + 8 > size) throw new StateFormatError('cells end early');
+      await fh.read(word, 0, 8, pos);
+      pos += 8;
+      const v = word.readBigUInt64LE(0);
+      if (v > BigInt(size)) throw new StateFormatError('a row size beyond the file');
+      return Number(v);
+    };
+    const skip = (n: number): void => {
+      if (n > size - pos) throw new StateFormatError('cells end early');
+      pos += n;
+    };
+    const streams = await u32();
+    if (streams < 1 || streams > MAX_STREAMS) throw new StateFormatError(`stream count ${streams}`);
+    let cells: StateLayout['cells'];
+    for (let s = 0; s < streams; s++) {
+      const offset = pos;
+      const count = await u32();
+      if (count === 0) continue;
+      if (cells) throw new StateFormatError('cells in more than one stream');
+      if (count * CELL_META_BYTES > size - pos) throw new StateFormatError('cells end early');
+      const meta = Buffer.alloc(count * CELL_META_BYTES);
+      await fh.read(meta, 0, meta.length, pos);
+      for (let i = 0; i < count; i++)
+        if (meta.readUInt32LE(i * CELL_META_BYTES + 4) !== 1)
+          throw new StateFormatError('cells that are not one sequence plain cells');
+      pos += meta.length;
+      const vTrans = await u32();
+      const layers = await u32();
+      if (vTrans > 1 || layers < 1 || layers > MAX_LAYERS)
+        throw new StateFormatError('not a plain KV cache');
+      const type = async (): Promise<void> => {
+        if ((await u32()) > MAX_GGML_TYPE) throw new StateFormatError('not a plain KV cache');
+      };
+      for (let l = 0; l < layers; l++) {
+        await type();
+        skip(count * (await u64()));
+      }
+      for (let l = 0; l < layers; l++) {
+        await type();
+        if (vTrans === 0) skip(count * (await u64()));
+        else {
+          const el = await u32();
+          skip(count * el * (await u32()));
+        }
+      }
+      cells = { offset, bytes: pos - offset };
+    }
+    if (pos !== size) throw new StateFormatError('bytes after the cells: not a plain KV cache');
+    return { headerBytes, streams, ...(cells ? { cells } : {}) };
+  } finally {
+    await fh.close();
+  }
+}
+
+/**
+ * Writes `src` (with `layout`) to `dst` for a runner of `streams` streams: the same header and
+ * cells, the cells as the first stream and the others empty. Streamed: no copy held in memory.
+ */
+export async function writeWithStreams(
+  src: string,
+  layout: StateLayout,
+  dst: string,
+  streams: number,
+): Promise<void> {
+  const u32 = (v: number): Buffer => {
+    const b = Buffer.alloc(4);
+    b.writeUInt32LE(v, 0);
+    return b;
+  };
+  async function* parts(): AsyncGenerator<Buffer> {
+    yield* createReadStream(src, { start: 0, end: layout.headerBytes - 1, highWaterMark: 4 << 20 });
+    yield u32(streams);
+    const cells = layout.cells;
+    if (cells)
+      yield* createReadStream(src, {
+        start: cells.offset,
+        end: cells.offset + cells.bytes - 1,
+        highWaterMark: 4 << 20,
+      });
+    for (let s = cells ? 1 : 0; s < streams; s++) yield u32(0);
+  }
+  await pipeline(parts, createWriteStream(dst, { flags: 'wx' }));
 }

@@ -307,4 +307,58 @@ describeEachEngine('state across unloads', (engine) => {
     },
     TIMEOUT,
   );
+
+  it(
+    'restores into a runner loaded with another slot count',
+    async () => {
+      const d = await start({}, undefined, '1h');
+      const client = new OpenAI({ baseURL: `${d.url}/v1`, apiKey: 'unused', maxRetries: 0 });
+      const turn1: Msg[] = [{ role: 'user', content: USER_1 }];
+      const a = await chat(client, 'conv', turn1);
+      await unload(d, 'conv');
+      expect(await binFiles(d.home, 'conv')).toHaveLength(1);
+      const res = await fetch(`${d.url}/admin/models/conv/load`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ parallel: 2 }),
+      });
+      expect(res.status).toBe(200);
+      const turn2: Msg[] = [
+        ...turn1,
+        { role: 'assistant', content: a.content },
+        { role: 'user', content: 'And the second half?' },
+      ];
+      const b = await chat(client, 'conv', turn2);
+      await chat(client, 'ref', turn1);
+      const rb = await chat(client, 'ref', turn2);
+      expect(rb.cached).toBeGreaterThan(32);
+      expect(b.cached).toBe(rb.cached);
+      expect(b.content).toBe(rb.content);
+      expect(await metric(d, 'headroom_state_restores_total')).toBe(1);
+
+      // And back: saved from the two-slot runner, restored into a one-slot one.
+      await unload(d, 'conv');
+      const again = await fetch(`${d.url}/admin/models/conv/load`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ parallel: 1 }),
+      });
+      expect(again.status).toBe(200);
+      const turn3: Msg[] = [
+        ...turn2,
+        { role: 'assistant', content: b.content },
+        { role: 'user', content: 'Thanks. One more?' },
+      ];
+      const c = await chat(client, 'conv', turn3);
+      const rc = await chat(client, 'ref', turn3);
+      expect(c.cached).toBeGreaterThan(32);
+      expect(c.cached).toBe(rc.cached);
+      expect(c.content).toBe(rc.content);
+      expect(await metric(d, 'headroom_state_restores_total')).toBe(2);
+      // The rewritten copies are gone once restored.
+      const left = await readdir(path.join(d.home, 'state', 'slots', 'conv'));
+      expect(left.filter((f) => f.startsWith('partial-'))).toEqual([]);
+    },
+    TIMEOUT,
+  );
 });

@@ -190,6 +190,8 @@ export const embeddedEngine: Engine = {
     },
     // The runner gives a request the free slot holding most of its prompt: no pinning needed.
     pinToSlot: (body) => body,
+    // node-llama-cpp gives each of a context's sequences a stream of its own (no unified cache).
+    streams: (config) => config.parallel,
   },
   async load(url, _config, signal) {
     const res = await fetch(new URL('/stats', url), { signal });

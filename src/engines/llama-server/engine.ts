@@ -224,6 +224,8 @@ const llamaServerState: EngineState = {
       ? (r.tokens as number[])
       : undefined;
   },
+  // --no-kv-unified (argv.ts): one stream per slot.
+  streams: (config) => config.parallel,
   pinToSlot(body, slot) {
     return { ...body, id_slot: slot, cache_prompt: true };
   },
