@@ -15,7 +15,8 @@ import type { StateCache, StateEntry } from '../state/cache.js';
  * slots holding at least `minTokens` tokens are saved (the runner streams each to a file, within
  * one time budget per unload); on a later request to a runner of the same model and key, the
  * saved state sharing the longest prefix with the request's prompt is restored into an empty
- * slot and the request is pinned to that slot, so only the rest of the prompt is evaluated.
+ * slot (else the idle one holding least, saved first when it holds a conversation) and the
+ * request is pinned to that slot, so only the rest of the prompt is evaluated.
  * The cache (src/state/cache.ts) owns the files; this module decides when and drives the engine.
  */
 

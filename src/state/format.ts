@@ -7,7 +7,8 @@ import { pipeline } from 'node:stream/promises';
  * and node-llama-cpp's saveStateToFile call): u32 magic "ggsq", u32 version, u32 token count,
  * the tokens (i32 each), then the sequence's KV cells. llama-server stores its tokens packed
  * (server_tokens::serialize): -1, a format version (1), the token count, the tokens, then a media
- * chunk count; node-llama-cpp stores them plain. Only the header is read here, never the cells.
+ * chunk count; node-llama-cpp stores them plain. The cells are never read into memory: only their
+ * layout, to rewrite a state for a runner with another slot count.
  */
 
 export const STATE_SEQ_MAGIC = 0x67677371; // "ggsq", LLAMA_FILE_MAGIC_GGSQ
