@@ -9,6 +9,9 @@ import { metricsOf } from '../server/metrics-routes.js';
 import { assertSafeBind } from '../server/security.js';
 import { Headroom, isConfig, type HeadroomOptions } from './headroom.js';
 
+/** How often a closing server closes the connections that went idle since it last looked. */
+const IDLE_SWEEP_MS = 100;
+
 export interface DaemonOptions extends HeadroomOptions {
   /** Deadline for the whole shutdown (drain + stop runners). Defaults to 10 s. */
   shutdownDeadlineMs?: number;
@@ -115,14 +118,21 @@ export class Daemon {
     this.#closing ??= (async () => {
       this.#watcher?.close();
       clearTimeout(this.#settle);
-      const backstop = setTimeout(() => this.app.server.closeAllConnections(), this.#deadlineMs);
+      const server = this.app.server;
+      const backstop = setTimeout(() => server.closeAllConnections(), this.#deadlineMs);
       backstop.unref();
+      // Node closes the connections idle when the server closes, not those that go idle later:
+      // a keep-alive client whose request was in flight would hold the shutdown until it hangs
+      // up or the deadline passes. Each is closed once its last response is out.
+      const idle = setInterval(() => server.closeIdleConnections(), IDLE_SWEEP_MS);
+      idle.unref();
       try {
         await this.app.close();
       } catch (err) {
         this.core.log.error({ err }, 'closing the HTTP server failed');
       } finally {
         clearTimeout(backstop);
+        clearInterval(idle);
       }
       try {
         await this.core.dispose();
