@@ -109,6 +109,11 @@ describe('the npm package in a fresh TypeScript project', () => {
     };
     expect(manifest.exports['.']!.types).toBe('./dist/index.d.ts');
     await readFile(path.join(installed, manifest.exports['.']!.types), 'utf8');
+    // Source maps carry their sources: the package has no src/ for them to point at.
+    const map = JSON.parse(
+      await readFile(path.join(installed, 'dist', 'daemon', 'daemon.js.map'), 'utf8'),
+    ) as { sources: string[]; sourcesContent?: string[] };
+    expect(map.sourcesContent?.length).toBe(map.sources.length);
 
     await copyFile(
       path.join(ROOT, 'examples', 'library', 'main.ts'),
