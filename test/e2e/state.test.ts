@@ -79,15 +79,27 @@ const binFiles = async (home: string, model: string): Promise<string[]> =>
     (f) => f.endsWith('.bin') && !f.startsWith('partial-'),
   );
 
-async function unload(d: DaemonProcess, name: string): Promise<void> {
-  const res = await fetch(`${d.url}/admin/models/${name}/unload`, {
+/** POST /admin/models/NAME/ACTION with a JSON body; expects 200. */
+async function admin(d: DaemonProcess, name: string, action: string, body = {}): Promise<void> {
+  const res = await fetch(`${d.url}/admin/models/${name}/${action}`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
-    body: '{}',
+    body: JSON.stringify(body),
   });
   expect(res.status).toBe(200);
+}
+
+async function unload(d: DaemonProcess, name: string): Promise<void> {
+  await admin(d, name, 'unload');
   await until(`${name} unloaded`, async () => (await modelState(d, name)) === 'unloaded');
 }
+
+/** A conversation's next turn: the model's answer, then the user's next question. */
+const followUp = (turn: Msg[], answer: string, question = 'And the second half?'): Msg[] => [
+  ...turn,
+  { role: 'assistant', content: answer },
+  { role: 'user', content: question },
+];
 
 describeEachEngine('state across unloads', (engine) => {
   let daemons: DaemonProcess[] = [];
@@ -136,11 +148,7 @@ describeEachEngine('state across unloads', (engine) => {
       expect(d.output()).toMatch(/state saved before unload/);
       expect(await modelState(d, 'ref')).toBe('ready');
 
-      const turn2: Msg[] = [
-        ...turn1,
-        { role: 'assistant', content: a.content },
-        { role: 'user', content: 'And the second half?' },
-      ];
+      const turn2 = followUp(turn1, a.content);
       const b = await chat(client, 'conv', turn2);
       const rb = await chat(client, 'ref', turn2);
       // The reference reused its slot's cells (never unloaded); the reloaded runner its restored ones.
@@ -174,11 +182,7 @@ describeEachEngine('state across unloads', (engine) => {
       for (let i = bytes.length - 4096; i < bytes.length - 2048; i++) bytes[i] = bytes[i]! ^ 0x5a;
       await writeFile(file, bytes);
 
-      const b = await chat(client, 'conv', [
-        ...turn1,
-        { role: 'assistant', content: a.content },
-        { role: 'user', content: 'And the second half?' },
-      ]);
+      const b = await chat(client, 'conv', followUp(turn1, a.content));
       expect(b.cached).toBe(0);
       expect(d.output()).toMatch(/saved state discarded: corrupt/);
       expect(await binFiles(d.home, 'conv')).toEqual([]);
@@ -256,11 +260,7 @@ describeEachEngine('state across unloads', (engine) => {
       const d = await start({}, d0.home);
       expect(await binFiles(d.home, 'conv')).toEqual([]);
       const client = new OpenAI({ baseURL: `${d.url}/v1`, apiKey: 'unused', maxRetries: 0 });
-      const b = await chat(client, 'conv', [
-        ...turn1,
-        { role: 'assistant', content: a.content },
-        { role: 'user', content: 'And the second half?' },
-      ]);
+      const b = await chat(client, 'conv', followUp(turn1, a.content));
       expect(b.cached).toBe(0);
       expect(await metric(d, 'headroom_state_restores_total')).toBe(0);
     },
@@ -281,20 +281,15 @@ describeEachEngine('state across unloads', (engine) => {
       const b = await chat(client, 'conv', b1);
       expect(b.cached).toBe(0);
 
-      const next = (turn1: Msg[], answer: string): Msg[] => [
-        ...turn1,
-        { role: 'assistant', content: answer },
-        { role: 'user', content: 'And the second half?' },
-      ];
       // The first conversation's state replaces the second's, which is saved first ...
-      const a2 = await chat(client, 'conv', next(a1, a.content));
+      const a2 = await chat(client, 'conv', followUp(a1, a.content));
       expect(a2.cached).toBeGreaterThan(32);
       expect(d.output()).toMatch(/state saved before its slot is reused/);
       // ... so the second comes back restored too, answering as a runner that only ever held it.
-      const b2 = await chat(client, 'conv', next(b1, b.content));
+      const b2 = await chat(client, 'conv', followUp(b1, b.content));
       const rb = await chat(client, 'ref', b1);
       expect(rb.content).toBe(b.content);
-      const rb2 = await chat(client, 'ref', next(b1, rb.content));
+      const rb2 = await chat(client, 'ref', followUp(b1, rb.content));
       expect(b2.cached).toBeGreaterThan(32);
       expect(b2.cached).toBe(rb2.cached);
       expect(b2.content).toBe(rb2.content);
@@ -317,17 +312,8 @@ describeEachEngine('state across unloads', (engine) => {
       const a = await chat(client, 'conv', turn1);
       await unload(d, 'conv');
       expect(await binFiles(d.home, 'conv')).toHaveLength(1);
-      const res = await fetch(`${d.url}/admin/models/conv/load`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ parallel: 2 }),
-      });
-      expect(res.status).toBe(200);
-      const turn2: Msg[] = [
-        ...turn1,
-        { role: 'assistant', content: a.content },
-        { role: 'user', content: 'And the second half?' },
-      ];
+      await admin(d, 'conv', 'load', { parallel: 2 });
+      const turn2 = followUp(turn1, a.content);
       const b = await chat(client, 'conv', turn2);
       await chat(client, 'ref', turn1);
       const rb = await chat(client, 'ref', turn2);
@@ -338,17 +324,8 @@ describeEachEngine('state across unloads', (engine) => {
 
       // And back: saved from the two-slot runner, restored into a one-slot one.
       await unload(d, 'conv');
-      const again = await fetch(`${d.url}/admin/models/conv/load`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ parallel: 1 }),
-      });
-      expect(again.status).toBe(200);
-      const turn3: Msg[] = [
-        ...turn2,
-        { role: 'assistant', content: b.content },
-        { role: 'user', content: 'Thanks. One more?' },
-      ];
+      await admin(d, 'conv', 'load', { parallel: 1 });
+      const turn3 = followUp(turn2, b.content, 'Thanks. One more?');
       const c = await chat(client, 'conv', turn3);
       const rc = await chat(client, 'ref', turn3);
       expect(c.cached).toBeGreaterThan(32);
