@@ -380,7 +380,7 @@ export const stateSchema = z
     saveTimeout: durationSchema
       .default('10s')
       .describe(
-        'Longest the saves before one unload may take; the runner is stopped then, whatever is unsaved. Defaults to 10s.',
+        'Longest the saves before one unload may take (the runner is stopped then, whatever is unsaved), and the save of a slot a restore reuses. Defaults to 10s.',
       ),
   })
   .strict();
