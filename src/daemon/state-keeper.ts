@@ -9,6 +9,7 @@ import type { StopReason } from '../scheduler/core-types.js';
 import type { BeforeStop, Lease } from '../scheduler/model-manager.js';
 import type { ModelEntry } from '../scheduler/types.js';
 import type { StateCache, StateEntry } from '../state/cache.js';
+import { commonPrefix } from '../state/format.js';
 
 /**
  * State across unloads: before a runner is stopped for a reason that is not forced, its idle
@@ -72,8 +73,13 @@ const SLOTS_ANSWER_MS = 2000;
 interface RunnerMemo {
   url: string;
   key: string | undefined;
-  /** Entries restored into this runner already (never twice). */
+  /** A runner of several slots: entries restored into it already (never twice). */
   tried: Set<string>;
+  /**
+   * A one-slot runner: the prompt of the last request, which its slot holds (with the answer),
+   * known while every request since was seen here. Undefined when unknown.
+   */
+  held?: ArrayLike<number>;
   /** Restores into one runner run one at a time. */
   queue: Promise<unknown>;
 }
@@ -186,11 +192,18 @@ export class StateKeeper {
     signal: AbortSignal,
   ): Promise<unknown> {
     const engine = this.#o.engineOf(lease.config);
-    if (!engine?.state || typeof body !== 'object' || body === null) return body;
-    // A token is at least one character: a shorter prompt cannot start with a saved state, and
-    // is spared the lookup's round trips to the runner.
-    if (promptChars(body) < this.#o.settings.minTokens) return body;
+    if (!engine?.state) return body;
     let memo = this.#runners.get(lease.model);
+    // A token is at least one character: a shorter prompt cannot start with a saved state, and
+    // is spared the lookup's round trips to the runner. It may take the slot all the same.
+    if (
+      typeof body !== 'object' ||
+      body === null ||
+      promptChars(body) < this.#o.settings.minTokens
+    ) {
+      if (memo?.url === lease.url) memo.held = undefined;
+      return body;
+    }
     if (memo?.url !== lease.url) {
       const key = await this.#o
         .keyOf({ name: lease.model, path: lease.config.modelPath }, lease.config)
@@ -201,7 +214,10 @@ export class StateKeeper {
     const m = memo;
     if (m.key === undefined) return body;
     const pending = this.#o.cache.entries(lease.model, m.key).filter((e) => !m.tried.has(e.id));
-    if (pending.length === 0) return body;
+    if (pending.length === 0) {
+      m.held = undefined;
+      return body;
+    }
     const run = m.queue.then(() =>
       this.#restore(engine, lease, m, path, body as Record<string, unknown>, signal),
     );
@@ -268,6 +284,9 @@ export class StateKeeper {
     if (candidates.length === 0) return body;
     const signal = AbortSignal.any([clientSignal, AbortSignal.timeout(settings.restoreBudgetMs)]);
     const t0 = performance.now();
+    // Whatever happens below, this request goes to the runner next.
+    const before = m.held;
+    m.held = undefined;
     try {
       const slots = await state.slots(lease.url, signal);
       // An empty slot, else the idle one holding least: the runner would give this request a
@@ -276,6 +295,9 @@ export class StateKeeper {
       if (!free) return body;
       const prompt = await state.promptTokens(lease.url, reqPath, body, signal);
       if (!prompt) return body;
+      // One slot: every request runs in it, so what it holds is known from the prompts seen.
+      const single = slots.length === 1;
+      if (single) m.held = prompt;
       const best = await cache.best(
         candidates,
         prompt,
@@ -287,7 +309,14 @@ export class StateKeeper {
         cache.miss();
         return body;
       }
-      m.tried.add(best.entry.id);
+      // The slot already holds this conversation (its last request started this prompt at least
+      // as far): nothing to save or restore.
+      if (single && before !== undefined && commonPrefix(before, prompt) >= best.prefix)
+        return state.pinToSlot(body, free.id);
+      // Several slots: which one a request went to is the runner's choice, so a state is
+      // restored into a runner once. One slot keeps every state a candidate: one restored for a
+      // shared prefix (a system prompt) comes back whole for its own conversation later.
+      if (!single) m.tried.add(best.entry.id);
       // The slot holds a conversation worth keeping: it is saved before anything replaces it, so
       // restoring one conversation never loses another (each switch on a one-slot runner is a
       // save and a restore). When it starts this prompt at least as far, it is used as it is.
@@ -295,7 +324,7 @@ export class StateKeeper {
         const held = await this.#swapOut(engine, lease, m, free.id, clientSignal);
         const own = held && (await cache.best([held], prompt, best.prefix, Infinity));
         if (own) {
-          m.tried.add(own.entry.id);
+          if (!single) m.tried.add(own.entry.id);
           cache.hit();
           log.info(
             { model: lease.model, slot: free.id, prefix: own.prefix, prompt: prompt.length },

@@ -338,4 +338,38 @@ describeEachEngine('state across unloads', (engine) => {
     },
     TIMEOUT,
   );
+
+  it(
+    'gives a state restored for a shared system prompt back whole to its own conversation',
+    async () => {
+      const d = await start({}, undefined, '1h');
+      const client = new OpenAI({ baseURL: `${d.url}/v1`, apiKey: 'unused', maxRetries: 0 });
+      const system: Msg = { role: 'system', content: `You are terse. ${USER_1}` };
+      const a1: Msg[] = [system, { role: 'user', content: 'Apples or pears?' }];
+      const b1: Msg[] = [system, { role: 'user', content: 'Boats or trains?' }];
+      const a = await chat(client, 'conv', a1);
+      await unload(d, 'conv');
+      // The first conversation's state gives the second its system prompt ...
+      const b = await chat(client, 'conv', b1);
+      expect(b.cached).toBeGreaterThan(32);
+      // ... and is still there, whole, for the first conversation's next turn.
+      const a2 = await chat(client, 'conv', followUp(a1, a.content));
+      await chat(client, 'ref', a1);
+      const ra2 = await chat(client, 'ref', followUp(a1, a.content));
+      expect(a2.cached).toBe(ra2.cached);
+      expect(a2.cached).toBeGreaterThan(b.cached);
+      expect(a2.content).toBe(ra2.content);
+      // The second conversation was saved when the first took the slot back; it comes back too.
+      const b2 = await chat(client, 'conv', followUp(b1, b.content));
+      expect(b2.cached).toBeGreaterThan(b.cached);
+      // Its own turns after that find the slot holding it: nothing saved or restored.
+      const saves = await metric(d, 'headroom_state_saves_total');
+      const restores = await metric(d, 'headroom_state_restores_total');
+      const b3 = await chat(client, 'conv', followUp(followUp(b1, b.content), b2.content, 'Why?'));
+      expect(b3.cached).toBeGreaterThan(b2.cached);
+      expect(await metric(d, 'headroom_state_saves_total')).toBe(saves);
+      expect(await metric(d, 'headroom_state_restores_total')).toBe(restores);
+    },
+    TIMEOUT,
+  );
 });
