@@ -310,8 +310,13 @@ export class StateKeeper {
         return body;
       }
       // The slot already holds this conversation (its last request started this prompt at least
-      // as far): nothing to save or restore.
-      if (single && before !== undefined && commonPrefix(before, prompt) >= best.prefix)
+      // as far, and its cells were not erased since, by a trim): nothing to save or restore.
+      if (
+        single &&
+        before !== undefined &&
+        free.tokens >= best.prefix &&
+        commonPrefix(before, prompt) >= best.prefix
+      )
         return state.pinToSlot(body, free.id);
       // Several slots: which one a request went to is the runner's choice, so a state is
       // restored into a runner once. One slot keeps every state a candidate: one restored for a
