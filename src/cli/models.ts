@@ -20,6 +20,7 @@ interface ModelRow {
   loadMs?: number;
   lastError?: string;
   source?: { kind: string };
+  savedState?: { entries: number; bytes: number } | null;
 }
 
 const bytes = (n: number | null | undefined): string =>
@@ -47,6 +48,7 @@ function rowsOf(models: ModelRow[]): string[][] {
     bytes(m.measured),
     bytes(m.peak),
     expiresIn(m.expiresAt, now),
+    m.savedState?.entries ? `${m.savedState.entries} · ${formatBytes(m.savedState.bytes)}` : '-',
     m.source?.kind ?? 'headroom',
   ]);
 }
@@ -64,6 +66,7 @@ const HEADERS = [
   'RSS',
   'PEAK',
   'EXPIRES IN',
+  'SAVED',
   'SOURCE',
 ];
 

@@ -807,6 +807,11 @@ export class Headroom {
     });
   }
 
+  /** ServerCore.savedState: a model's saved states on disk (zero when states are not kept). */
+  savedState(model: string): { entries: number; bytes: number } {
+    return this.#keeper?.cache.summary(model) ?? { entries: 0, bytes: 0 };
+  }
+
   /** ServerCore.restoreState: a saved conversation restored into the lease's runner. */
   restoreState(lease: Lease, path: string, body: unknown, signal: AbortSignal): Promise<unknown> {
     return this.#keeper

@@ -57,6 +57,8 @@ export interface ServerCore {
    * rejects only with the signal's reason. Absent: bodies are forwarded as prepared.
    */
   restoreState?(lease: Lease, path: string, body: unknown, signal: AbortSignal): Promise<unknown>;
+  /** A model's saved conversation states on disk; absent: states are not kept. */
+  savedState?(model: string): { entries: number; bytes: number };
   /** Live memory samples, pressure, alerts and the event stream; absent when the monitor is off. */
   readonly monitor?: MonitorFeed;
   /** Config reloads (PUT /admin/config); absent: the config cannot change while running. */

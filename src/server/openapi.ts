@@ -146,7 +146,7 @@ const ROUTES: RouteDoc[] = [
     path: '/admin/models',
     tag: 'Management',
     summary:
-      'Every model: state, config, requests in flight and queued, predicted / measured / peak memory, last use, expiry, pin, source.',
+      'Every model: state, config, requests in flight and queued, predicted / measured / peak memory, last use, expiry, pin, source, saved conversation states.',
     answerDescription: '{"models": [...]}',
   },
   {

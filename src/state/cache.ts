@@ -437,6 +437,18 @@ export class StateCache {
     this.#stats.saveFailures++;
   }
 
+  /** A model's saved states (under any key): how many, and their bytes on disk. */
+  summary(model: string): { entries: number; bytes: number } {
+    let entries = 0;
+    let bytes = 0;
+    for (const e of this.#entries.values())
+      if (e.model === model) {
+        entries++;
+        bytes += e.bytes;
+      }
+    return { entries, bytes };
+  }
+
   stats(): StateCacheStats {
     let bytes = 0;
     for (const e of this.#entries.values()) bytes += e.bytes;

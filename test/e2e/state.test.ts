@@ -147,6 +147,10 @@ describeEachEngine('state across unloads', (engine) => {
       await until('a saved state', async () => (await binFiles(d.home, 'conv')).length === 1);
       expect(d.output()).toMatch(/state saved before unload/);
       expect(await modelState(d, 'ref')).toBe('ready');
+      const view = (await (await fetch(`${d.url}/admin/models/conv`)).json()) as {
+        savedState: { entries: number; bytes: number };
+      };
+      expect(view.savedState).toEqual({ entries: 1, bytes: (await index(d.home))[0]!.bytes });
 
       const turn2 = followUp(turn1, a.content);
       const b = await chat(client, 'conv', turn2);

@@ -39,7 +39,8 @@ export function adminRoutes(app: FastifyInstance, core: ServerCore): void {
 
   /**
    * A model's status plus its memory: `memory.predicted.total` (the plan), `memory.measured`
-   * (rss, rssAnon and peak read from /proc now, when it runs) and `memory.allocated` (the ledger).
+   * (rss, rssAnon and peak read from /proc now, when it runs) and `memory.allocated` (the ledger),
+   * and `savedState`: its conversations saved on disk (entries, bytes).
    */
   const describe = async (m: ModelStatus) => {
     const live =
@@ -55,6 +56,8 @@ export function adminRoutes(app: FastifyInstance, core: ServerCore): void {
       peak: peak ?? null,
       lastUsedAt: m.lastUsedAt ?? null,
       expiresAt: m.expiresAt ?? null,
+      // Conversations saved on disk for this model (state across unloads); null: not kept.
+      savedState: core.savedState?.(m.name) ?? null,
       memory: {
         predicted: { total: m.predicted ?? null },
         allocated: m.allocated ?? null,
