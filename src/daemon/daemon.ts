@@ -5,11 +5,12 @@ import path from 'node:path';
 import { normaliseConfig, type Config } from '../config/load.js';
 import { describeError } from '../lib/errors.js';
 import { createApp } from '../server/app.js';
+import { ConnectionTracker } from '../server/connections.js';
 import { metricsOf } from '../server/metrics-routes.js';
 import { assertSafeBind } from '../server/security.js';
 import { Headroom, isConfig, type HeadroomOptions } from './headroom.js';
 
-/** How often a closing server closes the connections that went idle since it last looked. */
+/** How often a closing server ends the connections that serve nothing since it last looked. */
 const IDLE_SWEEP_MS = 100;
 
 export interface DaemonOptions extends HeadroomOptions {
@@ -28,6 +29,7 @@ export class Daemon {
   readonly app: FastifyInstance;
   #closing: Promise<void> | undefined;
   readonly #deadlineMs: number;
+  readonly #connections: ConnectionTracker;
   #watcher: FSWatcher | undefined;
   #settle: NodeJS.Timeout | undefined;
 
@@ -35,6 +37,7 @@ export class Daemon {
     this.core = core;
     this.app = app;
     this.#deadlineMs = deadlineMs;
+    this.#connections = new ConnectionTracker(app.server);
   }
 
   static async start(opts: DaemonOptions = {}): Promise<Daemon> {
@@ -121,10 +124,18 @@ export class Daemon {
       const server = this.app.server;
       const backstop = setTimeout(() => server.closeAllConnections(), this.#deadlineMs);
       backstop.unref();
-      // Node closes the connections idle when the server closes, not those that go idle later:
-      // a keep-alive client whose request was in flight would hold the shutdown until it hangs
-      // up or the deadline passes. Each is closed once its last response is out.
-      const idle = setInterval(() => server.closeIdleConnections(), IDLE_SWEEP_MS);
+      // A keep-alive connection (every HTTP client's default) serving nothing would hold the
+      // shutdown until its client hangs up or the deadline passes: each is ended once its last
+      // response is out (Node ends only those idle when the server closes, and not all of them).
+      const connections = this.#connections;
+      connections.closeIdle();
+      const { serving } = connections.counts;
+      if (serving > 0)
+        this.core.log.info(
+          { connections: serving },
+          'shutting down: waiting for answers under way',
+        );
+      const idle = setInterval(() => connections.closeIdle(), IDLE_SWEEP_MS);
       idle.unref();
       try {
         await this.app.close();
