@@ -381,7 +381,7 @@ export class StateCache {
     if (saved === streams) return own;
     let layout;
     try {
-      layout = await readStateLayout(file, headerBytes);
+      layout = await readStateLayout(file, headerBytes, this.#maxTokens);
     } catch (err) {
       this.#log.info(
         { model: e.model, file, saved, runner: streams, err: describeError(err) },

@@ -63,7 +63,7 @@ describe('state layout', () => {
     const f = path.join(dir, `s-${Math.random()}.bin`);
     await writeFile(f, bytes);
     const { headerBytes } = await readStateHeader(f, 1 << 20);
-    return readStateLayout(f, headerBytes);
+    return readStateLayout(f, headerBytes, 1000);
   }
 
   it('finds the one stream holding cells, with V rows or V transposed', async () => {
@@ -99,6 +99,11 @@ describe('state layout', () => {
       Buffer.concat([stateFile(4, 1, 0, record).subarray(0, 28), u32(1 << 30)]),
     ];
     for (const b of bad) await expect(layoutOf(b)).rejects.toThrow(StateFormatError);
+    // More cells than the cap: refused before their meta is read into memory.
+    const f = path.join(dir, 'many.bin');
+    await writeFile(f, good);
+    const { headerBytes } = await readStateHeader(f, 1 << 20);
+    await expect(readStateLayout(f, headerBytes, 3)).rejects.toThrow(/4 cells, more than 3/);
   });
 
   it('rewrites a state for another stream count, and back to the same bytes', async () => {
@@ -109,16 +114,16 @@ describe('state layout', () => {
     const { headerBytes } = await readStateHeader(src, 1 << 20);
 
     const three = path.join(dir, 'three.bin');
-    await writeWithStreams(src, await readStateLayout(src, headerBytes), three, 3);
+    await writeWithStreams(src, await readStateLayout(src, headerBytes, 1000), three, 3);
     expect(await readFile(three)).toEqual(stateFile(6, 3, 0, record));
-    const l3 = await readStateLayout(three, headerBytes);
+    const l3 = await readStateLayout(three, headerBytes, 1000);
     expect(l3.streams).toBe(3);
 
     // Saved from the third of four slots, restored into a one-slot runner.
     const fourth = path.join(dir, 'four.bin');
     await writeFile(fourth, stateFile(6, 4, 2, record));
     const back = path.join(dir, 'back.bin');
-    await writeWithStreams(fourth, await readStateLayout(fourth, headerBytes), back, 1);
+    await writeWithStreams(fourth, await readStateLayout(fourth, headerBytes, 1000), back, 1);
     expect(await readFile(back)).toEqual(one);
     // Never over an existing file.
     await expect(writeWithStreams(src, l3, back, 1)).rejects.toThrow(/EEXIST/);

@@ -98,10 +98,15 @@ const MAX_GGML_TYPE = 1024;
 /**
  * Parses the KV part of a state file whose header ends at `headerBytes` as one plain KV cache
  * (not a sliding-window pair, recurrent state or cells with extended positions), checking that it
- * ends exactly at the end of the file. Rejects with StateFormatError for anything else: such a
- * file is restored only into a runner of the slot count it was saved with.
+ * ends exactly at the end of the file, with at most `maxCells` cells. Rejects with
+ * StateFormatError for anything else: such a file is restored only into a runner of the slot
+ * count it was saved with.
  */
-export async function readStateLayout(file: string, headerBytes: number): Promise<StateLayout> {
+export async function readStateLayout(
+  file: string,
+  headerBytes: number,
+  maxCells: number,
+): Promise<StateLayout> {
   const fh = await open(file, 'r');
   try {
     const { size } = await fh.stat();
@@ -133,6 +138,8 @@ export async function readStateLayout(file: string, headerBytes: number): Promis
       const count = await u32();
       if (count === 0) continue;
       if (cells) throw new StateFormatError('cells in more than one stream');
+      // Bounds what is read into memory below (12 bytes a cell).
+      if (count > maxCells) throw new StateFormatError(`${count} cells, more than ${maxCells}`);
       if (count * CELL_META_BYTES > size - pos) throw new StateFormatError('cells end early');
       const meta = Buffer.alloc(count * CELL_META_BYTES);
       await fh.read(meta, 0, meta.length, pos);
