@@ -3,7 +3,8 @@
 // unloaded, with the saved state restored and without (the whole prompt evaluated again), at
 // several conversation lengths. The reload is excluded from both (the model is loaded through the
 // management API first) and shown on its own. Also shown: the same follow-up on a runner never
-// unloaded (the floor: no restore can be faster than the cells never leaving memory).
+// unloaded (the floor: no restore can be faster than the cells never leaving memory), and at
+// `--switch-tokens` two conversations taking turns on the one slot (each turn saves the other).
 //
 // The model: by default a slice of a 7B/8B-class transformer (Llama 3 8B / Mistral 7B widths:
 // 4096 wide, 32 heads of 128, 8 KV heads, feed-forward 14336; Q8_0) with 2 of its 32 layers.
@@ -27,11 +28,14 @@ const { values } = parseArgs({
     params: { type: 'string' },
     layers: { type: 'string', default: '2' },
     tokens: { type: 'string', default: '2000,8000,16000' },
+    // Lengths at which two conversations also take turns on the one slot after an unload.
+    'switch-tokens': { type: 'string', default: '2000,8000' },
     threads: { type: 'string', default: '2' },
     engine: { type: 'string', default: 'llama-server' },
   },
 });
 const SIZES = values.tokens.split(',').map(Number);
+const SWITCH = values['switch-tokens'].split(',').filter(Boolean).map(Number);
 const CTX = Math.max(...SIZES) + 1024;
 const modelsDir = path.join(root, '.cache', 'bench-models', 'state');
 await mkdir(modelsDir, { recursive: true });
@@ -217,6 +221,28 @@ try {
       lookupMs: (m2.lookupS - m1.lookupS) * 1000,
       restores: m2.restores - m1.restores,
     };
+    if (SWITCH.includes(n)) {
+      // Two conversations take turns on the one slot: x saved by an unload, y evaluated after
+      // the reload; x's follow-up then restores x (y saved first), y's restores y (x saved).
+      const x = await conversation(n, `x${n}`);
+      await ttft(x);
+      await unload(false);
+      await waitUnloaded();
+      await loadMs();
+      const y = await conversation(n, `y${n}`);
+      await ttft(y);
+      const s0 = await metrics();
+      const toX = await ttft(followUp(x, 'ok'));
+      const toY = await ttft(followUp(y, 'ok'));
+      const s1 = await metrics();
+      run.switchTtftMs = [toX.ttftMs, toY.ttftMs];
+      run.switchCached = [toX, toY].map(
+        (r) => r.timings?.cache_n ?? r.usage?.prompt_tokens_details?.cached_tokens,
+      );
+      run.switchRatio = Math.max(toX.ttftMs, toY.ttftMs) / prefill.ttftMs;
+      run.switchSaves = s1.saves - s0.saves;
+      run.switchRestores = s1.restores - s0.restores;
+    }
     runs.push(run);
     process.stderr.write(
       `${n} tokens: re-prefill ${prefill.ttftMs.toFixed(0)} ms, restore ${restored.ttftMs.toFixed(0)} ms\n`,
@@ -241,6 +267,8 @@ try {
       'lookup ms',
       'verify ms',
       'restore ms',
+      'switch TTFT ms (x, y)',
+      'switch ratio',
     ],
     ...runs.map((r) => [
       String(r.tokens),
@@ -257,6 +285,8 @@ try {
       r.lookupMs.toFixed(0),
       r.verifyMs.toFixed(0),
       r.restoreMs.toFixed(0),
+      r.switchTtftMs ? r.switchTtftMs.map((v) => v.toFixed(0)).join(', ') : '-',
+      r.switchRatio !== undefined ? r.switchRatio.toFixed(3) : '-',
     ]),
   ];
   const w = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
