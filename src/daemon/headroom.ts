@@ -853,7 +853,7 @@ export class Headroom {
 
   /** Every known model's state, memory, context, requests and timings. */
   modelMetrics(): ModelResourceMetrics[] {
-    return modelMetrics(this.manager);
+    return modelMetrics(this.manager, (model) => this.savedState(model));
   }
 
   /** RAM, cores, the budget and what models hold of it, GPUs, and the pressure level now. */

@@ -3,7 +3,31 @@ import { describe, expect, it } from 'vitest';
 import { normaliseConfig } from '../config/load.js';
 import type { FeedEvent, MonitorFeed, MonitorSample } from '../monitor/feed.js';
 import type { ManagerEvent, ResourcesView } from '../scheduler/model-manager.js';
-import { HeadroomEvents, pressureConfig, resourceLimits, systemResources } from './library.js';
+import type { ModelStatus } from '../scheduler/model-manager.js';
+import {
+  HeadroomEvents,
+  modelMetrics,
+  pressureConfig,
+  resourceLimits,
+  systemResources,
+} from './library.js';
+
+describe('modelMetrics', () => {
+  it('gives each model its saved conversation states, loaded or not', () => {
+    const m = new Manager();
+    const status = { name: 'a', path: '/a.gguf', state: 'unloaded', inFlight: 0, queued: 0 };
+    const manager = Object.assign(m, { list: () => [status as unknown as ModelStatus] });
+    const saved = (model: string) =>
+      model === 'a' ? { entries: 2, bytes: 3000 } : { entries: 0, bytes: 0 };
+    expect(modelMetrics(manager as never, saved)).toEqual([
+      expect.objectContaining({
+        model: 'a',
+        memoryUsage: null,
+        savedState: { entries: 2, bytes: 3000 },
+      }),
+    ]);
+  });
+});
 
 /** The manager's event side and ledger, as HeadroomEvents reads them. */
 class Manager extends EventEmitter<{ event: [ManagerEvent] }> {

@@ -77,6 +77,8 @@ export interface ModelResourceMetrics {
   buffers: MemoryBuffers | null;
   /** The last load failure, when there was one. */
   lastError: string | null;
+  /** Its conversations saved on disk (state across unloads): how many, and their bytes. */
+  savedState: { entries: number; bytes: number };
 }
 
 /** The machine and the ledger together. */
@@ -293,7 +295,10 @@ export function memoryAllocations(manager: Manager): MemoryAllocation[] {
 }
 
 /** Every known model's numbers, loaded or not. */
-export function modelMetrics(manager: Manager): ModelResourceMetrics[] {
+export function modelMetrics(
+  manager: Manager,
+  savedState: (model: string) => { entries: number; bytes: number },
+): ModelResourceMetrics[] {
   const buffers = new Map(manager.resources().models.map((m) => [m.name, m.buffers ?? null]));
   return manager.list().map((s: ModelStatus) => {
     const loaded = s.state !== 'unloaded' && s.state !== 'failed';
@@ -316,6 +321,7 @@ export function modelMetrics(manager: Manager): ModelResourceMetrics[] {
       pinned: s.pinned,
       buffers: buffers.get(s.name) ?? null,
       lastError: s.lastError ?? null,
+      savedState: savedState(s.name),
     };
   });
 }
