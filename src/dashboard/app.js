@@ -14,6 +14,7 @@ import {
   modelsIn,
   pointOf,
   pressureSpans,
+  savedText,
 } from './lib.js';
 
 /**
@@ -435,7 +436,7 @@ function rowFor(name) {
   const tr = document.createElement('tr');
   tr.dataset.model = name;
   const labels = [...document.querySelectorAll('#models thead th')].map((th) => th.textContent);
-  const cells = labels.slice(0, 12).map((label) => {
+  const cells = labels.slice(0, 13).map((label) => {
     const td = cell('');
     td.dataset.label = label;
     return td;
@@ -480,6 +481,7 @@ function renderModels() {
       String(m.inFlight ?? 0),
       String(m.queued ?? 0),
       countdown(m.expiresAt, m.state, now),
+      savedText(m.savedState),
     ];
     values.forEach((v, i) => {
       if (row.cells[i].textContent !== v) row.cells[i].textContent = v;

@@ -191,6 +191,11 @@ export function countdown(expiresAt, state, now) {
   return s >= 60 ? `${Math.floor(s / 60)}m ${String(s % 60).padStart(2, '0')}s` : `${s}s`;
 }
 
+/** A model's conversations saved on disk: "2 · 31.0 MiB", "–" when there are none. */
+export function savedText(saved) {
+  return saved && saved.entries > 0 ? `${saved.entries} · ${formatBytes(saved.bytes)}` : '–';
+}
+
 /** Delay before the next reconnect attempt: 0.5 s doubling to 5 s. */
 export function backoffMs(attempt) {
   return Math.min(5000, 500 * 2 ** Math.max(0, attempt));

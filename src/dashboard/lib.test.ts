@@ -36,6 +36,7 @@ interface Lib {
   formatMs(n: number | undefined): string;
   countdown(expiresAt: number | null, state: string, now: number): string;
   backoffMs(attempt: number): number;
+  savedText(saved: { entries: number; bytes: number } | null | undefined): string;
 }
 
 const LIB = './lib.js';
@@ -152,5 +153,8 @@ describe('formatting', () => {
     expect(lib.countdown(null, 'ready', 0)).toBe('never');
     expect(lib.countdown(70_000, 'unloaded', 0)).toBe('–');
     expect([0, 1, 2, 3, 4, 10].map(lib.backoffMs)).toEqual([500, 1000, 2000, 4000, 5000, 5000]);
+    expect(lib.savedText({ entries: 2, bytes: 3 * MiB })).toBe('2 · 3.0 MiB');
+    expect(lib.savedText({ entries: 0, bytes: 0 })).toBe('–');
+    expect(lib.savedText(null)).toBe('–');
   });
 });

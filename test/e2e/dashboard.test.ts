@@ -46,6 +46,8 @@ suite(`the dashboard in chromium (${engine.kind})`, () => {
     port,
     engines: engine.engines,
     monitor: { interval: '500ms' },
+    // The request below is long enough that the unload saves its conversation.
+    state: { minTokens: 32 },
     // Only the tiny model (the shared cache holds other tests' models too).
     modelDirs: [models],
   });
@@ -130,7 +132,9 @@ suite(`the dashboard in chromium (${engine.kind})`, () => {
     const client = new OpenAI({ baseURL: `${daemon.url}/v1`, apiKey: 'unused', maxRetries: 0 });
     await client.chat.completions.create({
       model: MODEL,
-      messages: [{ role: 'user', content: 'hello' }],
+      messages: [
+        { role: 'user', content: `hello, ${'tell me about the weather today; '.repeat(6)}` },
+      ],
       max_tokens: 8,
     });
     await expect
@@ -178,6 +182,10 @@ suite(`the dashboard in chromium (${engine.kind})`, () => {
       .poll(() => row(page).locator('td').nth(1).textContent(), { timeout: 30_000 })
       .toBe('unloaded');
     expect((await status()).state).toBe('unloaded');
+    // The conversation of the request above was saved before the runner stopped.
+    await expect
+      .poll(() => row(page).locator('td').nth(12).textContent(), { timeout: 10_000 })
+      .toMatch(/^1 · [\d.]+ [KM]iB$/);
     // The log view still follows the runner's log: the stop is written there after the fact.
     await expect
       .poll(() => page.locator('#log-text').textContent(), { timeout: 10_000 })
