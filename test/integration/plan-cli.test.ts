@@ -3,12 +3,12 @@
  * be built: `npm run build`), with $HEADROOM_HOME pointing at a temporary home whose models
  * directory holds two quantisations of one forged model. No daemon runs.
  */
-import { spawn } from 'node:child_process';
 import { copyFile, mkdir, mkdtemp, open, rm, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cachedModel } from '../helpers/models.js';
+import { runProcess, type Run } from '../helpers/run.js';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 const BIN = path.join(ROOT, 'bin', 'headroom.js');
@@ -17,24 +17,9 @@ let home: string;
 let f16: string;
 let q8: string;
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
 function headroom(...args: string[]): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], {
-      env: { ...process.env, HEADROOM_HOME: home },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.once('error', reject);
-    child.once('close', (code) => resolve({ code, stdout, stderr }));
+  return runProcess(process.execPath, [BIN, ...args], {
+    env: { ...process.env, HEADROOM_HOME: home },
   });
 }
 
