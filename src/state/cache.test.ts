@@ -20,14 +20,15 @@ function stateFile(tokens: number[], cells: number, packed = true): Buffer {
 
 const range = (from: number, n: number): number[] => Array.from({ length: n }, (_, i) => from + i);
 
-const KEY = stateKey({
+const KEY_PARTS = {
   file: { path: '/m.gguf', size: 1, mtimeMs: 2 },
   engine: 'llama-server',
   runtime: 'b1',
   kvCacheKeyType: 'f16',
   kvCacheValueType: 'f16',
   flashAttention: true,
-});
+} as const;
+const KEY = stateKey(KEY_PARTS);
 
 describe('StateCache', () => {
   let root: string;
@@ -170,14 +171,7 @@ describe('StateCache', () => {
   });
 
   it('keys states by the model file and the config that shapes the cells', () => {
-    const base = {
-      file: { path: '/m.gguf', size: 1, mtimeMs: 2 },
-      engine: 'llama-server',
-      runtime: 'b1',
-      kvCacheKeyType: 'f16',
-      kvCacheValueType: 'f16',
-      flashAttention: true,
-    };
+    const base = KEY_PARTS;
     const keys = new Set([
       stateKey(base),
       stateKey({ ...base, file: { ...base.file, mtimeMs: 3 } }),

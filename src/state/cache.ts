@@ -10,6 +10,7 @@ import {
   commonPrefix,
   readStateHeader,
   readStateLayout,
+  readStreamCount,
   writeWithStreams,
 } from './format.js';
 
@@ -377,7 +378,7 @@ export class StateCache {
     const file = this.#fileOf(e);
     const own = { name: path.basename(file), dispose: async () => {} };
     const { headerBytes } = await readStateHeader(file, this.#maxTokens);
-    const saved = await readU32(file, headerBytes);
+    const saved = await readStreamCount(file, headerBytes);
     if (saved === streams) return own;
     let layout;
     try {
@@ -538,17 +539,4 @@ async function hashFile(file: string): Promise<string> {
     await fh.close();
   }
   return hash.digest('hex');
-}
-
-/** The little-endian u32 at `offset` of a file. */
-async function readU32(file: string, offset: number): Promise<number> {
-  const fh = await open(file, 'r');
-  try {
-    const b = Buffer.alloc(4);
-    if ((await fh.read(b, 0, 4, offset)).bytesRead < 4)
-      throw new StateFormatError('no cells after the token list');
-    return b.readUInt32LE(0);
-  } finally {
-    await fh.close();
-  }
 }

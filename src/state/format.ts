@@ -88,6 +88,19 @@ export interface StateLayout {
   cells?: { offset: number; bytes: number };
 }
 
+/** The KV stream count a state file was written with (the word after its token list). */
+export async function readStreamCount(file: string, headerBytes: number): Promise<number> {
+  const fh = await open(file, 'r');
+  try {
+    const b = Buffer.alloc(4);
+    if ((await fh.read(b, 0, 4, headerBytes)).bytesRead < 4)
+      throw new StateFormatError('no cells after the token list');
+    return b.readUInt32LE(0);
+  } finally {
+    await fh.close();
+  }
+}
+
 /** A cell's meta in a sequence state: position, seq-id count (1), the seq id. */
 const CELL_META_BYTES = 12;
 const MAX_STREAMS = 4096;
