@@ -28,6 +28,7 @@ import { forgeModel, parseParamCount } from '../dist/gguf/forge.js';
 import { freePort } from '../dist/lib/net.js';
 import { loadModel, startBenchDaemon } from './lib/daemon.mjs';
 import { machineInfo, median } from './lib/stats.mjs';
+import { sseSplitter } from './lib/sse.mjs';
 
 const root = path.resolve(import.meta.dirname, '..');
 const { values } = parseArgs({
@@ -133,24 +134,18 @@ function once(base, tokens = TOKENS) {
       let first = 0;
       let last = 0;
       let n = 0;
-      let buf = '';
       res.setEncoding('utf8');
-      res.on('data', (d) => {
-        buf += d;
-        let i;
-        while ((i = buf.indexOf('\n\n')) >= 0) {
-          const ev = buf.slice(0, i);
-          buf = buf.slice(i + 2);
-          if (!ev.startsWith('data: ') || ev === 'data: [DONE]') continue;
-          const data = JSON.parse(ev.slice(6));
+      res.on(
+        'data',
+        sseSplitter((data) => {
           if (data.choices?.[0]?.delta?.content) {
             const now = performance.now();
             if (!first) first = now;
             last = now;
             n++;
           }
-        }
-      });
+        }),
+      );
       res.on('end', () =>
         resolve({
           ttftMs: first - t0,

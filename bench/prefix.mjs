@@ -10,6 +10,7 @@ import { parseArgs } from 'node:util';
 import { forgeModel, parseParamCount } from '../dist/gguf/forge.js';
 import { loadModel, startBenchDaemon } from './lib/daemon.mjs';
 import { machineInfo } from './lib/stats.mjs';
+import { readChatStream } from './lib/sse.mjs';
 
 const root = path.resolve(import.meta.dirname, '..');
 const { values } = parseArgs({
@@ -57,21 +58,7 @@ async function ttft(messages) {
     }),
   });
   if (!res.ok) throw new Error(`${res.status} ${await res.text()}`);
-  let first = 0;
-  let usage;
-  let buf = '';
-  const dec = new TextDecoder();
-  for await (const chunk of res.body) {
-    buf += dec.decode(chunk, { stream: true });
-    let i;
-    while ((i = buf.indexOf('\n\n')) >= 0) {
-      const ev = buf.slice(0, i);
-      buf = buf.slice(i + 2);
-      if (!first && ev.includes('"content":"') && !ev.includes('"content":""'))
-        first = performance.now();
-      if (ev.includes('"usage":')) usage = JSON.parse(ev.slice(6)).usage;
-    }
-  }
+  const { first, usage } = await readChatStream(res);
   return { ttftMs: first - t0, usage };
 }
 

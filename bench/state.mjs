@@ -21,6 +21,7 @@ import { parseArgs } from 'node:util';
 import { forgeModel, parseParamCount } from '../dist/gguf/forge.js';
 import { startBenchDaemon } from './lib/daemon.mjs';
 import { machineInfo } from './lib/stats.mjs';
+import { readChatStream } from './lib/sse.mjs';
 
 const root = path.resolve(import.meta.dirname, '..');
 const { values } = parseArgs({
@@ -97,25 +98,7 @@ async function ttft(messages) {
     }),
   });
   if (!res.ok) throw new Error(`${res.status} ${await res.text()}`);
-  let first = 0;
-  let usage;
-  let timings;
-  let buf = '';
-  const dec = new TextDecoder();
-  for await (const chunk of res.body) {
-    buf += dec.decode(chunk, { stream: true });
-    let i;
-    while ((i = buf.indexOf('\n\n')) >= 0) {
-      const ev = buf.slice(0, i);
-      buf = buf.slice(i + 2);
-      if (!first && ev.includes('"delta"') && ev.includes('"content":')) first = performance.now();
-      if (ev.startsWith('data: {')) {
-        const j = JSON.parse(ev.slice(6));
-        if (j.usage) usage = j.usage;
-        if (j.timings) timings = j.timings;
-      }
-    }
-  }
+  const { first, usage, timings } = await readChatStream(res);
   return { ttftMs: (first || performance.now()) - t0, usage, timings };
 }
 

@@ -14,6 +14,7 @@ import { parseArgs } from 'node:util';
 import { forgeModel, parseParamCount, shapeForParams } from '../dist/gguf/forge.js';
 import { listeningUrl, loadModel, startBenchDaemon } from './lib/daemon.mjs';
 import { machineInfo, median } from './lib/stats.mjs';
+import { readChatStream } from './lib/sse.mjs';
 
 const root = path.resolve(import.meta.dirname, '..');
 const { values } = parseArgs({
@@ -86,29 +87,7 @@ try {
       body,
     });
     if (!res.ok) throw new Error(`${res.status} ${await res.text()}`);
-    let first = 0;
-    let last = 0;
-    let tokens = 0;
-    let usage;
-    const decoder = new TextDecoder();
-    let buf = '';
-    for await (const chunk of res.body) {
-      buf += decoder.decode(chunk, { stream: true });
-      let i;
-      while ((i = buf.indexOf('\n\n')) >= 0) {
-        const ev = buf.slice(0, i);
-        buf = buf.slice(i + 2);
-        if (!ev.startsWith('data: ') || ev === 'data: [DONE]') continue;
-        const data = JSON.parse(ev.slice(6));
-        if (data.usage) usage = data.usage;
-        if (data.choices?.[0]?.delta?.content) {
-          const now = performance.now();
-          if (!first) first = now;
-          last = now;
-          tokens++;
-        }
-      }
-    }
+    const { first, last, tokens, usage } = await readChatStream(res);
     const completion = usage?.completion_tokens ?? tokens;
     return {
       ttftMs: first - t0,

@@ -14,6 +14,7 @@ import { parseArgs } from 'node:util';
 import { forgeModel, parseParamCount } from '../dist/gguf/forge.js';
 import { loadModel, startBenchDaemon } from './lib/daemon.mjs';
 import { machineInfo } from './lib/stats.mjs';
+import { sseSplitter } from './lib/sse.mjs';
 
 const root = path.resolve(import.meta.dirname, '..');
 const { values } = parseArgs({
@@ -60,24 +61,20 @@ function stream(base, model) {
     const t0 = performance.now();
     let first = 0;
     let tokens = 0;
-    let buf = '';
     const req = http.request(
       new URL('/v1/chat/completions', base),
       { method: 'POST', agent, headers: { 'content-type': 'application/json' } },
       (res) => {
         res.setEncoding('utf8');
-        res.on('data', (d) => {
-          buf += d;
-          let i;
-          while ((i = buf.indexOf('\n\n')) >= 0) {
-            const ev = buf.slice(0, i);
-            buf = buf.slice(i + 2);
-            if (ev.includes('"content":"') && !ev.includes('"content":""')) {
+        res.on(
+          'data',
+          sseSplitter((data) => {
+            if (data.choices?.[0]?.delta?.content) {
               if (!first) first = performance.now();
               tokens++;
             }
-          }
-        });
+          }),
+        );
         res.on('end', () =>
           res.statusCode === 200
             ? resolve({ ttftMs: first - t0, tokens })
