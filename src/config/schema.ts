@@ -62,36 +62,24 @@ const enginesSchema = z
   })
   .strict();
 
+// A runner's sizes, shared by the defaults and each model's overrides so their ranges agree.
+const contextSizeSchema = z.number().int().min(128).max(1_048_576);
+const parallelSchema = z.number().int().min(1).max(64);
+const threadsSchema = z.number().int().min(1).max(1024);
+const batchSizeSchema = z.number().int().min(16).max(65536);
+
 const runnerDefaultsSchema = z
   .object({
-    contextSize: z
-      .number()
-      .int()
-      .min(128)
-      .max(1_048_576)
+    contextSize: contextSizeSchema
       .default(4096)
       .describe('Context size in tokens for loads that do not ask for one. Defaults to 4096.'),
-    parallel: z
-      .number()
-      .int()
-      .min(1)
-      .max(64)
+    parallel: parallelSchema
       .default(1)
       .describe('Parallel sequences per loaded model. Defaults to 1.'),
-    threads: z
-      .number()
-      .int()
-      .min(1)
-      .max(1024)
+    threads: threadsSchema
       .optional()
       .describe('CPU threads per runner. Defaults to the available cores.'),
-    batchSize: z
-      .number()
-      .int()
-      .min(16)
-      .max(65536)
-      .default(512)
-      .describe('Batch size in tokens. Defaults to 512.'),
+    batchSize: batchSizeSchema.default(512).describe('Batch size in tokens. Defaults to 512.'),
     flashAttention: z
       .boolean()
       .default(true)
@@ -119,32 +107,14 @@ const modelOverrideSchema = z
       .min(1)
       .optional()
       .describe('Path of the GGUF file, when it is not in a models directory.'),
-    contextSize: z
-      .number()
-      .int()
-      .min(128)
-      .max(1_048_576)
+    contextSize: contextSizeSchema
       .optional()
       .describe('Context size in tokens for this model. Defaults to runner.contextSize.'),
-    parallel: z
-      .number()
-      .int()
-      .min(1)
-      .max(64)
+    parallel: parallelSchema
       .optional()
       .describe('Parallel sequences. Defaults to runner.parallel.'),
-    threads: z
-      .number()
-      .int()
-      .min(1)
-      .max(1024)
-      .optional()
-      .describe('CPU threads. Defaults to runner.threads.'),
-    batchSize: z
-      .number()
-      .int()
-      .min(16)
-      .max(65536)
+    threads: threadsSchema.optional().describe('CPU threads. Defaults to runner.threads.'),
+    batchSize: batchSizeSchema
       .optional()
       .describe('Batch size in tokens. Defaults to runner.batchSize.'),
     flashAttention: z
