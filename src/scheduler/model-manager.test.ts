@@ -1,4 +1,5 @@
 import { describe, expect, it, vi } from 'vitest';
+import { TEST_RUNNER_DEFAULTS } from '../../test/helpers/server-core.js';
 import type { RunnerConfig } from '../engines/types.js';
 import { ModelManager, ModelNotFoundError } from './model-manager.js';
 import type { CoreSettings } from './core.js';
@@ -38,17 +39,7 @@ function deferred<T>() {
   return { promise, resolve, reject };
 }
 
-const defaults: Omit<RunnerConfig, 'modelPath'> = {
-  contextSize: 512,
-  parallel: 1,
-  threads: 1,
-  batchSize: 64,
-  flashAttention: true,
-  kvCacheKeyType: 'f16',
-  kvCacheValueType: 'f16',
-  mmap: true,
-  gpuLayers: 0,
-};
+const defaults = TEST_RUNNER_DEFAULTS;
 
 function setup(
   settings: Partial<CoreSettings> = {},
