@@ -42,6 +42,12 @@ export interface Lease {
   readonly signal: AbortSignal;
   /** Ends the lease; idempotent. */
   release(): void;
+  /**
+   * Resolves true once the runner serving this lease has exited (at once when it already has),
+   * false while it still runs after `timeoutMs`. For a runner that refused a connection: its
+   * port closes while it exits, a moment before the exit is seen.
+   */
+  gone(timeoutMs: number): Promise<boolean>;
 }
 
 /** Memory of a loaded model, bytes: the ledger's view and what was measured. */

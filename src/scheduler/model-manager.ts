@@ -550,6 +550,20 @@ export class ModelManager extends EventEmitter<{ event: [ManagerEvent] }> {
     });
   }
 
+  async #goneWithin(instance: number, timeoutMs: number): Promise<boolean> {
+    if (!this.#running.has(instance)) return true;
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<false>((resolve) => {
+      timer = setTimeout(() => resolve(false), timeoutMs);
+      timer.unref();
+    });
+    try {
+      return await Promise.race([this.#whenGone(instance).then(() => true as const), late]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
   // ---- effects of the core (synchronous: start async work, never call the core back) --------
 
   #plan(name: string, needs: Needs, room: number, gpuRoom: readonly number[]): PlanOutcome {
@@ -822,6 +836,7 @@ export class ModelManager extends EventEmitter<{ event: [ManagerEvent] }> {
         this.#held.delete(request);
         this.#call(() => this.#core.release(request));
       },
+      gone: (timeoutMs) => this.#goneWithin(r.id, timeoutMs),
     };
     if (p.hold) this.#held.set(request, held);
     else queueMicrotask(() => lease.release());

@@ -18,6 +18,7 @@ function lease(url: string): Lease & { released: number } {
     release() {
       l.released++;
     },
+    gone: () => Promise.resolve(false),
   };
   return l;
 }

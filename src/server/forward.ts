@@ -49,6 +49,12 @@ export interface ForwardOptions {
   stripUsage?: boolean;
   /** Extra response headers (e.g. what the context policy did). */
   headers?: Record<string, string>;
+  /**
+   * The runner refused the connection or dropped it before any answer (LOST_CONNECTION), and
+   * nothing was sent to the client. The lease is released and the span left open; the caller
+   * answers (or tries another runner). Without it the client gets 502 runner_unreachable.
+   */
+  onLost?: () => void;
   /** Called once when the exchange ends; `outcome` says how. */
   onEnd?: (outcome: ForwardOutcome, status: number) => void;
   /**
@@ -83,6 +89,13 @@ export interface AnswerTransform {
   /** An error for the client: a whole answer (nothing sent yet), or the stream's last bytes. */
   error(envelope: ErrorEnvelope, midStream: boolean): string;
 }
+
+/**
+ * How a connection to a runner that is dying ends before it answers: its port closed (refused), or
+ * the kernel accepted the connection on the listening socket and reset it when the process died
+ * (a hung or stopped process still accepts).
+ */
+const LOST_CONNECTION = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE']);
 
 /** The runner's connection broke in the middle of its answer. */
 export function runnerFailedError(model: string): HeadroomError {
@@ -120,14 +133,19 @@ export function forwardToRunner(opts: ForwardOptions): void {
   let status = 0;
   let observer: StreamObserver | undefined;
   const untrack = opts.metrics?.trackStream(res);
-  const finish = (outcome: ForwardOutcome): void => {
-    if (ended) return;
+  /** Ends this exchange's hold: the lease and every listener; false when already ended. */
+  const detach = (): boolean => {
+    if (ended) return false;
     ended = true;
     lease.release();
     lease.signal.removeEventListener('abort', onCancelled);
     untrack?.();
     res.off('close', onClientClose);
     res.off('drain', onDrain);
+    return true;
+  };
+  const finish = (outcome: ForwardOutcome): void => {
+    if (!detach()) return;
     if (span) {
       if (observer?.firstAt !== undefined) span.firstByte(observer.firstAt);
       const failed = outcome === 'done' && status >= 400;
@@ -149,14 +167,8 @@ export function forwardToRunner(opts: ForwardOptions): void {
   };
 
   const transform = opts.transform;
-  /** Sends a whole error answer (nothing was sent yet). */
-  const sendError = (code: number, body: ErrorEnvelope, retryAfter?: number): void => {
-    res.writeHead(code, {
-      'content-type': 'application/json',
-      ...(retryAfter !== undefined ? { 'retry-after': String(retryAfter) } : {}),
-    });
-    res.end(transform ? transform.error(body, false) : JSON.stringify(body));
-  };
+  const sendError = (code: number, body: ErrorEnvelope, retryAfter?: number): void =>
+    writeErrorAnswer(res, { status: code, body, retryAfter }, transform);
   const closeStream =
     opts.closeAfterStream === true && (body as { stream?: unknown } | null)?.stream === true;
 
@@ -381,8 +393,21 @@ export function forwardToRunner(opts: ForwardOptions): void {
     up.on('error', onBroken);
   }
 
-  function onUpstreamError(): void {
+  function onUpstreamError(err: NodeJS.ErrnoException): void {
     if (ended) return;
+    const { onLost } = opts;
+    if (
+      onLost &&
+      upstreamResponse === undefined &&
+      !res.headersSent &&
+      !res.destroyed &&
+      LOST_CONNECTION.has(err.code ?? '')
+    ) {
+      // The runner answered nothing and nothing was sent: the caller may try another runner.
+      detach();
+      onLost();
+      return;
+    }
     if (!res.headersSent && !res.destroyed) {
       const { status: code, body } = envelopeOf(runnerUnreachableError(lease.model));
       status = code;
@@ -401,6 +426,31 @@ export function forwardToRunner(opts: ForwardOptions): void {
     onResponse,
     onError: onUpstreamError,
   });
+}
+
+/**
+ * Answers with `err` rendered as a whole error answer, in the transform's shape when there is
+ * one; a response that has begun is closed instead. For a request forwardToRunner handed back.
+ */
+export function answerError(res: ServerResponse, err: unknown, transform?: AnswerTransform): void {
+  if (res.headersSent || res.destroyed) {
+    if (!res.destroyed) res.destroy();
+    return;
+  }
+  writeErrorAnswer(res, envelopeOf(err), transform);
+}
+
+/** Sends a whole error answer (nothing was sent yet). */
+function writeErrorAnswer(
+  res: ServerResponse,
+  e: { status: number; body: ErrorEnvelope; retryAfter?: number | undefined },
+  transform: AnswerTransform | undefined,
+): void {
+  res.writeHead(e.status, {
+    'content-type': 'application/json',
+    ...(e.retryAfter !== undefined ? { 'retry-after': String(e.retryAfter) } : {}),
+  });
+  res.end(transform ? transform.error(e.body, false) : JSON.stringify(e.body));
 }
 
 /** Whether a runner's error answer is already an OpenAI error envelope. */

@@ -5,7 +5,13 @@ import { requestSignal } from '../lib/request-signal.js';
 import type { RequestSpan } from '../metrics/requests.js';
 import type { AcquireOptions, Lease } from '../scheduler/model-manager.js';
 import type { ServerCore } from './core.js';
-import { forwardToRunner, type AnswerTransform, type ForwardOptions } from './forward.js';
+import {
+  answerError,
+  forwardToRunner,
+  runnerUnreachableError,
+  type AnswerTransform,
+  type ForwardOptions,
+} from './forward.js';
 import { metricsOf } from './metrics-routes.js';
 
 /**
@@ -46,9 +52,65 @@ export interface RelayRequest {
 export async function relay(core: ServerCore, reply: FastifyReply, r: RelayRequest): Promise<void> {
   const metrics = metricsOf(core);
   const span = metrics.begin({ model: r.model, endpoint: r.endpoint, stream: r.stream });
+  const first = await leaseAndPrepare(core, reply, r, span);
+  reply.hijack();
+  const forward = (lease: Lease, prepared: PreparedBody, onLost?: () => void): void =>
+    forwardToRunner({
+      lease,
+      path: r.path,
+      body: prepared.body,
+      res: reply.raw,
+      span,
+      metrics,
+      ...(prepared.stripUsage ? { stripUsage: true } : {}),
+      ...(prepared.headers ? { headers: prepared.headers } : {}),
+      ...(r.transform ? { transform: r.transform(lease) } : {}),
+      ...engineForwarding(core, lease),
+      ...(onLost ? { onLost } : {}),
+    });
+  // A runner that refused or dropped the connection before answering is dying (or hung and being
+  // killed): once its exit is seen, the request goes through the queue again (a new runner is
+  // loaded) rather than failing. Once only.
+  forward(first.lease, first.prepared, () => {
+    void (async () => {
+      const gone = await first.lease.gone(LOST_EXIT_WAIT_MS);
+      const transform = r.transform?.(first.lease);
+      if (!gone) {
+        span.end({ outcome: 'error', status: 502, error: 'runner_unreachable' });
+        answerError(reply.raw, runnerUnreachableError(r.model), transform);
+        return;
+      }
+      let next: { lease: Lease; prepared: PreparedBody };
+      try {
+        next = await leaseAndPrepare(core, reply, r, span);
+      } catch (err) {
+        answerError(reply.raw, err, transform);
+        return;
+      }
+      forward(next.lease, next.prepared);
+    })();
+  });
+}
+
+/**
+ * How long a request whose runner refused or dropped it waits for the runner's exit to be seen
+ * before it is answered 502: a dying process's port closes a moment before its exit is seen; a
+ * runner that stays up (an external command's server that closed its port) is not retried.
+ */
+const LOST_EXIT_WAIT_MS = 2000;
+
+/**
+ * Acquires a lease and prepares the body on it. Throws what the route renders; the span is
+ * ended then.
+ */
+async function leaseAndPrepare(
+  core: ServerCore,
+  reply: FastifyReply,
+  r: RelayRequest,
+  span: RequestSpan,
+): Promise<{ lease: Lease; prepared: PreparedBody }> {
   const { signal, dispose } = requestSignal(reply.raw);
   let lease: Lease | undefined;
-  let prepared: PreparedBody;
   try {
     try {
       lease = await core.manager.acquire(r.model, { ...r.acquire, signal });
@@ -61,7 +123,7 @@ export async function relay(core: ServerCore, reply: FastifyReply, r: RelayReque
       throw err;
     }
     span.leased(lease.timing);
-    prepared = await r.prepare(lease, signal, span);
+    let prepared = await r.prepare(lease, signal, span);
     if (core.restoreState)
       prepared = {
         ...prepared,
@@ -69,6 +131,7 @@ export async function relay(core: ServerCore, reply: FastifyReply, r: RelayReque
       };
     // The client may have left in the same tick the lease came: never start work for nobody.
     if (signal.aborted) throw signal.reason;
+    return { lease, prepared };
   } catch (err) {
     lease?.release();
     if (!span.ended)
@@ -89,19 +152,6 @@ export async function relay(core: ServerCore, reply: FastifyReply, r: RelayReque
   } finally {
     dispose();
   }
-  reply.hijack();
-  forwardToRunner({
-    lease,
-    path: r.path,
-    body: prepared.body,
-    res: reply.raw,
-    span,
-    metrics,
-    ...(prepared.stripUsage ? { stripUsage: true } : {}),
-    ...(prepared.headers ? { headers: prepared.headers } : {}),
-    ...(r.transform ? { transform: r.transform(lease) } : {}),
-    ...engineForwarding(core, lease),
-  });
 }
 
 function modelState(core: ServerCore, name: string): string | undefined {

@@ -158,6 +158,22 @@ describe.skipIf('missing' in binary)('runner faults (llama-server)', () => {
     expect((await model(daemon)).pid).not.toBe(pid);
   });
 
+  it('serves a request sent to a frozen runner from the runner loaded once it is killed', async () => {
+    expect((await chat(daemon)).status).toBe(200);
+    const { pid } = await model(daemon);
+    process.kill(pid!, 'SIGSTOP');
+    const t0 = performance.now();
+    // Leased to the frozen runner: its kernel accepts the connection, nothing answers, and the
+    // kill resets it. The daemon waits for the exit and sends the request to a new runner.
+    const res = await chat(daemon);
+    console.log(
+      `a request sent to a frozen runner was answered ${(performance.now() - t0).toFixed(0)} ms later`,
+    );
+    expect(res.status, await res.text()).toBe(200);
+    expect(isAlive(pid!)).toBe(false);
+    expect((await model(daemon)).pid).not.toBe(pid);
+  });
+
   it('ends the stream with an error event when the runner hangs mid-stream', async () => {
     expect((await chat(daemon)).status).toBe(200);
     const { events, afterFaultMs } = await streamWithFault(daemon, (pid) =>

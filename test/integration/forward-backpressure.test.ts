@@ -93,6 +93,7 @@ describe('daemon buffers for a client that reads nothing', () => {
       config: {} as RunnerConfig,
       signal: new AbortController().signal,
       release: () => void released++,
+      gone: () => Promise.resolve(false),
     };
     let ended: string | undefined;
     const daemon = http.createServer((req, res) => {

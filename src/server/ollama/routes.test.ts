@@ -66,6 +66,7 @@ function appFor(url: string, engine?: Parameters<NonNullable<ServerCore['engineO
           release: () => {
             record.released++;
           },
+          gone: () => Promise.resolve(false),
         };
         return lease;
       },

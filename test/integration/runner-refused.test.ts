@@ -1,0 +1,104 @@
+/**
+ * A runner whose port is closed while it exits: the kernel closes a dying process's sockets a
+ * moment before its parent sees the exit, and a request leased to it in between is refused. The
+ * fake runner's /close-port cue stretches that moment to a chosen length (a real process and
+ * real sockets; the command engine runs it).
+ */
+import { mkdtemp } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import OpenAI from 'openai';
+import { afterEach, describe, expect, it } from 'vitest';
+import { Headroom } from '../../src/daemon/headroom.js';
+import { silentLogger } from '../../src/lib/logger.js';
+import { createApp } from '../../src/server/app.js';
+
+const FAKE = fileURLToPath(new URL('../fixtures/fake-runner.mjs', import.meta.url));
+
+let h: Headroom | undefined;
+let close: (() => Promise<void>) | undefined;
+afterEach(async () => {
+  await close?.();
+  await h?.dispose();
+  h = undefined;
+  close = undefined;
+});
+
+async function start(): Promise<string> {
+  h = await Headroom.create({
+    home: await mkdtemp(path.join(os.tmpdir(), 'headroom-refused-')),
+    log: silentLogger(),
+    config: {
+      demoModel: false,
+      monitor: { enabled: false },
+      models: {
+        fake: {
+          command: [process.execPath, FAKE, '--port=${PORT}'],
+          health: '/health',
+          memory: '16MiB',
+        },
+      },
+    },
+  });
+  const app = createApp(h, { log: silentLogger(), bodyLimit: 1 << 20 });
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  close = () => app.close();
+  const addr = app.server.address();
+  return `http://127.0.0.1:${typeof addr === 'object' && addr ? addr.port : 0}`;
+}
+
+const chat = (url: string): Promise<Response> =>
+  fetch(`${url}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ model: 'fake', messages: [{ role: 'user', content: 'hi' }] }),
+    signal: AbortSignal.timeout(30_000),
+  });
+
+/** Loads the model with one request and closes its runner's port; the process exits `exitMs` later. */
+async function closePort(url: string, exitMs: number): Promise<number> {
+  expect((await chat(url)).status).toBe(200);
+  const { pid, url: runnerUrl } = h!.manager.status('fake');
+  const res = await fetch(`${runnerUrl}/close-port?exit-ms=${exitMs}`);
+  expect(res.status).toBe(200);
+  await res.text();
+  // The port is closed once a new connection is refused.
+  for (;;) {
+    const refused = await fetch(`${runnerUrl}/health`).then(
+      () => false,
+      () => true,
+    );
+    if (refused) break;
+  }
+  return pid!;
+}
+
+describe('a request to a runner whose port has closed', () => {
+  it('waits for the exit and is served by a new runner, not answered 502', async () => {
+    const url = await start();
+    const old = await closePort(url, 300);
+    const t0 = performance.now();
+    const client = new OpenAI({ baseURL: `${url}/v1`, apiKey: 'none', maxRetries: 0 });
+    const answer = await client.chat.completions.create({
+      model: 'fake',
+      messages: [{ role: 'user', content: 'again' }],
+    });
+    console.log(`served ${(performance.now() - t0).toFixed(0)} ms after the port closed`);
+    expect(answer.choices[0]?.message.content).toBe('ok');
+    const now = h!.manager.status('fake');
+    expect(now.state).toBe('ready');
+    expect(now.pid).not.toBe(old);
+  });
+
+  it('answers 502 runner_unreachable when the runner stays up with its port closed', async () => {
+    const url = await start();
+    const old = await closePort(url, 10_000);
+    const res = await chat(url);
+    expect(res.status).toBe(502);
+    expect(((await res.json()) as { error: { code: string } }).error.code).toBe(
+      'runner_unreachable',
+    );
+    expect(h!.manager.status('fake').pid).toBe(old);
+  });
+});
