@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { DEFAULT_MONITOR_CONFIG, monitorConfigSchema } from './monitor.js';
+import { contextSizeSchema, kvCacheTypeSchema, parallelSchema } from '../lib/runner-sizes.js';
 
 /**
  * The daemon's configuration. Every option has a default, so an empty file (or none) is valid.
@@ -30,7 +31,7 @@ export const byteSizeSchema = z.union([
     ),
 ]);
 
-export const kvCacheTypeSchema = z.enum(['f16', 'q8_0', 'q4_0']);
+export { kvCacheTypeSchema };
 
 export const engineKindSchema = z.enum(['llama-server', 'embedded', 'command']);
 
@@ -62,9 +63,8 @@ const enginesSchema = z
   })
   .strict();
 
-// A runner's sizes, shared by the defaults and each model's overrides so their ranges agree.
-const contextSizeSchema = z.number().int().min(128).max(1_048_576);
-const parallelSchema = z.number().int().min(1).max(64);
+// A runner's sizes, shared by the defaults and each model's overrides (and with the APIs that ask
+// for a load: src/lib/runner-sizes.ts) so their ranges agree.
 const threadsSchema = z.number().int().min(1).max(1024);
 const batchSizeSchema = z.number().int().min(16).max(65536);
 

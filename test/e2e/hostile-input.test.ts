@@ -324,6 +324,14 @@ const ROWS: Row[] = [
     says: /contextSize/,
   },
   {
+    // The config's range (runner.parallel ≤ 64): a load asks for nothing a config could not.
+    name: 'load with parallel 100',
+    path: `/admin/models/${MODEL}/load`,
+    body: { parallel: 100 },
+    status: 400,
+    says: /parallel/,
+  },
+  {
     name: 'load with an unknown key',
     path: `/admin/models/${MODEL}/load`,
     body: { ctx: 512 },

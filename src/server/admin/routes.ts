@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
+import { contextSizeSchema, kvCacheTypeSchema, parallelSchema } from '../../lib/runner-sizes.js';
 import type { ModelStatus } from '../../scheduler/model-manager.js';
 import type { ServerCore } from '../core.js';
 import { once } from 'node:events';
@@ -11,9 +12,9 @@ export const unloadBody = z.object({ force: z.boolean().optional() }).strict().n
 /** Optional config for a management load: what the loaded config must serve. */
 export const loadBody = z
   .object({
-    contextSize: z.number().int().min(16).max(4_194_304).optional(),
-    kv: z.enum(['f16', 'q8_0', 'q4_0']).optional(),
-    parallel: z.number().int().min(1).max(256).optional(),
+    contextSize: contextSizeSchema.optional(),
+    kv: kvCacheTypeSchema.optional(),
+    parallel: parallelSchema.optional(),
     /** Idle time before unload: ms, or null for never (Ollama keep_alive). */
     keepAliveMs: z.number().int().min(0).nullable().optional(),
   })

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { contextSizeSchema } from '../../lib/runner-sizes.js';
 import type { ChatMessage } from '../../engines/openai.js';
 
 /**
@@ -12,7 +13,7 @@ export const keepAliveSchema = z.union([z.number(), z.string().max(32)]).optiona
 
 const optionsSchema = z
   .object({
-    num_ctx: z.number().int().min(128).max(1_048_576).optional(),
+    num_ctx: contextSizeSchema.optional(),
     num_predict: z.number().int().min(-2).optional(),
     temperature: z.number().min(0).max(2).optional(),
     top_p: z.number().min(0).max(1).optional(),
