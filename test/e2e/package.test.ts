@@ -91,8 +91,21 @@ describe('the npm package in a fresh TypeScript project', () => {
     const installed = path.join(project, 'node_modules', 'headroom');
     const manifest = JSON.parse(await readFile(path.join(installed, 'package.json'), 'utf8')) as {
       exports: Record<string, { types: string }>;
+      scripts: Record<string, string>;
     };
     expect(manifest.exports['.']!.types).toBe('./dist/index.d.ts');
+    // Installed as a package, its postinstall builds llama-server (skipped here: the build is
+    // the repository's install's to test, and takes minutes).
+    expect(manifest.scripts.postinstall).toBe('node bin/install-engine.js');
+    const hook = ok(
+      await runProcess(process.execPath, [path.join(installed, 'bin', 'install-engine.js')], {
+        cwd: installed,
+        env: { ...process.env, HEADROOM_SKIP_ENGINE_BUILD: '1' },
+        timeoutMs: 30_000,
+      }),
+      'the postinstall hook',
+    );
+    expect(hook.stderr).toMatch(/llama-server: build skipped/);
     await readFile(path.join(installed, manifest.exports['.']!.types), 'utf8');
     // Source maps carry their sources: the package has no src/ for them to point at.
     const map = JSON.parse(
