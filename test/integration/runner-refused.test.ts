@@ -51,7 +51,7 @@ async function start(): Promise<string> {
 const chat = (url: string): Promise<Response> =>
   fetch(`${url}/v1/chat/completions`, {
     method: 'POST',
-    headers: { 'content-type': 'application/json' },
+    headers: { 'content-type': 'application/json', connection: 'close' },
     body: JSON.stringify({ model: 'fake', messages: [{ role: 'user', content: 'hi' }] }),
     signal: AbortSignal.timeout(30_000),
   });
@@ -89,6 +89,24 @@ describe('a request to a runner whose port has closed', () => {
     const now = h!.manager.status('fake');
     expect(now.state).toBe('ready');
     expect(now.pid).not.toBe(old);
+  });
+
+  it('loads nothing for a client that leaves while the request waits for the exit', async () => {
+    const url = await start();
+    await closePort(url, 500);
+    const res = fetch(`${url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'fake', messages: [{ role: 'user', content: 'hi' }] }),
+      signal: AbortSignal.timeout(150),
+    });
+    await expect(res).rejects.toThrow();
+    // The exit is seen; the request, whose client is gone, must not load the model again.
+    const until = Date.now() + 10_000;
+    while (h!.manager.status('fake').state !== 'failed' && Date.now() < until)
+      await new Promise((r) => setTimeout(r, 20));
+    await new Promise((r) => setTimeout(r, 300));
+    expect(h!.manager.status('fake').state).toBe('failed');
   });
 
   it('answers 502 runner_unreachable when the runner stays up with its port closed', async () => {
