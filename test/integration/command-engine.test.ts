@@ -7,6 +7,7 @@ import { mkdtemp } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import OpenAI from 'openai';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { ConfigInput } from '../../src/config/schema.js';
 import { Headroom } from '../../src/daemon/headroom.js';
@@ -99,5 +100,89 @@ describe('the command engine', () => {
     const body = (await res.json()) as { error: { message: string } };
     expect(body.error.message).toContain('was not ready within 2000 ms');
     expect(body.error.message).toContain('fake runner listening');
+  });
+});
+
+/**
+ * A runner whose port is closed while it exits: the kernel closes a dying process's sockets a
+ * moment before its parent sees the exit, and a request leased to it in between is refused. The
+ * fake runner's /close-port cue stretches that moment to a chosen length; engine-neutral, run here
+ * on the command engine.
+ */
+const FAKE_MODEL: NonNullable<ConfigInput['models']> = {
+  fake: { command: [process.execPath, FAKE, '--port=${PORT}'], health: '/health', memory: '16MiB' },
+};
+
+/** A chat that does not keep its connection: the app's close does not wait for it. */
+const chatClose = (url: string): Promise<Response> =>
+  fetch(`${url}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', connection: 'close' },
+    body: JSON.stringify({ model: 'fake', messages: [{ role: 'user', content: 'hi' }] }),
+    signal: AbortSignal.timeout(30_000),
+  });
+
+/** Loads the model with one request and closes its runner's port; the process exits `exitMs` later. */
+async function closePort(url: string, exitMs: number): Promise<number> {
+  expect((await chatClose(url)).status).toBe(200);
+  const { pid, url: runnerUrl } = h!.manager.status('fake');
+  const res = await fetch(`${runnerUrl}/close-port?exit-ms=${exitMs}`);
+  expect(res.status).toBe(200);
+  await res.text();
+  // The port is closed once a new connection is refused.
+  for (;;) {
+    const refused = await fetch(`${runnerUrl}/health`).then(
+      () => false,
+      () => true,
+    );
+    if (refused) break;
+  }
+  return pid!;
+}
+
+describe('a request to a runner whose port has closed', () => {
+  it('waits for the exit and is served by a new runner, not answered 502', async () => {
+    const url = await start(FAKE_MODEL);
+    const old = await closePort(url, 300);
+    const t0 = performance.now();
+    const client = new OpenAI({ baseURL: `${url}/v1`, apiKey: 'none', maxRetries: 0 });
+    const answer = await client.chat.completions.create({
+      model: 'fake',
+      messages: [{ role: 'user', content: 'again' }],
+    });
+    console.log(`served ${(performance.now() - t0).toFixed(0)} ms after the port closed`);
+    expect(answer.choices[0]?.message.content).toBe('ok');
+    const now = h!.manager.status('fake');
+    expect(now.state).toBe('ready');
+    expect(now.pid).not.toBe(old);
+  });
+
+  it('loads nothing for a client that leaves while the request waits for the exit', async () => {
+    const url = await start(FAKE_MODEL);
+    await closePort(url, 500);
+    const res = fetch(`${url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'fake', messages: [{ role: 'user', content: 'hi' }] }),
+      signal: AbortSignal.timeout(150),
+    });
+    await expect(res).rejects.toThrow();
+    // The exit is seen; the request, whose client is gone, must not load the model again.
+    const until = Date.now() + 10_000;
+    while (h!.manager.status('fake').state !== 'failed' && Date.now() < until)
+      await new Promise((r) => setTimeout(r, 20));
+    await new Promise((r) => setTimeout(r, 300));
+    expect(h!.manager.status('fake').state).toBe('failed');
+  });
+
+  it('answers 502 runner_unreachable when the runner stays up with its port closed', async () => {
+    const url = await start(FAKE_MODEL);
+    const old = await closePort(url, 10_000);
+    const res = await chatClose(url);
+    expect(res.status).toBe(502);
+    expect(((await res.json()) as { error: { code: string } }).error.code).toBe(
+      'runner_unreachable',
+    );
+    expect(h!.manager.status('fake').pid).toBe(old);
   });
 });
