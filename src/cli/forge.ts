@@ -6,7 +6,7 @@ import { intFlag } from './flags.js';
 
 const TYPES = new Set(['f32', 'f16', 'q8_0']);
 
-/** `headroom forge`: writes a synthetic llama-architecture GGUF model with random weights. */
+/** `headroom forge`: writes a synthetic llama (or Gemma 3) GGUF model with random weights. */
 export async function forge(values: Record<string, unknown>): Promise<number> {
   const out = values.out as string | undefined;
   if (!out) throw new UsageError('headroom forge needs --out FILE');
@@ -38,6 +38,13 @@ export async function forge(values: Record<string, unknown>): Promise<number> {
   if (values.tied === true) opts.tied = true;
   if (values['chat-template'] !== undefined) opts.chatTemplate = values['chat-template'] as string;
   if (values.name !== undefined) opts.name = values.name as string;
+  if (values.arch !== undefined) {
+    if (values.arch !== 'llama' && values.arch !== 'gemma3')
+      throw new UsageError(`--arch must be llama or gemma3, got "${values.arch as string}"`);
+    opts.architecture = values.arch;
+  }
+  const window = intFlag(values, 'sliding-window');
+  if (window !== undefined) opts.slidingWindow = window;
 
   const controller = new AbortController();
   const onSignal = (): void => controller.abort(new Error('interrupted'));

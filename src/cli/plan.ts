@@ -341,7 +341,11 @@ function render(
       kind(t.weightsAnon, t.weightsFile) +
         (t.weightsGpu > 0 ? `, ${formatGB(t.weightsGpu)} on GPU` : ''),
     ],
-    ['KV cache', formatGB(f.kvCache), `${t.contextCells} cells, anonymous`],
+    [
+      'KV cache',
+      formatGB(f.kvCache),
+      `${t.contextCells} cells${t.windowCells < t.contextCells ? ` (${t.windowCells} in sliding-window layers)` : ''}, anonymous`,
+    ],
     [
       'compute',
       formatGB(f.compute),
@@ -350,7 +354,8 @@ function render(
     [
       'overhead',
       formatGB(f.overhead),
-      `runtime ${formatGB(t.runtimeAnon + t.runtimeFile)}, growth while filling ${formatGB(t.runtimeGrowth)}, model host ${formatGB(t.modelHost)}, slots ${formatGB(t.slotHost)}`,
+      `runtime ${formatGB(t.runtimeAnon + t.runtimeFile)}, growth while filling ${formatGB(t.runtimeGrowth)}, model host ${formatGB(t.modelHost)}, slots ${formatGB(t.slotHost)}` +
+        (t.contextCheckpoints > 0 ? `, context checkpoints ${formatGB(t.contextCheckpoints)}` : ''),
     ],
     [
       'total (peak RSS)',

@@ -75,6 +75,30 @@ describe('forgeModel', () => {
     expect(r.parameterCount).toBe(llamaParamCount(r.shape, false));
   });
 
+  it('gemma3: its block, its sliding window, and the weights it counts', async () => {
+    const r = await forgeModel({
+      ...small,
+      architecture: 'gemma3',
+      slidingWindow: 128,
+      tied: true,
+      out: path.join(dir, 'gemma3.gguf'),
+    });
+    expect(r.architecture).toBe('gemma3');
+    expect(r.parameterCount).toBe(llamaParamCount(r.shape, true, 'gemma3'));
+    const f = await readGguf(r.path);
+    expect(f.metadata.get('general.architecture')).toBe('gemma3');
+    expect(f.metadata.get('gemma3.attention.sliding_window')).toBe(128);
+    expect(f.metadata.get('gemma3.attention.key_length')).toBe(16);
+    const names = f.tensors.map((t) => t.name);
+    for (const n of ['attn_q_norm', 'attn_k_norm', 'post_attention_norm', 'post_ffw_norm'])
+      expect(names).toContain(`blk.1.${n}.weight`);
+    expect(f.tensors.find((t) => t.name === 'blk.0.attn_k_norm.weight')?.dims).toEqual([16]);
+    expect(names).not.toContain('output.weight');
+    expect(() =>
+      resolveForgeOptions({ ...small, slidingWindow: 128, out: path.join(dir, 'x.gguf') }),
+    ).toThrow(/slidingWindow needs architecture gemma3/);
+  });
+
   it('streams models larger than its chunk buffers', async () => {
     // About 3M parameters in F32: 11 MB of data, three 4 MiB chunks.
     const r = await forgeModel({

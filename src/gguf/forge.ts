@@ -1,5 +1,5 @@
 /**
- * The forge: writes a valid llama-architecture GGUF v3 model with random weights and a
+ * The forge: writes a valid llama-architecture (or Gemma 3) GGUF v3 model with random weights and a
  * SentencePiece-style tokenizer that llama.cpp accepts (see ENGINE-NOTES.md "Forged models load
  * and run"). Inference on a forged model is real compute with real memory; only the text is
  * gibberish. Used by tests, benchmarks, the first-run demo and `headroom forge`.
@@ -21,6 +21,14 @@ import { GGUF_DEFAULT_ALIGNMENT, GGUF_MAGIC, LLAMA_FTYPE, ggmlTypeByName } from 
 import { ByteWriter } from './writer.js';
 
 export type ForgeTensorType = 'f32' | 'f16' | 'q8_0';
+
+/**
+ * The block a forged model is built of. `llama`: llama.cpp's llama architecture. `gemma3`: Gemma
+ * 3's block (norms on the query and key heads, after attention and after the feed-forward), whose
+ * llama.cpp cache holds `slidingWindow` tokens in 5 layers of every 6: the shape the planner's
+ * sliding-window terms are measured on.
+ */
+export type ForgeArchitecture = 'llama' | 'gemma3';
 
 /** The hyper-parameters of a forged llama model. */
 export interface ForgeShape {
@@ -60,8 +68,12 @@ export interface ForgeOptions {
   chatTemplate?: 'chatml' | (string & {});
   /** PRNG seed for the weights. Defaults to 1. */
   seed?: number;
-  /** `general.name`. Defaults to "forged-llama-<N>M". */
+  /** `general.name`. Defaults to "forged-<architecture>-<N>M". */
   name?: string;
+  /** Defaults to 'llama'. */
+  architecture?: ForgeArchitecture;
+  /** The sliding window of a `gemma3` model, in tokens. Defaults to 512. */
+  slidingWindow?: number;
 }
 
 export interface ForgeResult {
@@ -77,6 +89,7 @@ export interface ForgeResult {
   type: ForgeTensorType;
   ctx: number;
   tied: boolean;
+  architecture: ForgeArchitecture;
 }
 
 /** Invalid forge options (HTTP 400). */
@@ -119,11 +132,17 @@ export function parseParamCount(text: string | number): number {
   return rounded;
 }
 
-/** Exact number of weights of a llama model of this shape. */
-export function llamaParamCount(shape: ForgeShape, tied = false): number {
+/** Exact number of weights of a llama model of this shape (a gemma3 one: `arch`). */
+export function llamaParamCount(
+  shape: ForgeShape,
+  tied = false,
+  arch: ForgeArchitecture = 'llama',
+): number {
   const { layers, embd, heads, kvHeads, ff, vocab } = shape;
-  const kvDim = (embd / heads) * kvHeads;
-  const perLayer = 2 * embd + 2 * embd * embd + 2 * embd * kvDim + 3 * embd * ff;
+  const headDim = embd / heads;
+  const kvDim = headDim * kvHeads;
+  const gemmaNorms = arch === 'gemma3' ? 2 * embd + 2 * headDim : 0;
+  const perLayer = 2 * embd + 2 * embd * embd + 2 * embd * kvDim + 3 * embd * ff + gemmaNorms;
   return vocab * embd * (tied ? 1 : 2) + embd + layers * perLayer;
 }
 
@@ -202,6 +221,9 @@ interface ResolvedOptions {
   chatml: boolean;
   seed: number;
   name: string;
+  architecture: ForgeArchitecture;
+  /** Tokens (gemma3 only). */
+  slidingWindow: number | undefined;
 }
 
 function checkInt(name: string, v: number, min: number, max: number): void {
@@ -268,11 +290,34 @@ export function resolveForgeOptions(opts: ForgeOptions): ResolvedOptions {
   checkInt('seed', seed, 0, 2 ** 32 - 1);
   const chatml = opts.chatTemplate === 'chatml';
   const chatTemplate = chatml ? CHATML_TEMPLATE : opts.chatTemplate;
-  const params = llamaParamCount(shape, tied);
+  const architecture = opts.architecture ?? 'llama';
+  if (architecture !== 'llama' && architecture !== 'gemma3')
+    throw new ForgeError(`architecture must be llama or gemma3, got "${String(architecture)}"`, {
+      param: 'architecture',
+    });
+  let slidingWindow: number | undefined;
+  if (architecture === 'gemma3') {
+    slidingWindow = opts.slidingWindow ?? 512;
+    checkInt('slidingWindow', slidingWindow, 1, 16_777_216);
+  } else if (opts.slidingWindow !== undefined)
+    throw new ForgeError('slidingWindow needs architecture gemma3', { param: 'slidingWindow' });
+  const params = llamaParamCount(shape, tied, architecture);
   const name =
     opts.name ??
-    `forged-llama-${params >= 1e9 ? `${(params / 1e9).toFixed(1)}B` : `${Math.round(params / 1e6)}M`}`;
-  return { out: path.resolve(opts.out), shape, ctx, type, tied, chatTemplate, chatml, seed, name };
+    `forged-${architecture}-${params >= 1e9 ? `${(params / 1e9).toFixed(1)}B` : `${Math.round(params / 1e6)}M`}`;
+  return {
+    out: path.resolve(opts.out),
+    shape,
+    ctx,
+    type,
+    tied,
+    chatTemplate,
+    chatml,
+    seed,
+    name,
+    architecture,
+    slidingWindow,
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -410,19 +455,26 @@ function planTensors(o: ResolvedOptions): TensorPlan[] {
   const list: Omit<TensorPlan, 'elements' | 'bytes' | 'offset'>[] = [];
   const w = (name: string, dims: number[]): void =>
     void list.push({ name, dims, kind: 'weight', ggml: wtype });
-  const n = (name: string): void =>
-    void list.push({ name, dims: [embd], kind: 'norm', ggml: 'F32' });
+  const n = (name: string, size = embd): void =>
+    void list.push({ name, dims: [size], kind: 'norm', ggml: 'F32' });
+  const gemma = o.architecture === 'gemma3';
   w('token_embd.weight', [embd, vocab]);
   for (let i = 0; i < layers; i++) {
     n(`blk.${i}.attn_norm.weight`);
     w(`blk.${i}.attn_q.weight`, [embd, embd]);
     w(`blk.${i}.attn_k.weight`, [embd, kvDim]);
     w(`blk.${i}.attn_v.weight`, [embd, kvDim]);
+    if (gemma) {
+      n(`blk.${i}.attn_q_norm.weight`, embd / heads);
+      n(`blk.${i}.attn_k_norm.weight`, embd / heads);
+    }
     w(`blk.${i}.attn_output.weight`, [embd, embd]);
+    if (gemma) n(`blk.${i}.post_attention_norm.weight`);
     n(`blk.${i}.ffn_norm.weight`);
     w(`blk.${i}.ffn_gate.weight`, [embd, ff]);
     w(`blk.${i}.ffn_down.weight`, [ff, embd]);
     w(`blk.${i}.ffn_up.weight`, [embd, ff]);
+    if (gemma) n(`blk.${i}.post_ffw_norm.weight`);
   }
   n('output_norm.weight');
   if (!o.tied) w('output.weight', [embd, vocab]);
@@ -455,7 +507,8 @@ function buildHeader(o: ResolvedOptions, tensors: TensorPlan[]): Buffer {
       : o.type === 'f16'
         ? LLAMA_FTYPE.MOSTLY_F16
         : LLAMA_FTYPE.MOSTLY_Q8_0;
-  add((w) => w.kvString('general.architecture', 'llama'));
+  const arch = o.architecture;
+  add((w) => w.kvString('general.architecture', arch));
   add((w) => w.kvString('general.type', 'model'));
   add((w) => w.kvString('general.name', o.name));
   add((w) =>
@@ -467,16 +520,21 @@ function buildHeader(o: ResolvedOptions, tensors: TensorPlan[]): Buffer {
   add((w) => w.kvU32('general.file_type', ftype));
   if (o.type === 'q8_0') add((w) => w.kvU32('general.quantization_version', 2));
   add((w) => w.kvU32('general.alignment', GGUF_DEFAULT_ALIGNMENT));
-  add((w) => w.kvU32('llama.context_length', o.ctx));
-  add((w) => w.kvU32('llama.embedding_length', embd));
-  add((w) => w.kvU32('llama.block_count', layers));
-  add((w) => w.kvU32('llama.feed_forward_length', ff));
-  add((w) => w.kvU32('llama.attention.head_count', heads));
-  add((w) => w.kvU32('llama.attention.head_count_kv', kvHeads));
-  add((w) => w.kvU32('llama.rope.dimension_count', embd / heads));
-  add((w) => w.kvF32('llama.rope.freq_base', 10000));
-  add((w) => w.kvF32('llama.attention.layer_norm_rms_epsilon', 1e-5));
-  add((w) => w.kvU32('llama.vocab_size', vocab));
+  add((w) => w.kvU32(`${arch}.context_length`, o.ctx));
+  add((w) => w.kvU32(`${arch}.embedding_length`, embd));
+  add((w) => w.kvU32(`${arch}.block_count`, layers));
+  add((w) => w.kvU32(`${arch}.feed_forward_length`, ff));
+  add((w) => w.kvU32(`${arch}.attention.head_count`, heads));
+  add((w) => w.kvU32(`${arch}.attention.head_count_kv`, kvHeads));
+  add((w) => w.kvU32(`${arch}.rope.dimension_count`, embd / heads));
+  add((w) => w.kvF32(`${arch}.rope.freq_base`, 10000));
+  add((w) => w.kvF32(`${arch}.attention.layer_norm_rms_epsilon`, 1e-5));
+  add((w) => w.kvU32(`${arch}.vocab_size`, vocab));
+  if (o.slidingWindow !== undefined) {
+    add((w) => w.kvU32(`${arch}.attention.key_length`, embd / heads));
+    add((w) => w.kvU32(`${arch}.attention.value_length`, embd / heads));
+    add((w) => w.kvU32(`${arch}.attention.sliding_window`, o.slidingWindow!));
+  }
   add((w) => w.kvString('tokenizer.ggml.model', 'llama'));
   add((w) => w.kvStrings('tokenizer.ggml.tokens', vocabulary.tokens));
   add((w) => w.kvF32s('tokenizer.ggml.scores', vocabulary.scores));
@@ -764,5 +822,6 @@ export async function forgeModel(opts: ForgeOptions, signal?: AbortSignal): Prom
     type: o.type,
     ctx: o.ctx,
     tied: o.tied,
+    architecture: o.architecture,
   };
 }

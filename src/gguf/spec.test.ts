@@ -128,6 +128,60 @@ describe('specFromGguf', () => {
       hasChatTemplate: false,
     });
     expect(spec.headDimK).not.toBe(spec.embeddingSize / spec.headCount);
+    // llama.cpp's gemma2 pattern: every other layer within the window, the last of each pair whole.
+    expect(spec.slidingWindowLayers).toEqual(Array.from({ length: 26 }, (_, i) => i % 2 === 0));
+  });
+
+  describe('sliding-window layers, as llama.cpp assigns them', () => {
+    const gemma3 = (extra: ((w: ByteWriter) => void)[]) =>
+      specOf([
+        arch('gemma3'),
+        u32('gemma3.block_count', 12),
+        u32('gemma3.embedding_length', 640),
+        u32('gemma3.attention.head_count', 4),
+        u32('gemma3.attention.head_count_kv', 1),
+        ...extra,
+      ]);
+
+    it("gemma3: the architecture's period of 6, the last layer of each whole", async () => {
+      const spec = await gemma3([u32('gemma3.attention.sliding_window', 512)]);
+      expect(spec.slidingWindow).toBe(512);
+      expect(spec.slidingWindowLayers).toEqual([
+        ...[true, true, true, true, true, false],
+        ...[true, true, true, true, true, false],
+      ]);
+    });
+
+    it('gemma3 without a window: every layer whole', async () => {
+      const spec = await gemma3([]);
+      expect(spec.slidingWindow).toBeUndefined();
+      expect(spec.slidingWindowLayers).toBeUndefined();
+    });
+
+    it("the file's pattern: a period, or one flag per layer", async () => {
+      const period = await gemma3([
+        u32('gemma3.attention.sliding_window', 512),
+        u32('gemma3.attention.sliding_window_pattern', 3),
+      ]);
+      expect(period.slidingWindowLayers).toEqual(Array.from({ length: 12 }, (_, i) => i % 3 < 2));
+      const flags = Array.from({ length: 12 }, (_, i) => i >= 6);
+      const listed = await gemma3([
+        u32('gemma3.attention.sliding_window', 512),
+        (w) => w.kvBools('gemma3.attention.sliding_window_pattern', flags),
+      ]);
+      expect(listed.slidingWindowLayers).toEqual(flags);
+    });
+
+    it('llama with a sliding_window key (Mistral): llama.cpp ignores it, every layer whole', async () => {
+      const spec = await specOf([
+        arch('llama'),
+        u32('llama.block_count', 4),
+        u32('llama.embedding_length', 256),
+        u32('llama.attention.sliding_window', 4096),
+      ]);
+      expect(spec.slidingWindow).toBe(4096);
+      expect(spec.slidingWindowLayers).toBeUndefined();
+    });
   });
 
   it('a phi3 header without head_count_kv: as many KV heads as heads', async () => {

@@ -121,8 +121,17 @@ export function specFromGguf(file: GgufFile, extraParts: readonly GgufFile[] = [
   const ftype = md.get('general.file_type');
   if (typeof ftype === 'number' && Number.isInteger(ftype) && ftype >= 0)
     spec.fileType = fileTypeName(ftype);
-  const sliding = maxOf(key('attention.sliding_window'));
-  if (sliding !== undefined && sliding > 0) spec.slidingWindow = sliding;
+  const swa = SWA_PATTERNS[architecture];
+  const sliding = maxOf(key('attention.sliding_window')) ?? swa?.window;
+  if (sliding !== undefined && sliding > 0) {
+    spec.slidingWindow = sliding;
+    if (swa)
+      spec.slidingWindowLayers = swaLayers(
+        md.get(key('attention.sliding_window_pattern')),
+        layers,
+        swa,
+      );
+  }
   const experts = maxOf(key('expert_count'));
   if (experts !== undefined && experts > 0) {
     spec.expertCount = experts;
@@ -132,6 +141,45 @@ export function specFromGguf(file: GgufFile, extraParts: readonly GgufFile[] = [
   if (kvList && kvList.length > 1) spec.headCountKvPerLayer = kvList;
   if (ffList && ffList.length > 1) spec.feedForwardSizePerLayer = ffList;
   return spec;
+}
+
+/**
+ * The architectures whose llama.cpp loader (the version node-llama-cpp bundles) gives some layers
+ * a sliding-window KV cache, with its default pattern: in each `period` of layers all but the
+ * last attend within the window. `window`: what it assumes when the file gives none (otherwise
+ * such a file has no sliding window). Any other architecture keeps a whole-context cache in every
+ * layer whatever its `sliding_window` key says (llama.cpp ignores it for `llama`, Mistral's
+ * files among them), so planning it whole is exact, not only safe. Architectures with more to
+ * them (per-layer head sizes, layers sharing a cache, chunked attention) are left out: whole is an
+ * overestimate for them.
+ */
+const SWA_PATTERNS: Readonly<Record<string, { period: number; window?: number }>> = {
+  gemma2: { period: 2, window: 4096 },
+  gemma3: { period: 6 },
+  cohere2: { period: 4 },
+  'gpt-oss': { period: 2 },
+  olmo2: { period: 4 },
+};
+
+/**
+ * One flag per layer, as llama.cpp reads `{arch}.attention.sliding_window_pattern`: a list of
+ * flags (one per layer), else a period (0: every layer), else the architecture's own period.
+ */
+function swaLayers(
+  pattern: GgufValue | undefined,
+  layers: number,
+  arch: { period: number },
+): boolean[] {
+  if (Array.isArray(pattern) && pattern.length > 0 && typeof pattern[0] === 'boolean')
+    return Array.from({ length: layers }, (_, i) => pattern[i] === true);
+  const explicit = pattern === undefined ? undefined : toNumbers(pattern);
+  if (explicit && explicit.length > 1)
+    return Array.from({ length: layers }, (_, i) => (explicit[i] ?? 0) !== 0);
+  const period =
+    explicit?.length === 1 && Number.isSafeInteger(explicit[0]) && explicit[0]! >= 0
+      ? explicit[0]!
+      : arch.period;
+  return Array.from({ length: layers }, (_, i) => period === 0 || i % period < period - 1);
 }
 
 /** `{arch}.vocab_size`, else the tokenizer's token count, else token_embd's outer dimension, else 0. */

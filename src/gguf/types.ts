@@ -34,6 +34,12 @@ export interface ModelSpec {
   hasChatTemplate: boolean;
   /** Sliding-window size when the architecture uses one. */
   slidingWindow?: number;
+  /**
+   * Which layers attend within `slidingWindow` only, one flag per layer: llama.cpp gives those a
+   * KV cache of the window's size (plus a batch) instead of the whole context. Set only for the
+   * architectures whose llama.cpp loader does so (see SWA_PATTERNS in spec.ts).
+   */
+  slidingWindowLayers?: boolean[];
   /** Number of experts for mixture-of-experts models. */
   expertCount?: number;
   /** Experts used per token (`{arch}.expert_used_count`) for mixture-of-experts models. */

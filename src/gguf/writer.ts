@@ -119,6 +119,11 @@ export class ByteWriter {
   kvBool(key: string, v: boolean): this {
     return this.string(key).u32(GgufValueType.BOOL).bool(v);
   }
+  kvBools(key: string, vs: readonly boolean[]): this {
+    this.string(key).u32(GgufValueType.ARRAY).u32(GgufValueType.BOOL).u64(vs.length);
+    for (const v of vs) this.bool(v);
+    return this;
+  }
   kvString(key: string, v: string): this {
     return this.string(key).u32(GgufValueType.STRING).string(v);
   }

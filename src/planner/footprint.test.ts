@@ -10,7 +10,14 @@ import {
   type FootprintEngine,
   type PlanConfig,
 } from './footprint.js';
-import { LARGE, LLAMA3_8B_Q4_K_M, MEDIUM, SMALL, llamaSpec } from './test-specs.js';
+import {
+  GEMMA3_27B_Q4_K_M,
+  LARGE,
+  LLAMA3_8B_Q4_K_M,
+  MEDIUM,
+  SMALL,
+  llamaSpec,
+} from './test-specs.js';
 
 const MiB = 1024 * 1024;
 const base: PlanConfig = {
@@ -573,5 +580,50 @@ describe('predictFootprint', () => {
       ),
       { numRuns: 300 },
     );
+  });
+});
+
+describe('sliding-window layers (llama_kv_cache_iswa)', () => {
+  const MiB = 1024 * 1024;
+  const config: PlanConfig = { ...base, contextSize: 32768, parallel: 1, batchSize: 512 };
+  // Per cell and layer: 16 KV heads × 128 × 2 bytes, for K and for V.
+  const perLayerCell = 16 * 128 * 2 * 2;
+
+  it('whole layers hold the context; window layers pad256(window + ubatch), +1 on the embedded runner', () => {
+    const embedded = predictFootprint(GEMMA3_27B_Q4_K_M, config);
+    const server = predictFootprint(GEMMA3_27B_Q4_K_M, config, { engine: 'llama-server' });
+    const whole = 10 * perLayerCell * 32768;
+    // node-llama-cpp asks for batch + 1 on a sliding-window model: 1024 + 513 → 1792 cells.
+    expect(embedded.kvCache).toBe(whole + 52 * perLayerCell * 1792);
+    expect(server.kvCache).toBe(whole + 52 * perLayerCell * 1536);
+    expect(embedded.kvCache / MiB).toBeCloseTo(2560 + 728, 3);
+    // All 62 layers whole would be 15.5 GiB.
+    expect(server.kvCache).toBeLessThan(0.25 * 62 * perLayerCell * 32768);
+  });
+
+  it('llama-server counts its context checkpoints: the window and a cell each, per slot', () => {
+    const one = predictFootprint(GEMMA3_27B_Q4_K_M, config, { engine: 'llama-server' });
+    const four = predictFootprint(
+      GEMMA3_27B_Q4_K_M,
+      { ...config, contextSize: 8192, parallel: 4 },
+      { engine: 'llama-server' },
+    );
+    // What llama-server's log says a checkpoint holds: the window and one cell.
+    const checkpoint = 52 * perLayerCell * 1025;
+    expect(one.terms.contextCheckpoints).toBe(
+      FOOTPRINT_PROFILES['llama-server'].contextCheckpoints * checkpoint,
+    );
+    expect(four.terms.contextCheckpoints).toBe(4 * one.terms.contextCheckpoints);
+    expect(predictFootprint(GEMMA3_27B_Q4_K_M, config).terms.contextCheckpoints).toBe(0);
+  });
+
+  it('a context shorter than the window: the window cache is no larger than the whole one', () => {
+    const small = predictFootprint(GEMMA3_27B_Q4_K_M, { ...config, contextSize: 1024 });
+    expect(small.kvCache).toBe(62 * perLayerCell * 1024);
+  });
+
+  it('a model without them is planned as before', () => {
+    const { slidingWindowLayers: _, ...whole } = GEMMA3_27B_Q4_K_M;
+    expect(predictFootprint(whole, config).kvCache).toBe(62 * perLayerCell * 32768);
   });
 });

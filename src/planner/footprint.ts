@@ -12,6 +12,9 @@
  * - kvCache: per layer, n_ctx cells × n_head_kv × (head_dim_k × bytes(K) + head_dim_v × bytes(V)),
  *   q8_0 = 34/32 and q4_0 = 18/32 bytes per element. n_ctx is what node-llama-cpp and llama.cpp
  *   make of the request: pad256(contextSize × parallel), then per sequence pad256(n_ctx / parallel).
+ *   Layers with a sliding window (ModelSpec.slidingWindowLayers) hold pad256(window + n_ubatch)
+ *   cells per sequence instead, at most n_ctx's (llama_kv_cache_iswa, without --swa-full); on
+ *   llama-server each slot also keeps context checkpoints of that part (window + 1 cells each).
  *   It is cleared at creation, so it is resident from the start.
  * - compute: the part of llama.cpp's graph buffer that a full-context prompt batch touches (the
  *   buffer itself is reserved for n_ubatch outputs of logits, which a runner never produces), the
@@ -106,6 +109,8 @@ export interface Footprint {
 export interface FootprintTerms {
   /** KV cells over all sequences after llama.cpp's padding. */
   contextCells: number;
+  /** KV cells over all sequences of the sliding-window layers (contextCells when there are none). */
+  windowCells: number;
   /** Weights resident as file-backed pages / in anonymous memory / on the GPU. */
   weightsFile: number;
   weightsAnon: number;
@@ -129,6 +134,8 @@ export interface FootprintTerms {
   modelHost: number;
   /** The KV cache's per-cell bookkeeping on the host (FOOTPRINT_CONSTANTS.kvCellHost). */
   kvCellHost: number;
+  /** Context checkpoints of a sliding-window model's window cache (FootprintProfile.contextCheckpoints). */
+  contextCheckpoints: number;
   /** Copies of the sequences' token arrays awaiting V8 (FOOTPRINT_CONSTANTS.tokenGarbageMax). */
   tokenGarbage: number;
   /** The runner's own per-slot state: request, token copies, sampler (FootprintProfile.slot*). */
@@ -286,6 +293,13 @@ export interface FootprintProfile {
    * batches), whether slots take turns, the cap on one step's attention scores (undefined: none).
    */
   prompt: { chunk?: number; turns: boolean; attentionCap?: number };
+  /** Tokens the runner adds to the batch for a sliding-window cache's size (node-llama-cpp: 1). */
+  swaBatchExtra: number;
+  /**
+   * Context checkpoints a slot keeps of a sliding-window model's window part (llama-server's
+   * `--ctx-checkpoints`, which engines/llama-server passes; 0: none), each of window + 1 cells.
+   */
+  contextCheckpoints: number;
 }
 
 /**
@@ -327,6 +341,8 @@ export const FOOTPRINT_PROFILES: Readonly<Record<FootprintEngine, Readonly<Footp
     },
     // engines/embedded PROMPT_CHUNK_TOKENS and ATTENTION_SCRATCH_CAP (not imported: planner is pure).
     prompt: { chunk: 64, turns: true, attentionCap: 8 * MiB },
+    swaBatchExtra: 1,
+    contextCheckpoints: 0,
   },
   'llama-server': {
     // Heap, thread stacks and the model-independent part of the host structures, fitted so that
@@ -357,6 +373,9 @@ export const FOOTPRINT_PROFILES: Readonly<Record<FootprintEngine, Readonly<Footp
     // steps; with it off the large attention scores leave room for fewer beside them.
     embdTensors: { flashAttentionOn: 5.5, flashAttentionOff: 3 },
     prompt: { turns: false },
+    swaBatchExtra: 0,
+    // engines/llama-server CONTEXT_CHECKPOINTS (not imported: the planner is pure).
+    contextCheckpoints: 2,
   },
 };
 
@@ -449,16 +468,39 @@ export function kvBytesPerCell(
   keyType: KvCacheType,
   valueType: KvCacheType,
 ): number {
+  const { whole, window } = kvBytesPerCellByCache(spec, keyType, valueType);
+  return whole + window;
+}
+
+/**
+ * KV cache bytes per cell of the layers with a whole-context cache and of those with a
+ * sliding-window cache (ModelSpec.slidingWindowLayers; llama.cpp's llama_kv_cache_iswa).
+ */
+export function kvBytesPerCellByCache(
+  spec: ModelSpec,
+  keyType: KvCacheType,
+  valueType: KvCacheType,
+): { whole: number; window: number } {
   const perLayerHeads =
     spec.headCountKvPerLayer && spec.headCountKvPerLayer.length > 0
       ? spec.headCountKvPerLayer
       : new Array<number>(spec.layers).fill(spec.headCountKv);
-  let total = 0;
-  for (const heads of perLayerHeads) {
-    total +=
+  const out = { whole: 0, window: 0 };
+  perLayerHeads.forEach((heads, layer) => {
+    const bytes =
       heads * spec.headDimK * KV_BYTES[keyType] + heads * spec.headDimV * KV_BYTES[valueType];
-  }
-  return total;
+    if (spec.slidingWindowLayers?.[layer] === true) out.window += bytes;
+    else out.whole += bytes;
+  });
+  return out;
+}
+
+/**
+ * Cells per sequence of a sliding-window cache (llama_kv_cache_iswa, one stream per sequence):
+ * the window and a batch, padded to 256, at most the whole cache's.
+ */
+export function windowCells(cellsPerSeq: number, window: number, ubatch: number): number {
+  return Math.min(cellsPerSeq, pad(window + ubatch, 256));
 }
 
 /**
@@ -514,8 +556,21 @@ export function predictFootprint(
   const weightsFile = config.mmap ? weightsRam - repacked : 0;
   const weightsAnon = config.mmap ? repacked : weightsRam;
 
-  // ---- KV cache
-  const kvTotal = cells * kvBytesPerCell(spec, config.kvCacheKeyType, config.kvCacheValueType);
+  // ---- KV cache: whole-context layers hold every cell; sliding-window layers the window and a
+  // batch, and llama-server keeps up to contextCheckpoints copies of that part per slot.
+  const perCell = kvBytesPerCellByCache(spec, config.kvCacheKeyType, config.kvCacheValueType);
+  const swaCellsPerSeq =
+    perCell.window > 0 && spec.slidingWindow !== undefined
+      ? windowCells(cellsPerSeq, spec.slidingWindow, ubatch + P.swaBatchExtra)
+      : cellsPerSeq;
+  const swaCells = swaCellsPerSeq * config.parallel;
+  const kvTotal = cells * perCell.whole + swaCells * perCell.window;
+  // A checkpoint holds the cells still inside the window: window + 1 (measured, llama-server log).
+  const checkpointCells = Math.min(swaCellsPerSeq, (spec.slidingWindow ?? 0) + 1);
+  const checkpoints =
+    perCell.window > 0
+      ? P.contextCheckpoints * config.parallel * checkpointCells * perCell.window
+      : 0;
   const kvGpu = kvTotal * gpuFraction;
   const kvRam = kvTotal - kvGpu;
 
@@ -559,7 +614,7 @@ export function predictFootprint(
   const runtimeGrowth =
     Math.min(C.growthMax, C.growthPerCell * Math.max(0, cells - C.growthFrom)) +
     C.slotExtra * Math.max(0, config.parallel - 2);
-  const kvCellHost = P.kvCellHost * cells;
+  const kvCellHost = P.kvCellHost * (perCell.window > 0 ? cells + swaCells : cells);
   const tokenGarbage = P.tokenGarbage
     ? Math.min(
         C.tokenGarbageMax,
@@ -575,6 +630,7 @@ export function predictFootprint(
     kvCellHost +
     tokenGarbage +
     slotHost +
+    checkpoints +
     runtimeGrowth;
 
   const fileBacked = P.runtimeFile + weightsFile;
@@ -585,6 +641,7 @@ export function predictFootprint(
     kvCellHost +
     tokenGarbage +
     slotHost +
+    checkpoints +
     weightsAnon +
     kvRam +
     computeRam;
@@ -601,6 +658,7 @@ export function predictFootprint(
     byDevice: { ram: r(total), gpus: config.gpuLayers > 0 ? [r(gpuTotal)] : [] },
     terms: {
       contextCells: cells,
+      windowCells: perCell.window > 0 ? swaCells : cells,
       weightsFile: r(weightsFile),
       weightsAnon: r(weightsAnon),
       weightsGpu: r(weightsGpu),
@@ -616,6 +674,7 @@ export function predictFootprint(
       kvCellHost: r(kvCellHost),
       tokenGarbage: r(tokenGarbage),
       slotHost: r(slotHost),
+      contextCheckpoints: r(checkpoints),
     },
   };
 }

@@ -92,3 +92,28 @@ export const LLAMA3_8B_Q4_K_M: ModelSpec = {
   vocabSize: 128256,
   hasChatTemplate: true,
 };
+
+/**
+ * Shaped like Gemma-3-27B-IT Q4_K_M: 62 layers, 5 in every 6 attending within a 1024-token
+ * window (llama.cpp's gemma3 pattern: layers 5, 11, …, 59 whole), GQA 2, heads of 128.
+ */
+export const GEMMA3_27B_Q4_K_M: ModelSpec = {
+  architecture: 'gemma3',
+  name: 'Gemma 3 27B IT',
+  parameterCount: 27_009_002_240,
+  tensorBytes: 16_546_688_000,
+  bytesByType: { F32: 1_400_000_000, Q4_K: 11_500_000_000, Q6_K: 3_646_688_000 },
+  fileType: 'MOSTLY_Q4_K_M',
+  layers: 62,
+  embeddingSize: 5376,
+  feedForwardSize: 21504,
+  headCount: 32,
+  headCountKv: 16,
+  headDimK: 128,
+  headDimV: 128,
+  contextLength: 131072,
+  vocabSize: 262144,
+  hasChatTemplate: true,
+  slidingWindow: 1024,
+  slidingWindowLayers: Array.from({ length: 62 }, (_, i) => i % 6 < 5),
+};

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import type { RunnerConfig } from '../types.js';
 import { runnerConfig } from '../../../test/helpers/runner.js';
-import { llamaServerArgs } from './argv.js';
+import { FOOTPRINT_PROFILES } from '../../planner/footprint.js';
+import { CONTEXT_CHECKPOINTS, llamaServerArgs } from './argv.js';
 
 const base: RunnerConfig = runnerConfig('/models/m.gguf', { engine: 'llama-server', parallel: 4 });
 
@@ -29,6 +30,9 @@ describe('llamaServerArgs', () => {
     expect(flag(args, '--n-gpu-layers')).toBe('0');
     expect(flag(args, '--fit')).toBe('off');
     expect(flag(args, '--cache-ram')).toBe('0');
+    // As many as the planner counts for a sliding-window model.
+    expect(flag(args, '--ctx-checkpoints')).toBe(String(CONTEXT_CHECKPOINTS));
+    expect(CONTEXT_CHECKPOINTS).toBe(FOOTPRINT_PROFILES['llama-server'].contextCheckpoints);
     expect(args).toContain('--no-kv-unified');
     expect(args).toContain('--metrics');
     expect(args).toContain('--slots');

@@ -13,7 +13,17 @@ import type { RunnerConfig } from '../types.js';
  *   slot count is automatic, which it never is here).
  * - `--load-mode none` for a config without mmap (this version has no `--no-mmap`).
  * - `-ub` = `-b`: the planner sizes compute buffers for a whole batch (node-llama-cpp does the same).
+ * - `--ctx-checkpoints`: for a sliding-window model each slot keeps copies of its window cache
+ *   (32 by default: for a 27B Gemma 3, 650 MB each); CONTEXT_CHECKPOINTS are planned for.
  */
+
+/**
+ * Context checkpoints per slot: a follow-up whose prompt leaves the last answer's tail (a chat
+ * template's end-of-turn tokens) reuses the cache from the newest one. The planner's llama-server
+ * profile counts as many (planner/footprint.ts, contextCheckpoints).
+ */
+export const CONTEXT_CHECKPOINTS = 2;
+
 export function llamaServerArgs(
   config: RunnerConfig,
   opts: {
@@ -58,6 +68,8 @@ export function llamaServerArgs(
     'off',
     '--cache-ram',
     '0',
+    '--ctx-checkpoints',
+    String(CONTEXT_CHECKPOINTS),
     '--no-kv-unified',
     '--metrics',
     '--slots',
