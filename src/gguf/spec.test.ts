@@ -132,6 +132,63 @@ describe('specFromGguf', () => {
     expect(spec.slidingWindowLayers).toEqual(Array.from({ length: 26 }, (_, i) => i % 2 === 0));
   });
 
+  describe('recurrent layers, as llama.cpp assigns them', () => {
+    const ssm = (a: string) => [
+      u32(`${a}.ssm.conv_kernel`, 4),
+      u32(`${a}.ssm.inner_size`, 1024),
+      u32(`${a}.ssm.state_size`, 64),
+      u32(`${a}.ssm.group_count`, 8),
+    ];
+    // (d_conv − 1) × (d_inner + 2 × groups × d_state) + d_state × d_inner, in f32.
+    const perLayer = (3 * (1024 + 2 * 8 * 64) + 64 * 1024) * 4;
+
+    it('qwen35: all but every full_attention_interval-th layer; no KV cache in them', async () => {
+      const spec = await specOf([
+        arch('qwen35'),
+        u32('qwen35.block_count', 8),
+        u32('qwen35.embedding_length', 512),
+        u32('qwen35.attention.head_count', 8),
+        u32('qwen35.attention.head_count_kv', 2),
+        u32('qwen35.full_attention_interval', 4),
+        ...ssm('qwen35'),
+      ]);
+      expect(spec.recurrentLayers).toEqual([true, true, true, false, true, true, true, false]);
+      expect(spec.recurrentStateBytes).toBe(6 * perLayer);
+    });
+
+    it('jamba: the layers without KV heads', async () => {
+      const spec = await specOf([
+        arch('jamba'),
+        u32('jamba.block_count', 4),
+        u32('jamba.embedding_length', 512),
+        u32('jamba.attention.head_count', 8),
+        (w) => w.kvU32s('jamba.attention.head_count_kv', [0, 0, 0, 2]),
+        ...ssm('jamba'),
+      ]);
+      expect(spec.recurrentLayers).toEqual([true, true, true, false]);
+      expect(spec.recurrentStateBytes).toBe(3 * perLayer);
+    });
+
+    it('mamba: every layer; an architecture not listed: none', async () => {
+      const mamba = await specOf([
+        arch('mamba'),
+        u32('mamba.block_count', 2),
+        u32('mamba.embedding_length', 512),
+        u32('mamba.ssm.conv_kernel', 4),
+        u32('mamba.ssm.inner_size', 1024),
+        u32('mamba.ssm.state_size', 16),
+      ]);
+      expect(mamba.recurrentLayers).toEqual([true, true]);
+      expect(mamba.recurrentStateBytes).toBe(2 * (3 * 1024 + 16 * 1024) * 4);
+      const rwkv = await specOf([
+        arch('rwkv7'),
+        u32('rwkv7.block_count', 2),
+        u32('rwkv7.embedding_length', 512),
+      ]);
+      expect(rwkv.recurrentLayers).toBeUndefined();
+    });
+  });
+
   describe('sliding-window layers, as llama.cpp assigns them', () => {
     const gemma3 = (extra: ((w: ByteWriter) => void)[]) =>
       specOf([

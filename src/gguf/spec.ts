@@ -138,6 +138,16 @@ export function specFromGguf(file: GgufFile, extraParts: readonly GgufFile[] = [
     const used = maxOf(key('expert_used_count'));
     if (used !== undefined && used > 0) spec.expertUsedCount = used;
   }
+  const recurrent = RECURRENT[architecture];
+  if (recurrent) {
+    const flags = recurrentLayers(recurrent, layers, kvList, ffList, (k) => md.get(key(k)));
+    const perLayer = recurrentBytesPerLayer((k) => maxOf(key(k)));
+    if (flags.some(Boolean)) {
+      spec.recurrentLayers = flags;
+      if (perLayer !== undefined)
+        spec.recurrentStateBytes = perLayer * flags.filter(Boolean).length;
+    }
+  }
   if (kvList && kvList.length > 1) spec.headCountKvPerLayer = kvList;
   if (ffList && ffList.length > 1) spec.feedForwardSizePerLayer = ffList;
   return spec;
@@ -180,6 +190,68 @@ function swaLayers(
       ? explicit[0]!
       : arch.period;
   return Array.from({ length: layers }, (_, i) => period === 0 || i % period < period - 1);
+}
+
+/**
+ * The architectures with recurrent layers whose llama.cpp loaders (the version node-llama-cpp
+ * bundles) use Mamba's state sizes, and how each marks its recurrent layers: every layer; the
+ * layers without KV heads (and, for nemotron_h, without a feed-forward); or
+ * `{arch}.attention.recurrent_layers`, else all but every `full_attention_interval`-th (4).
+ * Others (RWKV, LFM2's short convolutions, Falcon-H1's parallel blocks, Kimi's delta attention)
+ * size their state otherwise and are left out: their state is not planned.
+ */
+const RECURRENT: Readonly<Record<string, 'all' | 'no-kv' | 'no-kv-no-ff' | 'interval'>> = {
+  mamba: 'all',
+  mamba2: 'all',
+  jamba: 'no-kv',
+  granitehybrid: 'no-kv',
+  nemotron_h: 'no-kv-no-ff',
+  qwen3next: 'interval',
+  qwen35: 'interval',
+  qwen35moe: 'interval',
+};
+
+function recurrentLayers(
+  rule: (typeof RECURRENT)[string],
+  layers: number,
+  kv: number[] | undefined,
+  ff: number[] | undefined,
+  get: (k: string) => GgufValue | undefined,
+): boolean[] {
+  const each = (f: (i: number) => boolean): boolean[] =>
+    Array.from({ length: layers }, (_, i) => f(i));
+  // A scalar stands for every layer, as llama.cpp's get_key_or_arr reads it.
+  const at = (list: number[] | undefined, i: number): number | undefined =>
+    list === undefined ? undefined : list.length === 1 ? list[0] : list[i];
+  switch (rule) {
+    case 'all':
+      return each(() => true);
+    case 'no-kv':
+      return each((i) => at(kv, i) === 0);
+    case 'no-kv-no-ff':
+      return each((i) => at(kv, i) === 0 && at(ff, i) === 0);
+    case 'interval': {
+      const listed = get('attention.recurrent_layers');
+      if (Array.isArray(listed) && listed.length > 0 && typeof listed[0] === 'boolean')
+        return each((i) => listed[i] === true);
+      const numbers = listed === undefined ? undefined : toNumbers(listed);
+      if (numbers && numbers.length > 1) return each((i) => (numbers[i] ?? 0) !== 0);
+      const interval = toNumbers(get('full_attention_interval') ?? 4)?.[0] ?? 4;
+      return each((i) => interval > 0 && (i + 1) % interval !== 0);
+    }
+  }
+}
+
+/** n_embd_r + n_embd_s of one layer in f32 bytes, from `{arch}.ssm.*`; undefined without them. */
+function recurrentBytesPerLayer(maxOf: (k: string) => number | undefined): number | undefined {
+  const dInner = maxOf('ssm.inner_size');
+  const dState = maxOf('ssm.state_size');
+  if (dInner === undefined || dState === undefined) return undefined;
+  const dConv = maxOf('ssm.conv_kernel') ?? 0;
+  const groups = maxOf('ssm.group_count') ?? 0;
+  const r = (dConv > 0 ? dConv - 1 : 0) * (dInner + 2 * groups * dState);
+  const s = dState * dInner;
+  return (r + s) * 4;
 }
 
 /** `{arch}.vocab_size`, else the tokenizer's token count, else token_embd's outer dimension, else 0. */

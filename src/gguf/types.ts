@@ -40,6 +40,16 @@ export interface ModelSpec {
    * architectures whose llama.cpp loader does so (see SWA_PATTERNS in spec.ts).
    */
   slidingWindowLayers?: boolean[];
+  /**
+   * Which layers keep a recurrent state instead of a KV cache (Mamba blocks, gated delta nets),
+   * one flag per layer; set only for the architectures whose layers spec.ts knows (RECURRENT).
+   */
+  recurrentLayers?: boolean[];
+  /**
+   * Bytes of recurrent state per sequence over those layers: llama.cpp's n_embd_r + n_embd_s per
+   * layer (the convolution's last d_conv − 1 inputs and the SSM state), in f32.
+   */
+  recurrentStateBytes?: number;
   /** Number of experts for mixture-of-experts models. */
   expertCount?: number;
   /** Experts used per token (`{arch}.expert_used_count`) for mixture-of-experts models. */

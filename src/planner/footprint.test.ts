@@ -627,3 +627,32 @@ describe('sliding-window layers (llama_kv_cache_iswa)', () => {
     expect(predictFootprint(whole, config).kvCache).toBe(62 * perLayerCell * 32768);
   });
 });
+
+describe('recurrent layers (llama_memory_recurrent, llama_memory_hybrid)', () => {
+  // A qwen35-like hybrid: 8 layers, every 4th with attention (2 KV heads of 64), the others a
+  // gated delta net with a 1 MiB state per sequence.
+  const hybrid = {
+    ...llamaSpec(SMALL),
+    architecture: 'qwen35',
+    layers: 8,
+    headCountKv: 2,
+    headDimK: 64,
+    headDimV: 64,
+    recurrentLayers: [true, true, true, false, true, true, true, false],
+    recurrentStateBytes: 6 * (1 << 20),
+  };
+  const config: PlanConfig = { ...base, contextSize: 4096, parallel: 2 };
+
+  it('a KV cache in the attention layers only, and one state per sequence', () => {
+    const f = predictFootprint(hybrid, config);
+    const [, cells] = contextCells(4096, 2);
+    expect(f.kvCache).toBe(cells * 2 * (2 * 64 * 2 * 2) + 2 * 6 * (1 << 20));
+  });
+
+  it("llama-server's checkpoints copy the state, per slot", () => {
+    const f = predictFootprint(hybrid, config, { engine: 'llama-server' });
+    expect(f.terms.contextCheckpoints).toBe(
+      FOOTPRINT_PROFILES['llama-server'].contextCheckpoints * 2 * 6 * (1 << 20),
+    );
+  });
+});

@@ -15,6 +15,8 @@
  *   Layers with a sliding window (ModelSpec.slidingWindowLayers) hold pad256(window + n_ubatch)
  *   cells per sequence instead, at most n_ctx's (llama_kv_cache_iswa, without --swa-full); on
  *   llama-server each slot also keeps context checkpoints of that part (window + 1 cells each).
+ *   Recurrent layers (ModelSpec.recurrentLayers) hold no KV cache but one f32 state per sequence
+ *   (ModelSpec.recurrentStateBytes), which llama-server's checkpoints copy too.
  *   It is cleared at creation, so it is resident from the start.
  * - compute: the part of llama.cpp's graph buffer that a full-context prompt batch touches (the
  *   buffer itself is reserved for n_ubatch outputs of logits, which a runner never produces), the
@@ -296,8 +298,9 @@ export interface FootprintProfile {
   /** Tokens the runner adds to the batch for a sliding-window cache's size (node-llama-cpp: 1). */
   swaBatchExtra: number;
   /**
-   * Context checkpoints a slot keeps of a sliding-window model's window part (llama-server's
-   * `--ctx-checkpoints`, which engines/llama-server passes; 0: none), each of window + 1 cells.
+   * Context checkpoints a slot keeps of a sliding-window model's window part and of a recurrent
+   * model's state (llama-server's `--ctx-checkpoints`, which engines/llama-server passes; 0: none),
+   * each of window + 1 cells and the whole state.
    */
   contextCheckpoints: number;
 }
@@ -487,6 +490,8 @@ export function kvBytesPerCellByCache(
       : new Array<number>(spec.layers).fill(spec.headCountKv);
   const out = { whole: 0, window: 0 };
   perLayerHeads.forEach((heads, layer) => {
+    // A recurrent layer keeps a state instead (ModelSpec.recurrentStateBytes).
+    if (spec.recurrentLayers?.[layer] === true) return;
     const bytes =
       heads * spec.headDimK * KV_BYTES[keyType] + heads * spec.headDimV * KV_BYTES[valueType];
     if (spec.slidingWindowLayers?.[layer] === true) out.window += bytes;
@@ -564,13 +569,16 @@ export function predictFootprint(
       ? windowCells(cellsPerSeq, spec.slidingWindow, ubatch + P.swaBatchExtra)
       : cellsPerSeq;
   const swaCells = swaCellsPerSeq * config.parallel;
-  const kvTotal = cells * perCell.whole + swaCells * perCell.window;
-  // A checkpoint holds the cells still inside the window: window + 1 (measured, llama-server log).
+  // Recurrent layers: one state per sequence (llama_memory_recurrent, f32), whatever the context.
+  const recurrentPerSeq = spec.recurrentStateBytes ?? 0;
+  const kvTotal =
+    cells * perCell.whole + swaCells * perCell.window + config.parallel * recurrentPerSeq;
+  // A checkpoint holds the window's cells still inside it, window + 1 (measured, llama-server's
+  // log), and the recurrent state.
   const checkpointCells = Math.min(swaCellsPerSeq, (spec.slidingWindow ?? 0) + 1);
-  const checkpoints =
-    perCell.window > 0
-      ? P.contextCheckpoints * config.parallel * checkpointCells * perCell.window
-      : 0;
+  const checkpointBytes =
+    (perCell.window > 0 ? checkpointCells * perCell.window : 0) + recurrentPerSeq;
+  const checkpoints = P.contextCheckpoints * config.parallel * checkpointBytes;
   const kvGpu = kvTotal * gpuFraction;
   const kvRam = kvTotal - kvGpu;
 

@@ -13,8 +13,9 @@ import type { RunnerConfig } from '../types.js';
  *   slot count is automatic, which it never is here).
  * - `--load-mode none` for a config without mmap (this version has no `--no-mmap`).
  * - `-ub` = `-b`: the planner sizes compute buffers for a whole batch (node-llama-cpp does the same).
- * - `--ctx-checkpoints`: for a sliding-window model each slot keeps copies of its window cache
- *   (32 by default: for a 27B Gemma 3, 650 MB each); CONTEXT_CHECKPOINTS are planned for.
+ * - `--ctx-checkpoints`: for a sliding-window or recurrent model each slot keeps copies of its
+ *   window cache or state (32 by default: for a 27B Gemma 3, 416 MiB each); CONTEXT_CHECKPOINTS
+ *   are planned for.
  */
 
 /**
