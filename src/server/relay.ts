@@ -20,7 +20,9 @@ import { metricsOf } from './metrics-routes.js';
  * forward to the runner and stream back (forward.ts). The client going away at any point is an
  * abort: while queued or loading it leaves the queue (a load others share goes on), while the
  * body is prepared the work is abandoned and the lease released, and while the runner works the
- * upstream request is destroyed. Every request is measured once, whatever way it ends.
+ * upstream request is destroyed. A runner that refused or dropped the request before answering
+ * (it is exiting) sends it through the queue again once its exit is seen, once. Every request is
+ * measured once, whatever way it ends.
  *
  * Errors before the forward are thrown: the route's error handler renders them (the OpenAI
  * envelope, or Ollama's shape).
