@@ -6,7 +6,7 @@ import { intFlag } from './flags.js';
 
 const TYPES = new Set(['f32', 'f16', 'q8_0']);
 
-/** `headroom forge`: writes a synthetic llama (or Gemma 3) GGUF model with random weights. */
+/** `headroom forge`: writes a synthetic llama (or Gemma 3, Mamba 2) GGUF model with random weights. */
 export async function forge(values: Record<string, unknown>): Promise<number> {
   const out = values.out as string | undefined;
   if (!out) throw new UsageError('headroom forge needs --out FILE');
@@ -39,12 +39,18 @@ export async function forge(values: Record<string, unknown>): Promise<number> {
   if (values['chat-template'] !== undefined) opts.chatTemplate = values['chat-template'] as string;
   if (values.name !== undefined) opts.name = values.name as string;
   if (values.arch !== undefined) {
-    if (values.arch !== 'llama' && values.arch !== 'gemma3')
-      throw new UsageError(`--arch must be llama or gemma3, got "${values.arch as string}"`);
+    if (values.arch !== 'llama' && values.arch !== 'gemma3' && values.arch !== 'mamba2')
+      throw new UsageError(
+        `--arch must be llama, gemma3 or mamba2, got "${values.arch as string}"`,
+      );
     opts.architecture = values.arch;
   }
   const window = intFlag(values, 'sliding-window');
   if (window !== undefined) opts.slidingWindow = window;
+  const ssmState = intFlag(values, 'ssm-state');
+  if (ssmState !== undefined) opts.ssmState = ssmState;
+  const ssmGroups = intFlag(values, 'ssm-groups');
+  if (ssmGroups !== undefined) opts.ssmGroups = ssmGroups;
 
   const controller = new AbortController();
   const onSignal = (): void => controller.abort(new Error('interrupted'));

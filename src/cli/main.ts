@@ -12,7 +12,7 @@ Usage:
   headroom serve [--config FILE] [--host ADDR] [--port N] [--models DIR]... [--api-key KEY]
   headroom forge --out FILE [--params 50M | --layers N --embd N --heads N --kv-heads N --ff N --vocab N]
                  [--ctx N] [--type f32|f16|q8_0] [--tied] [--chat-template chatml] [--seed N]
-                 [--arch llama|gemma3 [--sliding-window N]]
+                 [--arch llama | gemma3 [--sliding-window N] | mamba2 [--ssm-state N --ssm-groups N]]
   headroom plan NAME|FILE [--ctx N] [--kv f16|q8_0|q4_0] [--fa on|off] [--parallel N] [--budget 8GB]
                  [--engine llama-server|embedded] [--json]
   headroom ps [--json] [--url URL]
@@ -67,6 +67,8 @@ const commands: Record<
       name: { type: 'string' },
       arch: { type: 'string' },
       'sliding-window': { type: 'string' },
+      'ssm-state': { type: 'string' },
+      'ssm-groups': { type: 'string' },
       json: { type: 'boolean' },
     },
     run: async (v) => (await import('./forge.js')).forge(v),

@@ -99,6 +99,31 @@ describe('forgeModel', () => {
     ).toThrow(/slidingWindow needs architecture gemma3/);
   });
 
+  it('mamba2: its block, no attention, and the weights it counts', async () => {
+    const r = await forgeModel({
+      ...small,
+      type: 'f16',
+      architecture: 'mamba2',
+      ssmState: 16,
+      ssmGroups: 2,
+      out: path.join(dir, 'mamba2.gguf'),
+    });
+    expect(r.parameterCount).toBe(
+      llamaParamCount(r.shape, false, 'mamba2', { state: 16, groups: 2 }),
+    );
+    const f = await readGguf(r.path);
+    expect(f.metadata.get('mamba2.ssm.inner_size')).toBe(128);
+    expect(f.metadata.get('mamba2.ssm.group_count')).toBe(2);
+    const names = f.tensors.map((t) => t.name);
+    expect(names).toContain('blk.1.ssm_conv1d.weight');
+    expect(names.some((n) => n.includes('attn_q'))).toBe(false);
+    // in: inner 128 + conv channels (128 + 2 × 2 × 16) + 4 heads.
+    expect(f.tensors.find((t) => t.name === 'blk.0.ssm_in.weight')?.dims).toEqual([64, 324]);
+    expect(() =>
+      resolveForgeOptions({ ...small, ssmState: 16, out: path.join(dir, 'x.gguf') }),
+    ).toThrow(/need architecture mamba2/);
+  });
+
   it('streams models larger than its chunk buffers', async () => {
     // About 3M parameters in F32: 11 MB of data, three 4 MiB chunks.
     const r = await forgeModel({

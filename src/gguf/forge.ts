@@ -26,9 +26,14 @@ export type ForgeTensorType = 'f32' | 'f16' | 'q8_0';
  * The block a forged model is built of. `llama`: llama.cpp's llama architecture. `gemma3`: Gemma
  * 3's block (norms on the query and key heads, after attention and after the feed-forward), whose
  * llama.cpp cache holds `slidingWindow` tokens in 5 layers of every 6: the shape the planner's
- * sliding-window terms are measured on.
+ * sliding-window terms are measured on. `mamba2`: Mamba 2's block (no attention; `heads` SSM heads
+ * over an inner size of twice the width, a state of `ssmState`, `ssmGroups` groups, a convolution
+ * of 4), whose llama.cpp memory is one recurrent state per sequence.
  */
-export type ForgeArchitecture = 'llama' | 'gemma3';
+export type ForgeArchitecture = 'llama' | 'gemma3' | 'mamba2';
+
+/** Mamba 2's convolution width, as its published models have it. */
+const MAMBA_CONV = 4;
 
 /** The hyper-parameters of a forged llama model. */
 export interface ForgeShape {
@@ -74,6 +79,10 @@ export interface ForgeOptions {
   architecture?: ForgeArchitecture;
   /** The sliding window of a `gemma3` model, in tokens. Defaults to 512. */
   slidingWindow?: number;
+  /** The SSM state size of a `mamba2` model. Defaults to 64. */
+  ssmState?: number;
+  /** The SSM groups of a `mamba2` model (they divide the inner size). Defaults to 1. */
+  ssmGroups?: number;
 }
 
 export interface ForgeResult {
@@ -132,18 +141,41 @@ export function parseParamCount(text: string | number): number {
   return rounded;
 }
 
-/** Exact number of weights of a llama model of this shape (a gemma3 one: `arch`). */
+/** Exact number of weights of a llama model of this shape (a gemma3 or mamba2 one: `arch`). */
 export function llamaParamCount(
   shape: ForgeShape,
   tied = false,
   arch: ForgeArchitecture = 'llama',
+  ssm: { state: number; groups: number } = { state: 64, groups: 1 },
 ): number {
   const { layers, embd, heads, kvHeads, ff, vocab } = shape;
+  if (arch === 'mamba2') {
+    const m = mambaDims(shape, ssm);
+    const perLayer =
+      embd +
+      embd * m.inProj +
+      MAMBA_CONV * m.convDim +
+      m.convDim +
+      3 * heads +
+      m.inner +
+      m.inner * embd;
+    return vocab * embd * (tied ? 1 : 2) + embd + layers * perLayer;
+  }
   const headDim = embd / heads;
   const kvDim = headDim * kvHeads;
   const gemmaNorms = arch === 'gemma3' ? 2 * embd + 2 * headDim : 0;
   const perLayer = 2 * embd + 2 * embd * embd + 2 * embd * kvDim + 3 * embd * ff + gemmaNorms;
   return vocab * embd * (tied ? 1 : 2) + embd + layers * perLayer;
+}
+
+/** Mamba 2's sizes for a width: inner size, the convolution's channels, the input projection. */
+function mambaDims(
+  shape: Pick<ForgeShape, 'embd' | 'heads'>,
+  ssm: { state: number; groups: number },
+): { inner: number; convDim: number; inProj: number } {
+  const inner = 2 * shape.embd;
+  const convDim = inner + 2 * ssm.groups * ssm.state;
+  return { inner, convDim, inProj: inner + convDim + shape.heads };
 }
 
 const EMBD_CANDIDATES = [
@@ -224,6 +256,8 @@ interface ResolvedOptions {
   architecture: ForgeArchitecture;
   /** Tokens (gemma3 only). */
   slidingWindow: number | undefined;
+  /** State size and groups (mamba2 only). */
+  ssm: { state: number; groups: number };
 }
 
 function checkInt(name: string, v: number, min: number, max: number): void {
@@ -291,17 +325,29 @@ export function resolveForgeOptions(opts: ForgeOptions): ResolvedOptions {
   const chatml = opts.chatTemplate === 'chatml';
   const chatTemplate = chatml ? CHATML_TEMPLATE : opts.chatTemplate;
   const architecture = opts.architecture ?? 'llama';
-  if (architecture !== 'llama' && architecture !== 'gemma3')
-    throw new ForgeError(`architecture must be llama or gemma3, got "${String(architecture)}"`, {
-      param: 'architecture',
-    });
+  if (architecture !== 'llama' && architecture !== 'gemma3' && architecture !== 'mamba2')
+    throw new ForgeError(
+      `architecture must be llama, gemma3 or mamba2, got "${String(architecture)}"`,
+      { param: 'architecture' },
+    );
+  const ssm = { state: opts.ssmState ?? 64, groups: opts.ssmGroups ?? 1 };
+  if (architecture === 'mamba2') {
+    checkInt('ssmState', ssm.state, 1, 65_536);
+    checkInt('ssmGroups', ssm.groups, 1, 4096);
+    if ((2 * shape.embd) % ssm.groups !== 0 || (2 * shape.embd) % shape.heads !== 0)
+      throw new ForgeError(
+        `mamba2's inner size 2 × embd = ${2 * shape.embd} must be a multiple of heads (${shape.heads}) and ssmGroups (${ssm.groups})`,
+        { param: 'heads' },
+      );
+  } else if (opts.ssmState !== undefined || opts.ssmGroups !== undefined)
+    throw new ForgeError('ssmState and ssmGroups need architecture mamba2', { param: 'ssmState' });
   let slidingWindow: number | undefined;
   if (architecture === 'gemma3') {
     slidingWindow = opts.slidingWindow ?? 512;
     checkInt('slidingWindow', slidingWindow, 1, 16_777_216);
   } else if (opts.slidingWindow !== undefined)
     throw new ForgeError('slidingWindow needs architecture gemma3', { param: 'slidingWindow' });
-  const params = llamaParamCount(shape, tied, architecture);
+  const params = llamaParamCount(shape, tied, architecture, ssm);
   const name =
     opts.name ??
     `forged-${architecture}-${params >= 1e9 ? `${(params / 1e9).toFixed(1)}B` : `${Math.round(params / 1e6)}M`}`;
@@ -317,6 +363,7 @@ export function resolveForgeOptions(opts: ForgeOptions): ResolvedOptions {
     name,
     architecture,
     slidingWindow,
+    ssm,
   };
 }
 
@@ -459,7 +506,29 @@ function planTensors(o: ResolvedOptions): TensorPlan[] {
     void list.push({ name, dims: [size], kind: 'norm', ggml: 'F32' });
   const gemma = o.architecture === 'gemma3';
   w('token_embd.weight', [embd, vocab]);
-  for (let i = 0; i < layers; i++) {
+  if (o.architecture === 'mamba2') {
+    const m = mambaDims(o.shape, o.ssm);
+    // Small F32 tensors: ggml's SSM operators take the convolution and the per-head terms in F32.
+    const f = (name: string, dims: number[]): void =>
+      void list.push({ name, dims, kind: 'weight', ggml: 'F32' });
+    for (let i = 0; i < layers; i++) {
+      n(`blk.${i}.attn_norm.weight`);
+      w(`blk.${i}.ssm_in.weight`, [embd, m.inProj]);
+      f(`blk.${i}.ssm_conv1d.weight`, [MAMBA_CONV, m.convDim]);
+      f(`blk.${i}.ssm_conv1d.bias`, [m.convDim]);
+      f(`blk.${i}.ssm_dt.bias`, [heads]);
+      f(`blk.${i}.ssm_a`, [1, heads]);
+      f(`blk.${i}.ssm_d`, [1, heads]);
+      list.push({
+        name: `blk.${i}.ssm_norm.weight`,
+        dims: [m.inner / o.ssm.groups, o.ssm.groups],
+        kind: 'norm',
+        ggml: 'F32',
+      });
+      w(`blk.${i}.ssm_out.weight`, [m.inner, embd]);
+    }
+  }
+  for (let i = 0; o.architecture !== 'mamba2' && i < layers; i++) {
     n(`blk.${i}.attn_norm.weight`);
     w(`blk.${i}.attn_q.weight`, [embd, embd]);
     w(`blk.${i}.attn_k.weight`, [embd, kvDim]);
@@ -523,11 +592,22 @@ function buildHeader(o: ResolvedOptions, tensors: TensorPlan[]): Buffer {
   add((w) => w.kvU32(`${arch}.context_length`, o.ctx));
   add((w) => w.kvU32(`${arch}.embedding_length`, embd));
   add((w) => w.kvU32(`${arch}.block_count`, layers));
-  add((w) => w.kvU32(`${arch}.feed_forward_length`, ff));
-  add((w) => w.kvU32(`${arch}.attention.head_count`, heads));
-  add((w) => w.kvU32(`${arch}.attention.head_count_kv`, kvHeads));
-  add((w) => w.kvU32(`${arch}.rope.dimension_count`, embd / heads));
-  add((w) => w.kvF32(`${arch}.rope.freq_base`, 10000));
+  if (arch === 'mamba2') {
+    const m = mambaDims(o.shape, o.ssm);
+    add((w) => w.kvU32(`${arch}.feed_forward_length`, 0));
+    add((w) => w.kvU32(`${arch}.attention.head_count`, 0));
+    add((w) => w.kvU32(`${arch}.ssm.conv_kernel`, MAMBA_CONV));
+    add((w) => w.kvU32(`${arch}.ssm.inner_size`, m.inner));
+    add((w) => w.kvU32(`${arch}.ssm.state_size`, o.ssm.state));
+    add((w) => w.kvU32(`${arch}.ssm.time_step_rank`, heads));
+    add((w) => w.kvU32(`${arch}.ssm.group_count`, o.ssm.groups));
+  } else {
+    add((w) => w.kvU32(`${arch}.feed_forward_length`, ff));
+    add((w) => w.kvU32(`${arch}.attention.head_count`, heads));
+    add((w) => w.kvU32(`${arch}.attention.head_count_kv`, kvHeads));
+    add((w) => w.kvU32(`${arch}.rope.dimension_count`, embd / heads));
+    add((w) => w.kvF32(`${arch}.rope.freq_base`, 10000));
+  }
   add((w) => w.kvF32(`${arch}.attention.layer_norm_rms_epsilon`, 1e-5));
   add((w) => w.kvU32(`${arch}.vocab_size`, vocab));
   if (o.slidingWindow !== undefined) {
