@@ -344,7 +344,7 @@ function render(
     [
       'KV cache',
       formatGB(f.kvCache),
-      `${t.contextCells} cells${t.windowCells < t.contextCells ? ` (${t.windowCells} in sliding-window layers)` : ''}, anonymous`,
+      `${t.contextCells} cells${t.windowCells < t.contextCells ? ` (${t.windowCells} in sliding-window layers)` : ''}${t.recurrentState > 0 ? `, recurrent state ${formatGB(t.recurrentState)}` : ''}, anonymous`,
     ],
     [
       'compute',

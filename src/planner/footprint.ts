@@ -113,6 +113,8 @@ export interface FootprintTerms {
   contextCells: number;
   /** KV cells over all sequences of the sliding-window layers (contextCells when there are none). */
   windowCells: number;
+  /** Recurrent state of all sequences (ModelSpec.recurrentStateBytes × parallel), in kvCache. */
+  recurrentState: number;
   /** Weights resident as file-backed pages / in anonymous memory / on the GPU. */
   weightsFile: number;
   weightsAnon: number;
@@ -667,6 +669,7 @@ export function predictFootprint(
     terms: {
       contextCells: cells,
       windowCells: perCell.window > 0 ? swaCells : cells,
+      recurrentState: r(config.parallel * recurrentPerSeq),
       weightsFile: r(weightsFile),
       weightsAnon: r(weightsAnon),
       weightsGpu: r(weightsGpu),
