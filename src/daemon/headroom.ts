@@ -178,6 +178,8 @@ export class Headroom {
   /** Pid files of the runners started, so the next daemon kills what a killed one left. */
   readonly #pids: RunnerPids;
   readonly #prepared = new Map<string, Prepared>();
+  /** Model files whose states are not kept (logged once each). */
+  readonly #stateNotKept = new Set<string>();
   /** Header reads under way, by file version: concurrent callers share one. */
   readonly #reading = new Map<string, Promise<Prepared>>();
   readonly #lastPlan = new Map<string, LoadPlan>();
@@ -796,7 +798,22 @@ export class Headroom {
   /** The key a model's saved state is filed under with a config (state/cache.ts stateKey). */
   async #stateKey(file: string, config: RunnerConfig): Promise<string | undefined> {
     if (config.engine === 'command') return undefined;
-    const { file: id } = await this.#read(file, undefined);
+    const { file: id, spec } = await this.#read(file, undefined);
+    const layers = {
+      slidingWindow: spec.slidingWindowLayers?.some(Boolean) ?? false,
+      recurrent: spec.recurrentLayers?.some(Boolean) ?? false,
+    };
+    const engine = this.engineOf(config);
+    if (engine.state && !engine.state.reusesRestored(layers)) {
+      if (!this.#stateNotKept.has(file)) {
+        this.#stateNotKept.add(file);
+        this.log.info(
+          { file, engine: engine.kind, ...layers },
+          'state not kept for this model: its engine does not go on from a restored state of its layers (docs/STATE.md)',
+        );
+      }
+      return undefined;
+    }
     return stateKey({
       file: { path: file, size: id.size, mtimeMs: id.mtimeMs },
       engine: config.engine ?? 'embedded',

@@ -118,6 +118,13 @@ export interface EngineState {
    * its own stream count (the cache rewrites one for another count, src/state/format.ts).
    */
   streams(config: RunnerConfig): number;
+  /**
+   * Whether the runner goes on from a restored state of a model with these layers when the next
+   * prompt leaves the state's last tokens (the usual follow-up: an answer's tail tokenizes
+   * otherwise in it). False: states of such a model are not kept, as they would be saved for
+   * nothing (docs/STATE.md).
+   */
+  reusesRestored(layers: { slidingWindow: boolean; recurrent: boolean }): boolean;
 }
 
 /** An error answer of a runner, rewritten into headroom's envelope. */

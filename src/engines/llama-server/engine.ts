@@ -226,6 +226,10 @@ const llamaServerState: EngineState = {
   },
   // --no-kv-unified (argv.ts): one stream per slot.
   streams: (config) => config.parallel,
+  // A restored slot of such a model holds the window layers' last window (or the recurrent state
+  // of its last token) and no context checkpoint: llama-server goes back to a checkpoint or
+  // evaluates the whole prompt again (measured: docs/STATE.md).
+  reusesRestored: ({ slidingWindow, recurrent }) => !slidingWindow && !recurrent,
   pinToSlot(body, slot) {
     return { ...body, id_slot: slot, cache_prompt: true };
   },
