@@ -484,7 +484,9 @@ export const configSchema = z
           .describe('Longest a load may go without progress. Defaults to 30s.'),
         stopGrace: durationSchema
           .default('5s')
-          .describe('SIGTERM-to-SIGKILL grace when stopping a runner. Defaults to 5s.'),
+          .describe(
+            'SIGTERM-to-SIGKILL grace when stopping a runner (at most 1s for an eviction under memory pressure: the runner is idle and the memory is wanted now). Defaults to 5s.',
+          ),
         healthInterval: durationSchema
           .default('5s')
           .describe(

@@ -20,7 +20,10 @@ class FakeRunner implements RunnerHandle {
     this.#listeners.add(l);
     return () => this.#listeners.delete(l);
   }
-  async stop(): Promise<void> {
+  /** The grace each stop() was given. */
+  readonly graces: Array<number | undefined> = [];
+  async stop(opts: { graceMs?: number } = {}): Promise<void> {
+    this.graces.push(opts.graceMs);
     this.stopped++;
     this.crash({ code: 0, signal: null });
   }
@@ -45,6 +48,7 @@ function setup(
   settings: Partial<CoreSettings> = {},
   bytesPerLoad = 0,
   prepare?: (entry: ModelEntry) => Promise<void>,
+  stopGraceMs = 10,
 ) {
   const catalog = new Map<string, ModelEntry>([
     ['a', { name: 'a', path: '/m/a.gguf', overrides: {} }],
@@ -59,7 +63,7 @@ function setup(
   const manager = new ModelManager({
     catalog: () => catalog,
     defaults,
-    stopGraceMs: 10,
+    stopGraceMs,
     settings,
     plan: (_e, _n, _room, base) => ({ fits: true, config: base, bytes: bytesPerLoad }),
     ...(prepare ? { prepare } : {}),
@@ -80,6 +84,30 @@ function setup(
 const tick = () => new Promise((r) => setImmediate(r));
 
 describe('ModelManager', () => {
+  it('gives a runner evicted for memory pressure a short grace, others the configured one', async () => {
+    const { manager, finishLoad } = setup({}, 1 << 20, undefined, 5000);
+    const a = manager.acquire('a');
+    await tick();
+    const runner = finishLoad(0);
+    (await a).release();
+    manager.reportPressure({
+      level: 'high',
+      excessBytes: 1 << 20,
+      throttled: false,
+      reasons: ['test'],
+      sampledAt: Date.now() + 1000,
+    });
+    await tick();
+    await tick();
+    expect(runner.graces).toEqual([1000]);
+    const b = manager.acquire('b');
+    await tick();
+    const other = finishLoad(1);
+    (await b).release();
+    await manager.unload('b');
+    expect(other.graces).toEqual([5000]);
+  });
+
   it('shares one load among concurrent requests (single flight)', async () => {
     const { manager, starts, finishLoad } = setup();
     const leases = [manager.acquire('a'), manager.acquire('a'), manager.acquire('a')];

@@ -909,7 +909,7 @@ export class ModelManager extends EventEmitter<{ event: [ManagerEvent] }> {
         }),
       )
       .catch(() => undefined)
-      .then(() => runner.stop({ graceMs: this.#opts.stopGraceMs }))
+      .then(() => runner.stop({ graceMs: stopGrace(o.reason, this.#opts.stopGraceMs) }))
       .finally(() => {
         // The exit listener normally reports first; this covers a handle that does not.
         if (!this.#running.has(r.id)) return;
@@ -943,6 +943,19 @@ export class ModelManager extends EventEmitter<{ event: [ManagerEvent] }> {
   #emitLater(e: ManagerEvent): void {
     queueMicrotask(() => this.emit('event', e));
   }
+}
+
+/**
+ * How long a stopping runner gets between SIGTERM and SIGKILL. An eviction for memory pressure
+ * stops an idle runner whose state was saved before: it has nothing left to finish, and the
+ * memory is wanted now. Measured in a cgroup near its limit (test/integration/pressure.test.ts):
+ * a runner starved of memory outlasted the usual grace of 5 s in about half the runs, while one
+ * that is not starved exits within ~50 ms.
+ */
+const PRESSURE_STOP_GRACE_MS = 1000;
+
+function stopGrace(reason: StopReason, configured: number): number {
+  return reason === 'pressure' ? Math.min(configured, PRESSURE_STOP_GRACE_MS) : configured;
 }
 
 function reasonText(r: StopReason): string {
