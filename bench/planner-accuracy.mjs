@@ -44,6 +44,9 @@
 //   profile's constants were fitted on.
 // - ls-heldout (19 cases): the held-out shapes, contexts up to 32768, 1–8 slots.
 // - ls-checks (2 cases): 8 slots on the 20M shape, measured after the held-out run, not fitted on.
+// - layouts (6 cases, either engine): memory layouts other than llama's, never fitted on: a Gemma 3
+//   shape (5 of 6 layers within a 512-token window: their KV cache is the window's) and a Mamba 2
+//   shape (a recurrent state per sequence, no KV cache), 1 and 2 slots.
 // `--rescore` re-predicts each saved row with the profile of the engine it was measured on.
 /* global setInterval, clearInterval, AbortSignal */
 import { spawn } from 'node:child_process';
@@ -155,6 +158,29 @@ const HELDOUT_SIZES = {
   tiny: { layers: 2, embd: 128, heads: 4, ff: 384, vocab: 8192, gqa: { 4: [4, 1] } },
 };
 Object.assign(SIZES, HELDOUT_SIZES);
+
+/** Other memory layouts (`--matrix layouts`): forged with the forge's other architectures. */
+const LAYOUT_SIZES = {
+  gemma3: {
+    layers: 12,
+    embd: 512,
+    heads: 8,
+    ff: 1536,
+    vocab: 8192,
+    forge: { architecture: 'gemma3', slidingWindow: 512 },
+    gqa: { 4: [8, 2] },
+  },
+  mamba2: {
+    layers: 12,
+    embd: 512,
+    heads: 16,
+    ff: 1536, // not written: Mamba 2 has no feed-forward
+    vocab: 8192,
+    forge: { architecture: 'mamba2', ssmState: 64, ssmGroups: 2 },
+    gqa: { 1: [16, 16] },
+  },
+};
+Object.assign(SIZES, LAYOUT_SIZES);
 
 /** Trained context of every forged bench model. */
 const TRAINED = 32768;
@@ -283,6 +309,15 @@ function matrix(kind) {
     ];
   // … and checks that fit neither: 8 slots on a training shape (the held-out 8-slot cases erred
   // low), run once after the held-out matrix and never used to fit.
+  if (kind === 'layouts')
+    return [
+      c('gemma3', 4, 'f16', 2048, true),
+      c('gemma3', 4, 'f16', 4096, true, 'f16', { parallel: 2 }),
+      c('gemma3', 4, 'f16', 8192, false),
+      c('mamba2', 1, 'f16', 2048, true),
+      c('mamba2', 1, 'f16', 4096, true, 'f16', { parallel: 2 }),
+      c('mamba2', 1, 'q8_0', 8192, true),
+    ];
   if (kind === 'ls-checks')
     return [
       c('20M', 4, 'f16', 1024, true, 'f16', { parallel: 8 }),
@@ -342,6 +377,7 @@ async function modelFor(size, gqa, type) {
         ? { params: s.params }
         : { layers: s.layers, embd: s.embd, heads, kvHeads, ff: s.ff, vocab: s.vocab }),
       ...(s.tied ? { tied: true } : {}),
+      ...s.forge,
       type,
       ctx: TRAINED,
       seed: 7,
