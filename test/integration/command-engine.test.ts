@@ -175,6 +175,25 @@ describe('a request to a runner whose port has closed', () => {
     expect(h!.manager.status('fake').state).toBe('failed');
   });
 
+  it("serves Ollama's /api/chat from a new runner too", async () => {
+    const url = await start(FAKE_MODEL);
+    const old = await closePort(url, 300);
+    const res = await fetch(`${url}/api/chat`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({
+        model: 'fake',
+        messages: [{ role: 'user', content: 'again' }],
+        stream: false,
+      }),
+    });
+    expect(res.status, await res.clone().text()).toBe(200);
+    // The fake runner streams nothing Ollama's translation reads as text: the answer is whole
+    // and done, which is what this shows.
+    expect(((await res.json()) as { done: boolean }).done).toBe(true);
+    expect(h!.manager.status('fake').pid).not.toBe(old);
+  });
+
   it('answers 502 runner_unreachable when the runner stays up with its port closed', async () => {
     const url = await start(FAKE_MODEL);
     const old = await closePort(url, 10_000);
