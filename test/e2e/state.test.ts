@@ -188,7 +188,7 @@ describeEachEngine('state across unloads', (engine) => {
   );
 
   it(
-    'a sliding-window model: kept where the engine goes on from a restored state, else not saved for nothing',
+    'a sliding-window model: restored and gone on from, or, where the runner would not, not saved for nothing',
     async () => {
       const d = await start({}, undefined, '1s', gemma3Model);
       const client = new OpenAI({ baseURL: `${d.url}/v1`, apiKey: 'unused', maxRetries: 0 });
@@ -203,12 +203,18 @@ describeEachEngine('state across unloads', (engine) => {
       const b = await chat(client, 'conv', turn2);
       const rb = await chat(client, 'ref', turn2);
       expect(b.content).toBe(rb.content);
-      if (engine.kind === 'embedded') {
+      // headroom's llama-server build goes on from such a restored slot (slot-checkpoints.patch,
+      // the build that also keeps streams' connections); another llama-server would evaluate the
+      // whole prompt, so nothing is kept for it (docs/STATE.md).
+      if (engine.kind === 'embedded' || engine.capabilities.keepAliveAfterStream) {
         expect(d.output()).toMatch(/state restored/);
+        console.log(`${engine.kind}: restored ${b.cached}, never unloaded ${rb.cached} cached`);
         expect(b.cached).toBeGreaterThan(32);
-        expect(b.cached).toBe(rb.cached);
+        // llama-server saves such a slot as of its newest checkpoint, where its last prompt
+        // ended: the answer after it is evaluated again (8 tokens here).
+        if (engine.kind === 'embedded') expect(b.cached).toBe(rb.cached);
+        else expect(b.cached).toBeLessThanOrEqual(rb.cached);
       } else {
-        // llama-server would evaluate the whole prompt after a restore (docs/STATE.md).
         expect(d.output()).toMatch(/state not kept for this model/);
         expect(d.output()).not.toMatch(/state saved before unload/);
         expect(await binFiles(d.home, 'conv')).toEqual([]);

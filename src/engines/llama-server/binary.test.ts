@@ -1,4 +1,4 @@
-import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -96,6 +96,14 @@ describe('resolveLlamaServer', () => {
       ),
     );
     await expect(readFile(path.join(path.dirname(built.path), 'runs.log'))).rejects.toThrow();
+
+    // A configured path that names the build (here through a link) is the build, patches and all.
+    const link = path.join(base, 'link-to-build');
+    await symlink(built.path, link);
+    expect(await resolveLlamaServer({ configuredPath: link, env })).toMatchObject({
+      obtained: 'built',
+      path: built.path,
+    });
   });
 
   it('does not pass over a configured path that is not executable', async () => {

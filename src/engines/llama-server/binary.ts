@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { constants } from 'node:fs';
-import { access, readFile, stat } from 'node:fs/promises';
+import { access, readFile, realpath, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { describeError } from '../../lib/errors.js';
@@ -111,6 +111,12 @@ export async function binaryVersion(binary: string, signal?: AbortSignal): Promi
   return version;
 }
 
+/** Whether two paths name the same file (symbolic links followed); false when either is gone. */
+async function samePath(a: string, b: string): Promise<boolean> {
+  const [ra, rb] = await Promise.all([realpath(a).catch(() => a), realpath(b).catch(() => b)]);
+  return ra === rb;
+}
+
 /** The built binary for this node-llama-cpp, the best backend first; or the failure recorded. */
 export async function findBuilt(
   env: NodeJS.ProcessEnv = process.env,
@@ -174,6 +180,10 @@ export async function resolveLlamaServer(
         reason: `the configured llama-server ${configured} is not an executable file`,
         fix: 'point the configuration at a llama-server binary, or remove the setting to use the one on PATH or the built one',
       };
+    // The configuration may name headroom's own build: then it carries the build's patches.
+    const built = await findBuilt(env).catch(() => undefined);
+    if (built && 'built' in built && (await samePath(built.built.path, configured)))
+      return built.built;
     try {
       const version = await binaryVersion(configured, opts.signal);
       return { path: configured, version, backend: 'unknown', obtained: 'config' };

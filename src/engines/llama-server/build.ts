@@ -22,7 +22,7 @@ export type BuildHow = 'prebuilt-libs' | 'full-source';
  * LLAMA_SERVER_PATCHES): the cache key changes with it, so an old build is never mistaken for a
  * new one.
  */
-export const RECIPE_VERSION = 3;
+export const RECIPE_VERSION = 4;
 
 /**
  * headroom's patches to llama.cpp, files in src/engines/llama-server/patches/, applied in this
@@ -33,10 +33,13 @@ export const RECIPE_VERSION = 3;
  *   (capabilities.cancelsPromptEvaluation).
  * - keep-alive-stream.patch: a streamed answer leaves its connection open for the next request
  *   (capabilities.keepAliveAfterStream).
+ * - slot-checkpoints.patch: a saved slot of a model with sliding-window or recurrent layers is
+ *   gone on from after its restore (state.reusesRestored).
  */
 export const LLAMA_SERVER_PATCHES: readonly string[] = [
   'cancel-prompt.patch',
   'keep-alive-stream.patch',
+  'slot-checkpoints.patch',
 ];
 
 /** What the product depends on; hashed into the cache key. */

@@ -31,8 +31,9 @@ export interface LlamaServerEngineOptions {
   extraArgs?: readonly string[];
   /**
    * The binary carries headroom's patches (the one npm install builds does): a client that leaves
-   * stops its prompt's evaluation, and a streamed answer keeps its connection open. A binary from
-   * PATH or the config has neither. Defaults to false.
+   * stops its prompt's evaluation, a streamed answer keeps its connection open, and a saved slot
+   * of a sliding-window or recurrent model is gone on from after its restore. A binary from PATH
+   * or the config has none of them. Defaults to false.
    */
   patched?: boolean;
 }
@@ -73,9 +74,18 @@ export class LlamaServerEngine implements Engine {
       backpressure: false,
       keepAliveAfterStream: opts.patched === true,
     };
+    this.state = {
+      ...llamaServerState,
+      // A restored slot of such a model holds the window layers' last window (or the recurrent
+      // state of its last token): an unpatched llama-server, with no context checkpoint to go
+      // back to, evaluates the whole prompt again; headroom's build saves the slot as of its
+      // newest checkpoint and takes one at the restore (slot-checkpoints.patch, docs/STATE.md).
+      reusesRestored: ({ slidingWindow, recurrent }) =>
+        opts.patched === true || (!slidingWindow && !recurrent),
+    };
   }
 
-  readonly state: EngineState = llamaServerState;
+  readonly state: EngineState;
 
   get binary(): string {
     return this.#opts.binary;
@@ -226,9 +236,6 @@ const llamaServerState: EngineState = {
   },
   // --no-kv-unified (argv.ts): one stream per slot.
   streams: (config) => config.parallel,
-  // A restored slot of such a model holds the window layers' last window (or the recurrent state
-  // of its last token) and no context checkpoint: llama-server goes back to a checkpoint or
-  // evaluates the whole prompt again (measured: docs/STATE.md).
   reusesRestored: ({ slidingWindow, recurrent }) => !slidingWindow && !recurrent,
   pinToSlot(body, slot) {
     return { ...body, id_slot: slot, cache_prompt: true };
