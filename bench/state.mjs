@@ -14,7 +14,12 @@
 // `--params N` uses the forge's own shape for N parameters instead (F16): the small ones are
 // 8 layers of 448 wide, heads of 32, where attention outweighs the weights at long contexts.
 //
+// `--arch gemma3` makes the slice Gemma 3's block, whose layers attend within a `--sliding-window`
+// (default 1024, Gemma 3's) in 5 of every 6: on llama-server such a slot is restored through
+// headroom's slot-checkpoints patch (docs/STATE.md). Give it `--layers 6` (one whole layer).
+//
 //   npm run build && node bench/state.mjs [--layers 2] [--params 25M] [--tokens 2000,8000,16000]
+//     [--arch llama|gemma3] [--sliding-window 1024]
 import { mkdir, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -33,6 +38,8 @@ const { values } = parseArgs({
     'switch-tokens': { type: 'string', default: '2000,8000' },
     threads: { type: 'string', default: '2' },
     engine: { type: 'string', default: 'llama-server' },
+    arch: { type: 'string', default: 'llama' },
+    'sliding-window': { type: 'string', default: '1024' },
   },
 });
 const SIZES = values.tokens.split(',').map(Number);
@@ -48,13 +55,16 @@ const SLICE = {
   ff: 14336,
   vocab: 8192,
   type: 'q8_0',
+  ...(values.arch === 'gemma3'
+    ? { architecture: 'gemma3', slidingWindow: Number(values['sliding-window']) }
+    : {}),
 };
 const shape =
   values.params !== undefined ? { params: parseParamCount(values.params), type: 'f16' } : SLICE;
 const MODEL =
   values.params !== undefined
     ? `state-${values.params.toLowerCase()}`
-    : `state-slice-8b-l${SLICE.layers}`;
+    : `state-slice-8b-l${SLICE.layers}${values.arch === 'gemma3' ? `-gemma3-w${values['sliding-window']}` : ''}`;
 const file = path.join(modelsDir, `${MODEL}.gguf`);
 if (!(await stat(file).catch(() => null)))
   await forgeModel({ out: file, ...shape, ctx: 32768, chatTemplate: 'chatml', seed: 11 });
