@@ -527,24 +527,24 @@ function planTensors(o: ResolvedOptions): TensorPlan[] {
       });
       w(`blk.${i}.ssm_out.weight`, [m.inner, embd]);
     }
-  }
-  for (let i = 0; o.architecture !== 'mamba2' && i < layers; i++) {
-    n(`blk.${i}.attn_norm.weight`);
-    w(`blk.${i}.attn_q.weight`, [embd, embd]);
-    w(`blk.${i}.attn_k.weight`, [embd, kvDim]);
-    w(`blk.${i}.attn_v.weight`, [embd, kvDim]);
-    if (gemma) {
-      n(`blk.${i}.attn_q_norm.weight`, embd / heads);
-      n(`blk.${i}.attn_k_norm.weight`, embd / heads);
+  } else
+    for (let i = 0; i < layers; i++) {
+      n(`blk.${i}.attn_norm.weight`);
+      w(`blk.${i}.attn_q.weight`, [embd, embd]);
+      w(`blk.${i}.attn_k.weight`, [embd, kvDim]);
+      w(`blk.${i}.attn_v.weight`, [embd, kvDim]);
+      if (gemma) {
+        n(`blk.${i}.attn_q_norm.weight`, embd / heads);
+        n(`blk.${i}.attn_k_norm.weight`, embd / heads);
+      }
+      w(`blk.${i}.attn_output.weight`, [embd, embd]);
+      if (gemma) n(`blk.${i}.post_attention_norm.weight`);
+      n(`blk.${i}.ffn_norm.weight`);
+      w(`blk.${i}.ffn_gate.weight`, [embd, ff]);
+      w(`blk.${i}.ffn_down.weight`, [ff, embd]);
+      w(`blk.${i}.ffn_up.weight`, [embd, ff]);
+      if (gemma) n(`blk.${i}.post_ffw_norm.weight`);
     }
-    w(`blk.${i}.attn_output.weight`, [embd, embd]);
-    if (gemma) n(`blk.${i}.post_attention_norm.weight`);
-    n(`blk.${i}.ffn_norm.weight`);
-    w(`blk.${i}.ffn_gate.weight`, [embd, ff]);
-    w(`blk.${i}.ffn_down.weight`, [ff, embd]);
-    w(`blk.${i}.ffn_up.weight`, [embd, ff]);
-    if (gemma) n(`blk.${i}.post_ffw_norm.weight`);
-  }
   n('output_norm.weight');
   if (!o.tied) w('output.weight', [embd, vocab]);
   let offset = 0;

@@ -180,16 +180,27 @@ function swaLayers(
   layers: number,
   arch: { period: number },
 ): boolean[] {
-  if (Array.isArray(pattern) && pattern.length > 0 && typeof pattern[0] === 'boolean')
-    return Array.from({ length: layers }, (_, i) => pattern[i] === true);
+  const listed = layerFlags(pattern, layers);
+  if (listed) return listed;
   const explicit = pattern === undefined ? undefined : toNumbers(pattern);
-  if (explicit && explicit.length > 1)
-    return Array.from({ length: layers }, (_, i) => (explicit[i] ?? 0) !== 0);
   const period =
     explicit?.length === 1 && Number.isSafeInteger(explicit[0]) && explicit[0]! >= 0
       ? explicit[0]!
       : arch.period;
   return Array.from({ length: layers }, (_, i) => period === 0 || i % period < period - 1);
+}
+
+/**
+ * A per-layer key given as one flag per layer (booleans, or numbers: non-zero is set), as
+ * llama.cpp's get_arr reads it; undefined when the value is no such list (absent, or a scalar).
+ */
+function layerFlags(v: GgufValue | undefined, layers: number): boolean[] | undefined {
+  if (Array.isArray(v) && v.length > 0 && typeof v[0] === 'boolean')
+    return Array.from({ length: layers }, (_, i) => v[i] === true);
+  const numbers = v === undefined ? undefined : toNumbers(v);
+  if (numbers && numbers.length > 1)
+    return Array.from({ length: layers }, (_, i) => (numbers[i] ?? 0) !== 0);
+  return undefined;
 }
 
 /**
@@ -231,11 +242,8 @@ function recurrentLayers(
     case 'no-kv-no-ff':
       return each((i) => at(kv, i) === 0 && at(ff, i) === 0);
     case 'interval': {
-      const listed = get('attention.recurrent_layers');
-      if (Array.isArray(listed) && listed.length > 0 && typeof listed[0] === 'boolean')
-        return each((i) => listed[i] === true);
-      const numbers = listed === undefined ? undefined : toNumbers(listed);
-      if (numbers && numbers.length > 1) return each((i) => (numbers[i] ?? 0) !== 0);
+      const listed = layerFlags(get('attention.recurrent_layers'), layers);
+      if (listed) return listed;
       const interval = toNumbers(get('full_attention_interval') ?? 4)?.[0] ?? 4;
       return each((i) => interval > 0 && (i + 1) % interval !== 0);
     }

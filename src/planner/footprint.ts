@@ -138,7 +138,10 @@ export interface FootprintTerms {
   modelHost: number;
   /** The KV cache's per-cell bookkeeping on the host (FOOTPRINT_CONSTANTS.kvCellHost). */
   kvCellHost: number;
-  /** Context checkpoints of a sliding-window model's window cache (FootprintProfile.contextCheckpoints). */
+  /**
+   * Context checkpoints of a sliding-window model's window cache and a recurrent model's state
+   * (FootprintProfile.contextCheckpoints).
+   */
   contextCheckpoints: number;
   /** Copies of the sequences' token arrays awaiting V8 (FOOTPRINT_CONSTANTS.tokenGarbageMax). */
   tokenGarbage: number;

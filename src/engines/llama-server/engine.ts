@@ -194,7 +194,7 @@ const count = (v: unknown): number => (typeof v === 'number' && Number.isFinite(
  * /tokenize with the special tokens added and parsed, as its completion handler does. `id_slot`
  * in a body runs it in that slot, whose cells it reuses for the common prefix.
  */
-const llamaServerState: EngineState = {
+const llamaServerState: Omit<EngineState, 'reusesRestored'> = {
   async slots(url: string, signal: AbortSignal): Promise<SlotView[]> {
     const res = await fetch(new URL('/slots', url), { signal });
     if (!res.ok) throw new Error(`GET /slots answered ${res.status}`);
@@ -236,7 +236,6 @@ const llamaServerState: EngineState = {
   },
   // --no-kv-unified (argv.ts): one stream per slot.
   streams: (config) => config.parallel,
-  reusesRestored: ({ slidingWindow, recurrent }) => !slidingWindow && !recurrent,
   pinToSlot(body, slot) {
     return { ...body, id_slot: slot, cache_prompt: true };
   },
